@@ -1,0 +1,59 @@
+"""MicroFS: an embedded feature store.
+
+Feature groups are versioned Delta tables on local disk, feature views run as lazy Polars
+query plans with point-in-time joins on event time, and an in-process key-value cache
+built from the latest snapshots is the online store.
+
+>>> import microfs as mfs
+>>> issubclass(mfs.NotFoundError, mfs.MicroFSError)
+True
+"""
+
+from __future__ import annotations
+
+from microfs.errors import (
+    AlreadyExistsError,
+    CommitConflictError,
+    DefinitionError,
+    DuplicateKeyError,
+    InvalidNameError,
+    MicroFSError,
+    NotFittedError,
+    NotFoundError,
+    SchemaError,
+    TimestampError,
+    VacuumError,
+)
+from microfs.feature_group import (
+    Commit,
+    CompactResult,
+    FeatureGroup,
+    FeatureGroupDefinition,
+    InsertResult,
+    VacuumResult,
+)
+from microfs.store import FeatureStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExistsError",
+    "Commit",
+    "CommitConflictError",
+    "CompactResult",
+    "DefinitionError",
+    "DuplicateKeyError",
+    "FeatureGroup",
+    "FeatureGroupDefinition",
+    "FeatureStore",
+    "InsertResult",
+    "InvalidNameError",
+    "MicroFSError",
+    "NotFittedError",
+    "NotFoundError",
+    "SchemaError",
+    "TimestampError",
+    "VacuumError",
+    "VacuumResult",
+    "__version__",
+]

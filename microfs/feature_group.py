@@ -1,0 +1,665 @@
+"""Feature groups: versioned Delta tables with upserts, time travel and a strict write path.
+
+This is the one module that talks to ``deltalake``. A feature group version is one Delta
+table under ``<lake>/feature_groups/<name>/v<version>/``; any Delta reader can read it as
+a plain table.
+
+An insert is one Delta commit, all or nothing, with upsert semantics on (primary keys,
+event time). When the batch provably cannot overlap stored rows (some key column's value
+range in the batch is disjoint from the stored range, e.g. every event time is later
+than the stored maximum), it is a plain append; otherwise it is a merge whose predicate
+carries the batch's key ranges, so Delta prunes the files that cannot hold a match.
+
+Writers of one group on one machine take turns through a lock file; a commit that still
+conflicts (another Delta writer) is retried with jittered backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from microfs.errors import (
+    CommitConflictError,
+    DefinitionError,
+    NotFoundError,
+    SchemaError,
+)
+from microfs.schema import check_name, normalize_schema, polars_dtype, prepare_batch
+
+__all__ = [
+    "Commit",
+    "CompactResult",
+    "FeatureGroup",
+    "FeatureGroupDefinition",
+    "InsertResult",
+    "VacuumResult",
+]
+
+_MAX_ATTEMPTS = 8
+_BACKOFF_SECONDS = 0.05
+_DEFAULT_RETENTION = timedelta(days=7)
+_RANGE_TYPES = (
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "date",
+    "datetime",
+)
+
+
+@dataclass(frozen=True)
+class FeatureGroupDefinition:
+    """The immutable definition of one feature group version, stored as JSON.
+
+    >>> d = FeatureGroupDefinition.build(
+    ...     name="user_profile", primary_keys=["user_id"], event_time="timestamp",
+    ...     schema={"user_id": "int64", "timestamp": "datetime64[ns, utc]", "age": "int64"})
+    >>> d.features
+    ('age',)
+    """
+
+    name: str
+    version: int
+    primary_keys: tuple[str, ...]
+    event_time: str | None
+    schema: Mapping[str, str]
+    online_keys: tuple[str, ...] | None = None
+    description: str = ""
+    feature_descriptions: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        primary_keys: Sequence[str],
+        schema: Mapping[str, object],
+        event_time: str | None = None,
+        version: int = 1,
+        online_keys: Sequence[str] | None = None,
+        description: str = "",
+        feature_descriptions: Mapping[str, str] | None = None,
+    ) -> FeatureGroupDefinition:
+        """Check a user-given definition and return it with canonical types."""
+        check_name(name, what="feature group name")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise DefinitionError(f"version must be a positive integer, got {version!r}")
+        canonical = normalize_schema(schema)
+        if isinstance(primary_keys, str):
+            primary_keys = [primary_keys]
+        keys = tuple(primary_keys)
+        if not keys:
+            raise DefinitionError(
+                f"feature group {name!r} needs at least one primary key column, e.g. "
+                "primary_keys=['user_id']"
+            )
+        _check_columns(name, "primary key", keys, canonical)
+        if len(set(keys)) != len(keys):
+            raise DefinitionError(f"primary_keys {list(keys)} name a column twice")
+        if event_time is not None:
+            _check_columns(name, "event time", [event_time], canonical)
+            if canonical[event_time] != "datetime":
+                raise DefinitionError(
+                    f"event time column {event_time!r} has type {canonical[event_time]}; "
+                    "give it the type 'datetime64[ns, utc]'"
+                )
+            if event_time in keys:
+                raise DefinitionError(
+                    f"event time column {event_time!r} is also a primary key; the upsert key "
+                    "is (primary keys, event time) already, so list it only as event_time"
+                )
+        online: tuple[str, ...] | None = None
+        if online_keys is not None:
+            if isinstance(online_keys, str):
+                online_keys = [online_keys]
+            online = tuple(online_keys)
+            _check_columns(name, "online key", online, canonical)
+            if not online:
+                raise DefinitionError(
+                    "online_keys is empty; give the key columns to serve by, or None"
+                )
+        descriptions = dict(feature_descriptions or {})
+        _check_columns(name, "described feature", list(descriptions), canonical)
+        return cls(
+            name=name,
+            version=version,
+            primary_keys=keys,
+            event_time=event_time,
+            schema=canonical,
+            online_keys=online,
+            description=description,
+            feature_descriptions=descriptions,
+        )
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Columns that are neither primary keys nor the event time, in schema order."""
+        skip = {*self.primary_keys, self.event_time}
+        return tuple(c for c in self.schema if c not in skip)
+
+    @property
+    def upsert_keys(self) -> tuple[str, ...]:
+        """The columns that identify a row: primary keys and the event time."""
+        return (*self.primary_keys, *([self.event_time] if self.event_time else []))
+
+    def polars_schema(self) -> pl.Schema:
+        """The stored Polars schema."""
+        return pl.Schema({c: polars_dtype(t) for c, t in self.schema.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "primary_keys": list(self.primary_keys),
+            "event_time": self.event_time,
+            "schema": dict(self.schema),
+            "column_order": list(self.schema),
+            "online_keys": list(self.online_keys) if self.online_keys is not None else None,
+            "description": self.description,
+            "feature_descriptions": dict(self.feature_descriptions),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureGroupDefinition:
+        """Read the form written by :meth:`to_dict`."""
+        schema = data["schema"]
+        order = data.get("column_order") or list(schema)
+        online = data.get("online_keys")
+        return cls(
+            name=data["name"],
+            version=int(data["version"]),
+            primary_keys=tuple(data["primary_keys"]),
+            event_time=data.get("event_time"),
+            schema={c: schema[c] for c in order},
+            online_keys=tuple(online) if online is not None else None,
+            description=data.get("description", ""),
+            feature_descriptions=dict(data.get("feature_descriptions") or {}),
+        )
+
+
+def _check_columns(
+    group: str, what: str, columns: Sequence[str], schema: Mapping[str, str]
+) -> None:
+    for column in columns:
+        if column not in schema:
+            raise DefinitionError(
+                f"{what} column {column!r} of feature group {group!r} is not in its schema; "
+                f"schema columns: {', '.join(schema)}"
+            )
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    """What one insert did.
+
+    Attributes:
+        version: the Delta table version after the insert.
+        rows_inserted: rows appended (new key and event time).
+        rows_updated: stored rows replaced (same key and event time).
+        mode: ``"append"`` (fast path), ``"merge"`` (upsert) or ``"noop"`` (empty batch).
+    """
+
+    version: int
+    rows_inserted: int
+    rows_updated: int
+    mode: Literal["append", "merge", "noop"]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One entry of a feature group's history."""
+
+    version: int
+    timestamp: datetime
+    operation: str
+    rows: int | None
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    """What a compaction did."""
+
+    version: int
+    files_removed: int
+    files_added: int
+
+
+@dataclass(frozen=True)
+class VacuumResult:
+    """What a vacuum deleted (or would delete, for a dry run)."""
+
+    files: tuple[str, ...]
+    dry_run: bool
+    kept_versions: tuple[int, ...]
+    broken: tuple[str, ...] = ()
+
+
+CommitListener = Callable[["FeatureGroup", InsertResult], None]
+PinsProvider = Callable[[], Mapping[int, Sequence[str]]]
+
+
+class FeatureGroup:
+    """One version of a feature group: its definition and its Delta table.
+
+    Get one from :meth:`microfs.FeatureStore.create_feature_group` or
+    :meth:`microfs.FeatureStore.get_feature_group`.
+    """
+
+    def __init__(
+        self,
+        definition: FeatureGroupDefinition,
+        path: Path,
+        *,
+        on_commit: CommitListener | None = None,
+        pins: PinsProvider | None = None,
+    ) -> None:
+        self.definition = definition
+        self.path = path
+        self._on_commit = on_commit
+        self._pins = pins
+
+    # -- definition --------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The group's name."""
+        return self.definition.name
+
+    @property
+    def version(self) -> int:
+        """The definition version (not the Delta table version)."""
+        return self.definition.version
+
+    @property
+    def primary_keys(self) -> list[str]:
+        """Primary key columns."""
+        return list(self.definition.primary_keys)
+
+    @property
+    def event_time(self) -> str | None:
+        """The event-time column, or None for a static group."""
+        return self.definition.event_time
+
+    @property
+    def online_keys(self) -> list[str] | None:
+        """Columns the online store serves by, or None when the group is offline only."""
+        keys = self.definition.online_keys
+        return list(keys) if keys is not None else None
+
+    @property
+    def features(self) -> list[str]:
+        """Columns that are neither primary keys nor the event time."""
+        return list(self.definition.features)
+
+    @property
+    def schema(self) -> pl.Schema:
+        """The stored Polars schema."""
+        return self.definition.polars_schema()
+
+    @property
+    def description(self) -> str:
+        """Free text describing the group."""
+        return self.definition.description
+
+    def __repr__(self) -> str:
+        return f"FeatureGroup(name={self.name!r}, version={self.version})"
+
+    # -- Delta table ---------------------------------------------------------------------
+
+    def create_table(self) -> None:
+        """Create the empty Delta table (table version 0) unless it exists."""
+        if DeltaTable.is_deltatable(str(self.path)):
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(DeltaError):
+            DeltaTable.create(
+                str(self.path),
+                self.schema.to_arrow(),
+                mode="ignore",
+                name=self.name,
+                description=self.description or None,
+                commit_properties=CommitProperties(custom_metadata={"microfs.operation": "create"}),
+            )
+
+    def _table(self, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(str(self.path), version=version)
+        except DeltaError as exc:
+            if version is not None:
+                latest = self.table_version()
+                raise NotFoundError(
+                    f"feature group {self.name!r} has no table version {version}; versions "
+                    f"0..{latest} exist"
+                ) from exc
+            raise NotFoundError(
+                f"the Delta table of feature group {self.name!r} is missing at {self.path}"
+            ) from exc
+
+    def table_version(self) -> int:
+        """The latest Delta table version."""
+        version: int = self._table().version()
+        return version
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def insert(self, df: object) -> InsertResult:
+        """Upsert a batch on (primary keys, event time) in one Delta commit.
+
+        Rows whose key and event time are stored already replace the stored rows; the
+        others are appended. Takes a Polars, pandas or Arrow table; bad input raises a
+        :class:`microfs.SchemaError` (or subclass) and writes nothing.
+        """
+        d = self.definition
+        batch = prepare_batch(df, d.schema, primary_keys=d.primary_keys, event_time=d.event_time)
+        if batch.height == 0:
+            return InsertResult(self.table_version(), 0, 0, "noop")
+        batch = batch.sort(
+            list(d.upsert_keys if d.event_time is None else (d.event_time, *d.primary_keys))
+        )
+        with self._writer_lock():
+            result = self._with_retries(lambda: self._write(batch))
+        if self._on_commit is not None:
+            self._on_commit(self, result)
+        return result
+
+    def _write(self, batch: pl.DataFrame) -> InsertResult:
+        table = self._table()
+        ranges = _batch_ranges(batch, self._range_columns())
+        meta = CommitProperties(
+            custom_metadata={"microfs.operation": "insert", "microfs.rows": str(batch.height)},
+            max_commit_retries=0,
+        )
+        if _cannot_overlap(table, ranges):
+            write_deltalake(table, batch.to_arrow(), mode="append", commit_properties=meta)
+            return InsertResult(table.version(), batch.height, 0, "append")
+        keys = self.definition.upsert_keys
+        condition = " AND ".join(
+            [f"t.{_quote(k)} = s.{_quote(k)}" for k in keys]
+            + [
+                f"t.{_quote(col)} >= {_literal(lo)} AND t.{_quote(col)} <= {_literal(hi)}"
+                for col, (lo, hi) in ranges.items()
+            ]
+        )
+        metrics = (
+            table.merge(
+                batch.to_arrow(),
+                predicate=condition,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=meta,
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return InsertResult(
+            table.version(),
+            int(metrics["num_target_rows_inserted"]),
+            int(metrics["num_target_rows_updated"]),
+            "merge",
+        )
+
+    def _range_columns(self) -> list[str]:
+        d = self.definition
+        return [c for c in d.upsert_keys if d.schema[c] in _RANGE_TYPES]
+
+    def _with_retries(self, action: Callable[[], InsertResult]) -> InsertResult:
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                return action()
+            except CommitFailedError as exc:
+                if attempt == _MAX_ATTEMPTS - 1:
+                    raise CommitConflictError(
+                        f"insert into feature group {self.name!r} conflicted with other "
+                        f"writers {_MAX_ATTEMPTS} times; nothing was written, retry later: {exc}"
+                    ) from exc
+                time.sleep(_BACKOFF_SECONDS * (2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        lock = self.path.parent / f".{self.path.name}.lock"
+        with lock.open("a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def resolve_version(self, *, version: int | None = None, as_of: datetime | None = None) -> int:
+        """The Delta table version that ``version`` or ``as_of`` (a commit time) selects."""
+        if version is not None and as_of is not None:
+            raise DefinitionError("give either version= or as_of=, not both")
+        latest = self.table_version()
+        if version is not None:
+            if (
+                isinstance(version, bool)
+                or not isinstance(version, int)
+                or not (0 <= version <= latest)
+            ):
+                raise NotFoundError(
+                    f"feature group {self.name!r} has no table version {version!r}; versions "
+                    f"0..{latest} exist"
+                )
+            return version
+        if as_of is None:
+            return latest
+        if not isinstance(as_of, datetime) or as_of.tzinfo is None:
+            raise SchemaError(
+                f"as_of={as_of!r} must be a timezone-aware datetime, e.g. "
+                "datetime(2024, 1, 1, tzinfo=timezone.utc)"
+            )
+        history = self.history()
+        chosen = [c.version for c in history if c.timestamp <= as_of]
+        if not chosen:
+            first = min(c.timestamp for c in history)
+            raise NotFoundError(
+                f"feature group {self.name!r} did not exist at {as_of.isoformat()}; its first "
+                f"commit is at {first.isoformat()}"
+            )
+        return max(chosen)
+
+    def scan(self, version: int | None = None, as_of: datetime | None = None) -> pl.LazyFrame:
+        """A lazy scan of the table at a version (or commit time); the latest by default.
+
+        >>> fg.scan().filter(pl.col("age") > 30).collect()  # doctest: +SKIP
+        """
+        resolved = self.resolve_version(version=version, as_of=as_of)
+        files = self._table(resolved).file_uris()
+        missing = [f for f in files if not Path(f.removeprefix("file://")).exists()]
+        if missing:
+            raise NotFoundError(
+                f"table version {resolved} of feature group {self.name!r} was vacuumed "
+                f"({len(missing)} data file(s) are gone); read a later version"
+            )
+        return pl.scan_delta(str(self.path), version=resolved)
+
+    def read(self, version: int | None = None, as_of: datetime | None = None) -> pl.DataFrame:
+        """Like :meth:`scan`, collected."""
+        return self.scan(version=version, as_of=as_of).collect()
+
+    def count(self, version: int | None = None) -> int:
+        """Rows at a table version, from the Delta log's statistics."""
+        return int(self._table(version).count())
+
+    def history(self) -> list[Commit]:
+        """The table's commits, oldest first."""
+        entries = self._table().history()
+        commits = [
+            Commit(
+                version=int(e["version"]),
+                timestamp=datetime.fromtimestamp(e["timestamp"] / 1000, tz=timezone.utc),
+                operation=str(e.get("operation", "")),
+                rows=_rows_of(e),
+            )
+            for e in entries
+        ]
+        return sorted(commits, key=lambda c: c.version)
+
+    def added_since(self, version: int) -> tuple[int, pl.LazyFrame] | None:
+        """Rows added by append commits after ``version``, with the latest version.
+
+        Returns None when a commit since then was anything but a plain append (a merge
+        rewrote files), so a reader must rebuild from the full snapshot.
+        """
+        table = self._table()
+        latest: int = table.version()
+        if latest == version:
+            return latest, self.schema_frame()
+        for entry in table.history(latest - version):
+            if int(entry["version"]) > version and not (
+                entry.get("operation") == "WRITE"
+                and entry.get("operationParameters", {}).get("mode") == "Append"
+            ):
+                return None
+        before = set(self._table(version).file_uris())
+        new = [f for f in table.file_uris() if f not in before]
+        if not new:
+            return latest, self.schema_frame()
+        return latest, pl.scan_parquet(new, schema=self.schema)
+
+    def schema_frame(self) -> pl.LazyFrame:
+        """An empty frame with the group's schema."""
+        return pl.LazyFrame(schema=self.schema)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def compact(self) -> CompactResult:
+        """Rewrite small files into larger ones (a new table version, same rows)."""
+        with self._writer_lock():
+            metrics = self._table().optimize.compact(
+                commit_properties=CommitProperties(custom_metadata={"microfs.operation": "compact"})
+            )
+        return CompactResult(
+            version=self.table_version(),
+            files_removed=int(metrics.get("numFilesRemoved", 0)),
+            files_added=int(metrics.get("numFilesAdded", 0)),
+        )
+
+    def vacuum(
+        self,
+        retention: timedelta = _DEFAULT_RETENTION,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> VacuumResult:
+        """Delete data files no longer needed by versions newer than ``retention``.
+
+        Files that recorded training datasets need are kept, so their data stays
+        reproducible; ``force=True`` deletes those too and names the training datasets
+        it breaks. The default retention (7 days) is far longer than any write.
+        """
+        if not isinstance(retention, timedelta) or retention < timedelta(0):
+            raise DefinitionError(
+                f"retention={retention!r} must be a non-negative datetime.timedelta"
+            )
+        pins = dict(self._pins()) if self._pins is not None else {}
+        keep = sorted(pins) if not force else []
+        hours = int(retention.total_seconds() // 3600)
+        with self._writer_lock():
+            table = self._table()
+            would = table.vacuum(
+                retention_hours=hours,
+                dry_run=True,
+                enforce_retention_duration=False,
+                keep_versions=keep or None,
+            )
+            broken: list[str] = []
+            if force and pins:
+                gone = set(would)
+                for pinned, datasets in sorted(pins.items()):
+                    needed = {Path(u).name for u in self._table(pinned).file_uris()}
+                    if needed & {Path(g).name for g in gone}:
+                        broken.extend(datasets)
+            if dry_run:
+                files = would
+            else:
+                files = table.vacuum(
+                    retention_hours=hours,
+                    dry_run=False,
+                    enforce_retention_duration=False,
+                    keep_versions=keep or None,
+                    commit_properties=CommitProperties(
+                        custom_metadata={"microfs.operation": "vacuum"}
+                    ),
+                )
+        return VacuumResult(
+            files=tuple(files), dry_run=dry_run, kept_versions=tuple(keep), broken=tuple(broken)
+        )
+
+
+def _rows_of(entry: Mapping[str, Any]) -> int | None:
+    metrics = entry.get("operationMetrics") or {}
+    if "num_added_rows" in metrics:
+        return int(metrics["num_added_rows"])
+    if "num_target_rows_inserted" in metrics:
+        return int(metrics["num_target_rows_inserted"]) + int(
+            metrics.get("num_target_rows_updated", 0)
+        )
+    return None
+
+
+def _batch_ranges(batch: pl.DataFrame, columns: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+    if not columns:
+        return {}
+    row = batch.select(
+        [pl.col(c).min().alias(f"{c}\x00min") for c in columns]
+        + [pl.col(c).max().alias(f"{c}\x00max") for c in columns]
+    ).row(0)
+    n = len(columns)
+    return {c: (row[i], row[n + i]) for i, c in enumerate(columns)}
+
+
+def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, tuple[Any, Any]]) -> bool:
+    """True when no stored row can share a key with the batch, judged from file statistics.
+
+    A row overlaps only if all its key columns are equal, so one key column whose batch
+    range lies outside every stored file's range proves the batch disjoint.
+    """
+    actions = pl.DataFrame(table.get_add_actions(flatten=True))
+    if actions.height == 0:
+        return True
+    for column, (lo, hi) in ranges.items():
+        low_name, high_name = f"min.{column}", f"max.{column}"
+        if low_name not in actions.columns or high_name not in actions.columns:
+            continue
+        stats = actions.select(low_name, high_name)
+        if stats.null_count().sum_horizontal().item():
+            continue
+        stored_lo, stored_hi = stats.select(pl.col(low_name).min(), pl.col(high_name).max()).row(0)
+        if hi < stored_lo or lo > stored_hi:
+            return True
+    return False
+
+
+def _quote(column: str) -> str:
+    return f"`{column}`"
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, datetime):
+        text = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return f"'{text}'"
+    if hasattr(value, "isoformat"):
+        return f"'{value.isoformat()}'"
+    return repr(int(value))

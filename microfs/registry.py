@@ -1,0 +1,207 @@
+"""The registry: human-readable JSON definitions in the lake.
+
+Layout under the lake root::
+
+    feature_groups/<name>/v<version>.json          a feature group definition
+    feature_groups/<name>/v<version>/              its Delta table
+    feature_views/<name>/v<version>.json           a feature view definition
+    feature_views/<name>/v<version>/params/<n>.json           fitted transformation parameters
+    feature_views/<name>/v<version>/training_datasets/<n>.json training dataset metadata
+
+Every file is written once and never changed: to a temporary file first, then linked
+into place, which fails if the target exists. So two processes creating the same
+definition at once cannot leave a half-written file: one wins, and the other gets the
+same definition back (if identical) or :class:`AlreadyExistsError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from microfs.errors import AlreadyExistsError, NotFoundError
+from microfs.schema import check_name
+
+__all__ = ["PARAMS", "TRAINING_DATASETS", "Kind", "Registry"]
+
+PARAMS = "params"
+TRAINING_DATASETS = "training_datasets"
+
+Kind = Literal["feature_groups", "feature_views"]
+_VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.json$")
+_NUMBERED_FILE = re.compile(r"^([1-9][0-9]*)\.json$")
+_LABELS = {"feature_groups": "feature group", "feature_views": "feature view"}
+
+
+class Registry:
+    """Reads and writes definition files under one lake root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- paths ------------------------------------------------------------------------
+
+    def folder(self, kind: Kind, name: str, version: int) -> Path:
+        """The folder that holds data belonging to one version of a definition."""
+        return self.root / kind / check_name(name) / f"v{_check_version(version)}"
+
+    def _definition_path(self, kind: Kind, name: str, version: int) -> Path:
+        return self.root / kind / check_name(name) / f"v{_check_version(version)}.json"
+
+    # -- definitions ------------------------------------------------------------------
+
+    def create(
+        self, kind: Kind, name: str, version: int, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Write a new definition; return the stored one.
+
+        If the same name and version exist already with an identical payload, that
+        stored payload is returned; a different one raises :class:`AlreadyExistsError`.
+        """
+        path = self._definition_path(kind, name, version)
+        data = _normalise(payload)
+        if _write_once(path, data):
+            return data
+        existing = _read(path)
+        if existing == data:
+            return existing
+        raise AlreadyExistsError(
+            f"{_LABELS[kind]} {name!r} version {version} exists already with another "
+            f"definition; use get_{_LABELS[kind].replace(' ', '_')}({name!r}, version={version}) "
+            f"or create version {max(self.versions(kind, name)) + 1}"
+        )
+
+    def get(self, kind: Kind, name: str, version: int | None = None) -> dict[str, Any]:
+        """The stored definition of ``name`` at ``version`` (the latest when None)."""
+        check_name(name)
+        versions = self.versions(kind, name)
+        label = _LABELS[kind]
+        if not versions:
+            existing = self.names(kind)
+            raise NotFoundError(
+                f"{label} {name!r} not found; existing {label}s: "
+                f"{', '.join(existing) if existing else '(none)'}"
+            )
+        if version is None:
+            version = versions[-1]
+        if version not in versions:
+            raise NotFoundError(
+                f"{label} {name!r} has no version {version!r}; existing versions: "
+                f"{', '.join(map(str, versions))}"
+            )
+        return _read(self._definition_path(kind, name, version))
+
+    def versions(self, kind: Kind, name: str) -> list[int]:
+        """Sorted versions of one definition (empty when it does not exist)."""
+        folder = self.root / kind / check_name(name)
+        if not folder.is_dir():
+            return []
+        found = (_VERSION_FILE.match(p.name) for p in folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def names(self, kind: Kind) -> list[str]:
+        """Sorted names that have at least one version."""
+        folder = self.root / kind
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.name for p in folder.iterdir() if p.is_dir() and self.versions(kind, p.name)
+        )
+
+    # -- numbered records (fitted parameters, training datasets) -------------------------
+
+    def add_record(
+        self, kind: Kind, name: str, version: int, collection: str, payload: Mapping[str, Any]
+    ) -> int:
+        """Store ``payload`` under the next free number of ``collection``; return the number."""
+        folder = self.folder(kind, name, version) / collection
+        data = _normalise(payload)
+        while True:
+            numbers = self.records(kind, name, version, collection)
+            number = (numbers[-1] if numbers else 0) + 1
+            if _write_once(folder / f"{number}.json", {**data, "number": number}):
+                return number
+
+    def get_record(
+        self, kind: Kind, name: str, version: int, collection: str, number: int | None = None
+    ) -> dict[str, Any] | None:
+        """The record ``number`` of ``collection`` (the latest when None); None if there is none."""
+        numbers = self.records(kind, name, version, collection)
+        if not numbers:
+            return None
+        if number is None:
+            number = numbers[-1]
+        if number not in numbers:
+            return None
+        return _read(self.folder(kind, name, version) / collection / f"{number}.json")
+
+    def pinned_table_versions(self, group: str, version: int) -> dict[int, list[str]]:
+        """Table versions of one feature group that recorded training datasets read.
+
+        Training dataset records list the groups they read under ``"feature_groups"`` as
+        ``{"name", "version", "table_version"}`` entries. The result maps each pinned table
+        version to the training datasets that need it, as ``"<view> v<version> td <n>"``.
+        """
+        pins: dict[int, list[str]] = {}
+        for view in self.names("feature_views"):
+            for view_version in self.versions("feature_views", view):
+                for number in self.records("feature_views", view, view_version, TRAINING_DATASETS):
+                    record = self.get_record(
+                        "feature_views", view, view_version, TRAINING_DATASETS, number
+                    )
+                    for entry in (record or {}).get("feature_groups", []):
+                        if entry["name"] == group and int(entry["version"]) == version:
+                            pins.setdefault(int(entry["table_version"]), []).append(
+                                f"{view} v{view_version} training dataset {number}"
+                            )
+        return pins
+
+    def records(self, kind: Kind, name: str, version: int, collection: str) -> list[int]:
+        """Sorted numbers stored in ``collection``."""
+        folder = self.folder(kind, name, version) / collection
+        if not folder.is_dir():
+            return []
+        found = (_NUMBERED_FILE.match(p.name) for p in folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+
+def _check_version(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise NotFoundError(f"version must be a positive integer, got {version!r}")
+    return version
+
+
+def _normalise(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Round-trip through JSON so that what is returned equals what is read back later."""
+    result: dict[str, Any] = json.loads(json.dumps(payload, sort_keys=True))
+    return result
+
+
+def _read(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    return data
+
+
+def _write_once(path: Path, data: Mapping[str, Any]) -> bool:
+    """Atomically create ``path`` holding ``data``; False if it exists already."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)

@@ -1,0 +1,307 @@
+"""Column types of feature groups and the checks every inserted batch passes.
+
+A schema maps column names to type spellings. The seed's pandas/numpy spellings
+(``int64``, ``float64``, ``bool``, ``string``, ``category``, ``datetime64[ns, utc]``,
+``date`` ...) and Polars dtypes both work; each maps to exactly one canonical type,
+which is what definitions store:
+
+========================  ===================================
+spelled                   stored as
+========================  ===================================
+int8 ... int64, uint*     the same integer type
+float32, float64          the same float type
+bool, boolean             ``bool``
+string, str, object,      ``string`` (a category is stored as its text)
+category, utf8
+date                      ``date``
+datetime64[<any>, <tz>]   ``datetime`` (microseconds, UTC)
+========================  ===================================
+
+Every datetime column holds instants: microsecond timestamps in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from microfs.errors import DuplicateKeyError, InvalidNameError, SchemaError, TimestampError
+
+__all__ = [
+    "CANONICAL_TYPES",
+    "DATETIME",
+    "canonical_type",
+    "check_name",
+    "normalize_schema",
+    "polars_dtype",
+    "prepare_batch",
+    "to_polars",
+]
+
+DATETIME = pl.Datetime("us", "UTC")
+
+_POLARS_TYPES: dict[str, pl.DataType] = {
+    "int8": pl.Int8(),
+    "int16": pl.Int16(),
+    "int32": pl.Int32(),
+    "int64": pl.Int64(),
+    "uint8": pl.UInt8(),
+    "uint16": pl.UInt16(),
+    "uint32": pl.UInt32(),
+    "uint64": pl.UInt64(),
+    "float32": pl.Float32(),
+    "float64": pl.Float64(),
+    "bool": pl.Boolean(),
+    "string": pl.String(),
+    "date": pl.Date(),
+    "datetime": DATETIME,
+}
+CANONICAL_TYPES: tuple[str, ...] = tuple(_POLARS_TYPES)
+
+_ALIASES = {
+    "boolean": "bool",
+    "str": "string",
+    "utf8": "string",
+    "object": "string",
+    "category": "string",
+    "categorical": "string",
+    "double": "float64",
+    "float": "float64",
+    "int": "int64",
+    "long": "int64",
+    "timestamp": "datetime",
+}
+_DATETIME_SPELLING = re.compile(r"^datetime(64)?(\[.*\])?$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def check_name(name: object, *, what: str = "name") -> str:
+    """Return ``name`` if it is a valid MicroFS name, else raise :class:`InvalidNameError`.
+
+    Valid names are lower-case letters, digits and ``_``, start with a letter and are at
+    most 64 characters long, so they are safe as folder names.
+
+    >>> check_name("user_activity")
+    'user_activity'
+    >>> check_name("../x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    microfs.errors.InvalidNameError: invalid name '../x': use lower-case letters, digits and ...
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidNameError(
+            f"invalid {what} {name!r}: use lower-case letters, digits and '_', starting with a "
+            "letter, at most 64 characters (e.g. 'user_profile')"
+        )
+    return name
+
+
+def canonical_type(spelled: object, *, column: str = "?") -> str:
+    """Map a seed-style spelling or a Polars dtype to its canonical type name.
+
+    >>> canonical_type("datetime64[ns, utc]")
+    'datetime'
+    >>> canonical_type(pl.Int32)
+    'int32'
+    >>> canonical_type("category")
+    'string'
+    """
+    if isinstance(spelled, pl.DataType) or (
+        isinstance(spelled, type) and issubclass(spelled, pl.DataType)
+    ):
+        return _canonical_from_polars(spelled, column)
+    if isinstance(spelled, str):
+        text = spelled.strip().lower()
+        if _DATETIME_SPELLING.match(text.replace(" ", "")):
+            return "datetime"
+        text = _ALIASES.get(text, text)
+        if text in _POLARS_TYPES:
+            return text
+    raise SchemaError(
+        f"column {column!r} has unknown type {spelled!r}; use one of "
+        f"{', '.join(CANONICAL_TYPES)}, a seed spelling such as 'datetime64[ns, utc]' or "
+        "'category', or a Polars dtype"
+    )
+
+
+def _canonical_from_polars(dtype: Any, column: str) -> str:
+    if dtype == pl.Datetime or isinstance(dtype, pl.Datetime):
+        return "datetime"
+    if dtype == pl.Categorical or dtype == pl.Enum:
+        return "string"
+    for name, candidate in _POLARS_TYPES.items():
+        if dtype == candidate:
+            return name
+    raise SchemaError(
+        f"column {column!r} has Polars type {dtype} which feature groups do not store; use one "
+        f"of {', '.join(CANONICAL_TYPES)}"
+    )
+
+
+def polars_dtype(canonical: str) -> pl.DataType:
+    """The Polars dtype a canonical type name is stored as.
+
+    >>> polars_dtype("datetime")
+    Datetime(time_unit='us', time_zone='UTC')
+    """
+    return _POLARS_TYPES[canonical]
+
+
+def normalize_schema(schema: Mapping[str, object]) -> dict[str, str]:
+    """Map every column of a user-given schema to its canonical type name.
+
+    >>> normalize_schema({"user_id": "int64", "ts": "datetime64[ns, utc]"})
+    {'user_id': 'int64', 'ts': 'datetime'}
+    """
+    if not schema:
+        raise SchemaError("schema is empty; give a mapping of column name to type")
+    out: dict[str, str] = {}
+    for column, spelled in schema.items():
+        if not isinstance(column, str) or not column:
+            raise SchemaError(f"column name {column!r} must be a non-empty string")
+        out[column] = canonical_type(spelled, column=column)
+    return out
+
+
+def to_polars(data: object) -> pl.DataFrame:
+    """Turn a Polars, pandas or Arrow table into a Polars DataFrame (the input is not changed)."""
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, pl.LazyFrame):
+        return data.collect()
+    module = type(data).__module__.split(".")[0]
+    try:
+        if module == "pandas":
+            return pl.from_pandas(data)
+        if module == "pyarrow":
+            frame = pl.from_arrow(data)
+            if isinstance(frame, pl.DataFrame):
+                return frame
+    except (pl.exceptions.PolarsError, TypeError, ValueError, ImportError) as exc:
+        raise SchemaError(f"could not read the {type(data).__name__} given: {exc}") from exc
+    raise SchemaError(
+        f"cannot insert a {type(data).__name__}; give a polars.DataFrame, a pandas.DataFrame "
+        "or a pyarrow.Table"
+    )
+
+
+def prepare_batch(
+    data: object,
+    schema: Mapping[str, str],
+    *,
+    primary_keys: Sequence[str],
+    event_time: str | None,
+) -> pl.DataFrame:
+    """Check a batch against a group's schema and return it cast to the stored types.
+
+    Refuses, with a :class:`SchemaError` subclass naming the column: missing or extra
+    columns, values that cannot be cast without loss, naive or sub-microsecond
+    datetimes, null primary keys or event times, and two rows with the same key and
+    event time (:class:`DuplicateKeyError`). The result has the schema's column order.
+    """
+    frame = to_polars(data)
+    missing = [c for c in schema if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in schema]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(map(repr, missing))}")
+        if extra:
+            parts.append(f"unexpected column(s) {', '.join(map(repr, extra))}")
+        raise SchemaError(f"{' and '.join(parts)}; the group's columns are {', '.join(schema)}")
+    columns = [
+        _cast_column(frame.get_column(name), canonical) for name, canonical in schema.items()
+    ]
+    batch = pl.DataFrame(columns)
+    key_columns = [*primary_keys, *([event_time] if event_time else [])]
+    for column in key_columns:
+        nulls = batch.get_column(column).null_count()
+        if nulls:
+            is_time = column == event_time
+            error = TimestampError if is_time else SchemaError
+            raise error(
+                f"{nulls} row(s) have a null in {'event time' if is_time else 'primary key'} "
+                f"column {column!r}; every row needs a value there"
+            )
+    if batch.height and batch.select(pl.struct(key_columns).is_duplicated().any()).item():
+        first = (
+            batch.filter(pl.struct(key_columns).is_duplicated())
+            .select(key_columns)
+            .row(0, named=True)
+        )
+        raise DuplicateKeyError(
+            f"the batch has several rows for key {first}; keep one row per "
+            f"({', '.join(key_columns)}), e.g. with df.unique(subset={key_columns!r}, keep='last')"
+        )
+    return batch
+
+
+def _cast_column(series: pl.Series, canonical: str) -> pl.Series:
+    target = _POLARS_TYPES[canonical]
+    name = series.name
+    if canonical == "datetime":
+        return _cast_datetime(series)
+    if series.dtype == target:
+        return series
+    if isinstance(series.dtype, (pl.Categorical, pl.Enum)) and canonical == "string":
+        return series.cast(pl.String)
+    if series.dtype == pl.Null:
+        return series.cast(target)
+    try:
+        cast = series.cast(target, strict=True)
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
+        raise SchemaError(
+            f"column {name!r} of type {series.dtype} cannot be cast to {canonical}: "
+            f"{_first_line(exc)}; convert it to {canonical} first"
+        ) from exc
+    if series.dtype.is_numeric() and target.is_numeric():
+        lossy = (cast.cast(series.dtype, strict=False) != series) | (
+            cast.is_null() != series.is_null()
+        )
+        if series.dtype.is_float():
+            lossy = lossy & ~series.is_nan()
+            if target.is_integer() and series.is_nan().any():
+                lossy = lossy | series.is_nan()
+        if lossy.any():
+            bad = series.filter(lossy.fill_null(True)).head(1).item()
+            raise SchemaError(
+                f"column {name!r} holds {bad!r} which {canonical} cannot hold without loss; "
+                f"round or convert the column to {canonical} first"
+            )
+    return cast
+
+
+def _cast_datetime(series: pl.Series) -> pl.Series:
+    name = series.name
+    dtype = series.dtype
+    if dtype == pl.Null:
+        return series.cast(DATETIME)
+    if not isinstance(dtype, pl.Datetime):
+        raise TimestampError(
+            f"column {name!r} has type {dtype} but holds instants; give timezone-aware datetimes "
+            "(e.g. pl.col(...).str.to_datetime(time_zone='UTC') or pandas "
+            "pd.to_datetime(..., utc=True))"
+        )
+    if dtype.time_zone is None:
+        raise TimestampError(
+            f"column {name!r} holds naive datetimes (no time zone); attach one, e.g. "
+            f"df.with_columns(pl.col({name!r}).dt.replace_time_zone('UTC')) or pandas "
+            f"df[{name!r}].dt.tz_localize('UTC')"
+        )
+    if dtype.time_unit == "ns":
+        sub = series.dt.epoch("ns") % 1000
+        if (sub != 0).any():
+            bad = series.filter(sub != 0).head(1).dt.to_string("%Y-%m-%dT%H:%M:%S%.9f%z").item()
+            raise TimestampError(
+                f"column {name!r} holds {bad} with a sub-microsecond part; MicroFS stores "
+                "microseconds and will not truncate silently: round it first, e.g. "
+                f"pl.col({name!r}).dt.truncate('1us')"
+            )
+    return series.dt.convert_time_zone("UTC").cast(DATETIME)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
