@@ -1,0 +1,781 @@
+"""Feature views: lazy point-in-time training frames, fitted transformations, training datasets.
+
+A feature view names a label group (the spine: one output row per label row) and the
+feature groups joined onto it as of each label's event time. Its definition is stored as
+JSON and pins the definition version of every group it reads; fitted transformation
+parameters and training datasets are further immutable JSON records beside it.
+
+The columns of ``X`` come in one fixed order: the label group's features (its columns
+that are not primary keys, event time or the label) in schema order, then each join's
+features in join order (prefixed); a transformed column is replaced in place by its
+output column(s), and ``one_hot_encode`` expands in place to ``<col>_<value>`` columns in
+sorted category order. Inference vectors use the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import polars as pl
+
+from microfs.errors import DefinitionError, NotFittedError, NotFoundError
+from microfs.feature_group import FeatureGroup
+from microfs.pit import JoinPlan, point_in_time_join
+from microfs.registry import PARAMS, TRAINING_DATASETS
+from microfs.schema import check_name
+from microfs.transformations import (
+    FittedParams,
+    Transform,
+    apply_transforms,
+    fit_transforms,
+    output_columns,
+    parse_transforms,
+    validate_transforms,
+)
+
+if TYPE_CHECKING:
+    from microfs.store import FeatureStore
+
+__all__ = [
+    "FeatureView",
+    "FeatureViewDefinition",
+    "Join",
+    "SplitMode",
+    "TrainingDataset",
+]
+
+SplitMode = Literal["time", "random"]
+_JOIN_KEYS = {"fg_name", "on", "fg_version", "features", "prefix", "max_age"}
+
+
+@dataclass(frozen=True)
+class Join:
+    """One feature group joined onto the label spine.
+
+    Attributes:
+        fg_name: the joined group's name.
+        fg_version: its definition version (the latest at view creation when not given).
+        on: key columns, named alike in the label group and the joined group; they must
+            cover the joined group's primary keys.
+        features: the joined features (all the group's features when not given).
+        prefix: put in front of each joined feature's name.
+        max_age: matches older than ``t - max_age`` are dropped (exactly ``max_age``
+            old still counts).
+    """
+
+    fg_name: str
+    fg_version: int
+    on: tuple[str, ...]
+    features: tuple[str, ...]
+    prefix: str = ""
+    max_age: timedelta | None = None
+
+    def output_names(self) -> tuple[str, ...]:
+        """The joined features' names in the view."""
+        return tuple(self.prefix + f for f in self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (``max_age`` as whole microseconds)."""
+        return {
+            "fg_name": self.fg_name,
+            "fg_version": self.fg_version,
+            "on": list(self.on),
+            "features": list(self.features),
+            "prefix": self.prefix,
+            "max_age_us": None if self.max_age is None else _micros(self.max_age),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Join:
+        """Read the form written by :meth:`to_dict`."""
+        max_age = data.get("max_age_us")
+        return cls(
+            fg_name=data["fg_name"],
+            fg_version=int(data["fg_version"]),
+            on=tuple(data["on"]),
+            features=tuple(data["features"]),
+            prefix=data.get("prefix", ""),
+            max_age=None if max_age is None else timedelta(microseconds=int(max_age)),
+        )
+
+
+@dataclass(frozen=True)
+class FeatureViewDefinition:
+    """The immutable definition of one feature view version, stored as JSON."""
+
+    name: str
+    version: int
+    label_fg: str
+    label_fg_version: int
+    label_col: str
+    joins: tuple[Join, ...]
+    transforms: tuple[Transform, ...]
+    description: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        store: FeatureStore,
+        *,
+        name: str,
+        label_fg: str,
+        label_col: str,
+        joins: Sequence[Mapping[str, Any]] = (),
+        transforms: Sequence[Mapping[str, Any] | Transform] = (),
+        version: int = 1,
+        description: str = "",
+    ) -> FeatureViewDefinition:
+        """Check a user-given definition against the store's groups."""
+        check_name(name, what="feature view name")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise DefinitionError(f"version must be a positive integer, got {version!r}")
+        label = store.get_feature_group(label_fg)
+        if label.event_time is None:
+            raise DefinitionError(
+                f"label group {label_fg!r} has no event time; the label group is the spine of "
+                "point-in-time joins, so create it with event_time=<its timestamp column>"
+            )
+        if label_col not in label.features:
+            raise DefinitionError(
+                f"label column {label_col!r} is not a feature of label group {label_fg!r}; "
+                f"its features are: {', '.join(label.features) or '(none)'}"
+            )
+        taken = {*label.primary_keys, label.event_time, *label.features}
+        parsed: list[Join] = []
+        for number, spec in enumerate(joins):
+            join = _build_join(store, label, spec, number)
+            for out in join.output_names():
+                if out in taken:
+                    raise DefinitionError(
+                        f"joined feature {out!r} from group {join.fg_name!r} clashes with "
+                        "another column of the view; give the join a prefix, e.g. "
+                        f"{{'fg_name': {join.fg_name!r}, ..., 'prefix': '{join.fg_name}_'}}"
+                    )
+                taken.add(out)
+            parsed.append(join)
+        definition = cls(
+            name=name,
+            version=version,
+            label_fg=label.name,
+            label_fg_version=label.version,
+            label_col=label_col,
+            joins=tuple(parsed),
+            transforms=parse_transforms(transforms),
+            description=description,
+        )
+        feature_schema = {c: dtype for c, dtype in _feature_schema(store, definition).items()}
+        for transform in definition.transforms:
+            if transform.column == label_col:
+                raise DefinitionError(
+                    f"transform {transform.type!r} names the label column {label_col!r}; "
+                    "transforms apply to features only"
+                )
+        validate_transforms(definition.transforms, feature_schema)
+        return definition
+
+    def feature_columns(self, store: FeatureStore) -> list[str]:
+        """The view's untransformed feature columns, in ``X`` order."""
+        return list(_feature_schema(store, self))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "label_fg": self.label_fg,
+            "label_fg_version": self.label_fg_version,
+            "label_col": self.label_col,
+            "joins": [j.to_dict() for j in self.joins],
+            "transforms": [t.to_dict() for t in self.transforms],
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureViewDefinition:
+        """Read the form written by :meth:`to_dict`."""
+        return cls(
+            name=data["name"],
+            version=int(data["version"]),
+            label_fg=data["label_fg"],
+            label_fg_version=int(data["label_fg_version"]),
+            label_col=data["label_col"],
+            joins=tuple(Join.from_dict(j) for j in data["joins"]),
+            transforms=parse_transforms(data["transforms"]),
+            description=data.get("description", ""),
+        )
+
+
+def _build_join(
+    store: FeatureStore, label: FeatureGroup, spec: Mapping[str, Any], number: int
+) -> Join:
+    if not isinstance(spec, Mapping):
+        raise DefinitionError(
+            f"join #{number} must be a mapping like {{'fg_name': 'user_profile', 'on': "
+            f"['user_id']}}, got {spec!r}"
+        )
+    unknown = set(spec) - _JOIN_KEYS
+    if unknown:
+        raise DefinitionError(
+            f"join #{number} has unknown option(s) {sorted(unknown)}; options are "
+            f"{sorted(_JOIN_KEYS)}"
+        )
+    if "fg_name" not in spec or "on" not in spec:
+        raise DefinitionError(f"join #{number} needs 'fg_name' and 'on', got {dict(spec)!r}")
+    group = store.get_feature_group(spec["fg_name"], spec.get("fg_version"))
+    on_spec = spec["on"]
+    on = (on_spec,) if isinstance(on_spec, str) else tuple(on_spec)
+    if not on:
+        raise DefinitionError(f"join with {group.name!r} has an empty 'on'; name its key columns")
+    for column in on:
+        if column not in label.schema:
+            raise DefinitionError(
+                f"join key {column!r} of the join with {group.name!r} is not a column of label "
+                f"group {label.name!r}; its columns: {', '.join(label.schema.names())}"
+            )
+        if column not in group.schema:
+            raise DefinitionError(
+                f"join key {column!r} is not a column of feature group {group.name!r}; its "
+                f"columns: {', '.join(group.schema.names())}"
+            )
+        if label.schema[column] != group.schema[column]:
+            raise DefinitionError(
+                f"join key {column!r} is {label.schema[column]} in {label.name!r} but "
+                f"{group.schema[column]} in {group.name!r}; give both groups the same key type"
+            )
+    uncovered = [k for k in group.primary_keys if k not in on]
+    if uncovered:
+        raise DefinitionError(
+            f"the join with {group.name!r} on {list(on)} does not cover its primary key(s) "
+            f"{uncovered}; join on {group.primary_keys} so that each label matches one row"
+        )
+    if spec.get("features") is None:
+        features = tuple(c for c in group.features if c not in on)
+    else:
+        requested = spec["features"]
+        features = (requested,) if isinstance(requested, str) else tuple(requested)
+        for feature in features:
+            if feature not in group.features:
+                raise DefinitionError(
+                    f"feature {feature!r} is not a feature of group {group.name!r}; its "
+                    f"features: {', '.join(group.features)}"
+                )
+    prefix = spec.get("prefix") or ""
+    if not isinstance(prefix, str):
+        raise DefinitionError(f"prefix of the join with {group.name!r} must be a string")
+    max_age = spec.get("max_age")
+    if max_age is not None:
+        if not isinstance(max_age, timedelta) or max_age < timedelta(0):
+            raise DefinitionError(
+                f"max_age of the join with {group.name!r} must be a non-negative "
+                f"datetime.timedelta, got {max_age!r}"
+            )
+        if group.event_time is None:
+            raise DefinitionError(
+                f"max_age is given for {group.name!r}, which has no event time; drop max_age"
+            )
+    return Join(
+        fg_name=group.name,
+        fg_version=group.version,
+        on=on,
+        features=features,
+        prefix=prefix,
+        max_age=max_age,
+    )
+
+
+def _feature_schema(store: FeatureStore, definition: FeatureViewDefinition) -> dict[str, Any]:
+    label = store.get_feature_group(definition.label_fg, definition.label_fg_version)
+    schema: dict[str, Any] = {
+        c: label.schema[c] for c in label.features if c != definition.label_col
+    }
+    for join in definition.joins:
+        group = store.get_feature_group(join.fg_name, join.fg_version)
+        for feature, out in zip(join.features, join.output_names(), strict=True):
+            schema[out] = group.schema[feature]
+    return schema
+
+
+@dataclass(frozen=True)
+class TrainingDataset:
+    """A reproducible training dataset: data and the metadata that pins it.
+
+    ``X_test`` and ``y_test`` are None when the dataset has no split.
+    """
+
+    version: int
+    X_train: pl.DataFrame
+    y_train: pl.Series
+    X_test: pl.DataFrame | None
+    y_test: pl.Series | None
+    table_versions: Mapping[str, int]
+    start: datetime | None
+    end: datetime | None
+    test_size: float | None
+    split: SplitMode
+    seed: int
+    params: FittedParams
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class FeatureView:
+    """A label group joined point-in-time to feature groups, with fitted transformations.
+
+    Get one from :meth:`microfs.FeatureStore.create_feature_view` or
+    :meth:`microfs.FeatureStore.get_feature_view`.
+    """
+
+    def __init__(self, store: FeatureStore, definition: FeatureViewDefinition) -> None:
+        self.store = store
+        self.definition = definition
+        self._label = store.get_feature_group(definition.label_fg, definition.label_fg_version)
+        self._groups = [store.get_feature_group(j.fg_name, j.fg_version) for j in definition.joins]
+        self._feature_columns = definition.feature_columns(store)
+        if self._label.event_time is None:  # refused at creation; a hand-edited file
+            raise DefinitionError(f"label group {self._label.name!r} has no event time")
+        self._time: str = self._label.event_time
+
+    # -- definition ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The view's name."""
+        return self.definition.name
+
+    @property
+    def version(self) -> int:
+        """The view's version."""
+        return self.definition.version
+
+    @property
+    def label_col(self) -> str:
+        """The label column."""
+        return self.definition.label_col
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Untransformed feature columns in ``X`` order."""
+        return list(self._feature_columns)
+
+    @property
+    def label_group(self) -> FeatureGroup:
+        """The label group (the spine)."""
+        return self._label
+
+    @property
+    def joined_groups(self) -> list[FeatureGroup]:
+        """The joined groups, in join order."""
+        return list(self._groups)
+
+    def __repr__(self) -> str:
+        return f"FeatureView(name={self.name!r}, version={self.version})"
+
+    # -- plans ---------------------------------------------------------------------------
+
+    def table_versions(self) -> dict[str, int]:
+        """The current Delta table version of every group the view reads."""
+        versions = {self._label.name: self._label.table_version()}
+        for group in self._groups:
+            versions[group.name] = group.table_version()
+        return versions
+
+    def training_frame(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        table_versions: Mapping[str, int] | None = None,
+    ) -> pl.LazyFrame:
+        """The lazy point-in-time frame: label keys, event time, features, label.
+
+        One row per label row with ``start <= t < end``, ordered by label event time then
+        the label group's primary keys. Features are untransformed.
+
+        Args:
+            start: first label event time included (inclusive), or None.
+            end: label event times must be earlier than this, or None.
+            table_versions: Delta table version per group name (latest when absent).
+        """
+        return self._frame(self._spine(start, end, table_versions), table_versions, end)
+
+    def _spine(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+    ) -> pl.LazyFrame:
+        label = self._label
+        columns = [*label.primary_keys, self._time, *self._label_features(), self.label_col]
+        scan = label.scan(version=(table_versions or {}).get(label.name))
+        return _window(scan.select(columns), self._time, _utc(start), _utc(end))
+
+    def _label_features(self) -> list[str]:
+        return [c for c in self._label.features if c != self.label_col]
+
+    def _frame(
+        self,
+        spine: pl.LazyFrame,
+        table_versions: Mapping[str, int] | None,
+        end: datetime | None,
+    ) -> pl.LazyFrame:
+        label = self._label
+        plans = []
+        for join, group in zip(self.definition.joins, self._groups, strict=True):
+            scan = group.scan(version=(table_versions or {}).get(group.name))
+            if group.event_time is not None and end is not None:
+                scan = scan.filter(pl.col(group.event_time) < _utc(end))
+            plans.append(
+                JoinPlan(
+                    frame=scan,
+                    on=join.on,
+                    event_time=group.event_time,
+                    features=join.features,
+                    prefix=join.prefix,
+                    max_age=join.max_age,
+                )
+            )
+        joined = point_in_time_join(
+            spine,
+            label_time=self._time,
+            label_keys=label.primary_keys,
+            joins=plans,
+        )
+        columns = [
+            *label.primary_keys,
+            self._time,
+            *self._feature_columns,
+            self.label_col,
+        ]
+        return joined.select(columns)
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def fit(self, frame: pl.LazyFrame | pl.DataFrame) -> FittedParams:
+        """Fit the view's transformations on the given training rows and store them."""
+        fitted = fit_transforms(frame.lazy(), self.definition.transforms)
+        self._store_params(fitted)
+        return fitted
+
+    def _store_params(self, fitted: FittedParams) -> int:
+        registry = self.store.registry
+        payload = {"params": fitted.to_dict()}
+        latest = registry.get_record("feature_views", self.name, self.version, PARAMS)
+        if latest is not None and latest.get("params") == payload["params"]:
+            return int(latest["number"])
+        return registry.add_record("feature_views", self.name, self.version, PARAMS, payload)
+
+    def params(self) -> FittedParams:
+        """The latest stored transformation parameters.
+
+        Raises:
+            NotFittedError: no parameters were fitted yet (and the view has transforms).
+        """
+        record = self.store.registry.get_record("feature_views", self.name, self.version, PARAMS)
+        if record is None:
+            if not self.definition.transforms:
+                return fit_transforms(pl.LazyFrame(), ())
+            raise NotFittedError(
+                f"feature view {self.name!r} has no fitted transformation parameters yet; call "
+                "get_training_data(compute_params=True), train_test_split() or "
+                "create_training_dataset() first"
+            )
+        return FittedParams.from_dict(record["params"])
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns of ``X`` (needs fitted parameters when a column is one-hot encoded)."""
+        return output_columns(self._feature_columns, self.params())
+
+    def transform(self, frame: pl.LazyFrame, params: FittedParams | None = None) -> pl.LazyFrame:
+        """Apply the view's fitted transformations to a frame holding its feature columns."""
+        fitted = params if params is not None else self.params()
+        return apply_transforms(frame, self._feature_columns, fitted)
+
+    def _xy(self, frame: pl.DataFrame, fitted: FittedParams) -> tuple[pl.DataFrame, pl.Series]:
+        out = apply_transforms(frame.lazy(), self._feature_columns, fitted).collect()
+        return out.select(output_columns(self._feature_columns, fitted)), out[self.label_col]
+
+    # -- training data ---------------------------------------------------------------------
+
+    def get_training_data(
+        self,
+        compute_params: bool = False,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """Features ``X`` (transformed) and label ``y``, in ``training_frame()`` order.
+
+        Args:
+            compute_params: fit the transformations on these rows and store the
+                parameters; otherwise use the stored ones.
+            start: first label event time included.
+            end: label event times must be earlier than this.
+        """
+        frame = self.training_frame(start, end).collect()
+        fitted = self.fit(frame) if compute_params else self.params()
+        return self._xy(frame, fitted)
+
+    def train_test_split(
+        self,
+        test_size: float = 0.2,
+        split: SplitMode = "time",
+        seed: int = 0,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series, pl.Series]:
+        """``X_train, X_test, y_train, y_test``, with parameters fitted on the train part only.
+
+        ``split="time"`` puts the latest ``test_size`` share of rows in the test part
+        (rows with the same event time stay on one side); ``"random"`` draws the test
+        rows with ``seed``. Both parts keep ``training_frame()`` order.
+        """
+        frame = self.training_frame(start, end).collect()
+        train, test = _split(frame, self._time, test_size, split, seed)
+        fitted = self.fit(train)
+        X_train, y_train = self._xy(train, fitted)
+        X_test, y_test = self._xy(test, fitted)
+        return X_train, X_test, y_train, y_test
+
+    def create_training_dataset(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        test_size: float | None = None,
+        split: SplitMode = "time",
+        seed: int = 0,
+    ) -> int:
+        """Record a reproducible training dataset and return its version.
+
+        Pins every group's Delta table version, the window, the split and its seed, and
+        the parameters fitted on the train part (stored as the view's latest parameters
+        too, so online vectors match the model trained on it).
+        """
+        versions = self.table_versions()
+        frame = self.training_frame(start, end, table_versions=versions).collect()
+        train, test = (
+            (frame, frame.clear())
+            if test_size is None
+            else _split(frame, self._time, test_size, split, seed)
+        )
+        fitted = fit_transforms(train.lazy(), self.definition.transforms)
+        params_number = self._store_params(fitted)
+        groups = [(self._label.name, self._label.version)] + [
+            (g.name, g.version) for g in self._groups
+        ]
+        record = {
+            "feature_groups": [
+                {"name": n, "version": v, "table_version": versions[n]} for n, v in groups
+            ],
+            "start": _iso(start),
+            "end": _iso(end),
+            "test_size": test_size,
+            "split": split,
+            "seed": seed,
+            "params": fitted.to_dict(),
+            "params_number": params_number,
+            "rows": {"train": train.height, "test": test.height if test_size else None},
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+        return self.store.registry.add_record(
+            "feature_views", self.name, self.version, TRAINING_DATASETS, record
+        )
+
+    def get_training_dataset(self, version: int) -> TrainingDataset:
+        """Rebuild a recorded training dataset: identical data, whatever changed since."""
+        record = self.store.registry.get_record(
+            "feature_views", self.name, self.version, TRAINING_DATASETS, version
+        )
+        if record is None:
+            existing = self.store.registry.records(
+                "feature_views", self.name, self.version, TRAINING_DATASETS
+            )
+            raise NotFoundError(
+                f"feature view {self.name!r} v{self.version} has no training dataset {version!r}; "
+                f"existing: {', '.join(map(str, existing)) or '(none)'}"
+            )
+        versions = {e["name"]: int(e["table_version"]) for e in record["feature_groups"]}
+        start, end = _parse_iso(record["start"]), _parse_iso(record["end"])
+        fitted = FittedParams.from_dict(record["params"])
+        frame = self.training_frame(start, end, table_versions=versions).collect()
+        test_size = record["test_size"]
+        split: SplitMode = record["split"]
+        seed = int(record["seed"])
+        if test_size is None:
+            X_train, y_train = self._xy(frame, fitted)
+            X_test: pl.DataFrame | None = None
+            y_test: pl.Series | None = None
+        else:
+            train, test = _split(frame, self._time, test_size, split, seed)
+            X_train, y_train = self._xy(train, fitted)
+            X_test, y_test = self._xy(test, fitted)
+        return TrainingDataset(
+            version=version,
+            X_train=X_train,
+            y_train=y_train,
+            X_test=X_test,
+            y_test=y_test,
+            table_versions=versions,
+            start=start,
+            end=end,
+            test_size=test_size,
+            split=split,
+            seed=seed,
+            params=fitted,
+            metadata=record,
+        )
+
+    def list_training_datasets(self) -> list[int]:
+        """Versions of the recorded training datasets."""
+        return self.store.registry.records(
+            "feature_views", self.name, self.version, TRAINING_DATASETS
+        )
+
+    def get_batch_data(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        spine: pl.LazyFrame | pl.DataFrame | None = None,
+    ) -> pl.LazyFrame:
+        """Transformed features for batch scoring, lazily, with the stored parameters.
+
+        Rows are the label group's rows with ``start <= t < end``, or the rows of the given
+        ``spine``: a frame of the label group's primary keys and event time, which may
+        also carry the label group's own features (missing ones are null). The result
+        holds the label group's primary keys, the event time and ``X``'s columns.
+        """
+        label = self._label
+        fitted = self.params()
+        if spine is None:
+            frame = self.training_frame(start, end)
+        else:
+            frame = self._frame(self._spine_from(spine, start, end), None, end)
+        keys = [*label.primary_keys, self._time]
+        out = apply_transforms(frame, self._feature_columns, fitted)
+        return out.select([*keys, *output_columns(self._feature_columns, fitted)])
+
+    def _spine_from(
+        self, spine: pl.LazyFrame | pl.DataFrame, start: datetime | None, end: datetime | None
+    ) -> pl.LazyFrame:
+        label = self._label
+        keys = [*label.primary_keys, self._time]
+        frame = spine.lazy()
+        names = frame.collect_schema().names()
+        missing = [k for k in keys if k not in names]
+        if missing:
+            raise DefinitionError(
+                f"the spine lacks column(s) {missing}; it needs the label group's keys and "
+                f"event time: {keys}"
+            )
+        extra = [*self._label_features(), self.label_col]
+        frame = frame.select([*keys, *(c for c in extra if c in names)]).with_columns(
+            [pl.col(c).cast(label.schema[c]) for c in keys if c in names]
+        )
+        frame = frame.with_columns(
+            [pl.lit(None, dtype=label.schema[c]).alias(c) for c in extra if c not in names]
+        ).select([*keys, *extra])
+        return _window(frame, self._time, _utc(start), _utc(end))
+
+    # -- online ------------------------------------------------------------------------------
+
+    def get_inference_vector(
+        self,
+        entity: Mapping[str, Any],
+        passed_features: Mapping[str, Any] | None = None,
+        return_type: Literal["list", "dict", "polars", "numpy"] = "list",
+        strict: bool = False,
+    ) -> Any:
+        """The transformed online feature vector for one entity, in ``X``'s column order.
+
+        Args:
+            entity: the keys the view needs: the label group's online keys and each
+                join's ``on`` keys.
+            passed_features: raw feature values that replace the stored ones.
+            return_type: ``"list"``, ``"dict"`` (keyed by ``X``'s columns), ``"polars"``
+                (a one-row DataFrame) or ``"numpy"``.
+            strict: raise :class:`NotFoundError` for an entity the store has never seen,
+                instead of giving nulls.
+        """
+        from microfs.serving import vector_server
+
+        return vector_server(self).vector(
+            entity, passed_features=passed_features, return_type=return_type, strict=strict
+        )
+
+    def get_inference_vectors(
+        self,
+        entities: Sequence[Mapping[str, Any]] | pl.DataFrame,
+        passed_features: pl.DataFrame | None = None,
+        strict: bool = False,
+    ) -> pl.DataFrame:
+        """Transformed online vectors for many entities: one row each, in request order."""
+        from microfs.serving import vector_server
+
+        return vector_server(self).vectors(entities, passed_features=passed_features, strict=strict)
+
+
+def _window(
+    frame: pl.LazyFrame, column: str, start: datetime | None, end: datetime | None
+) -> pl.LazyFrame:
+    if start is not None:
+        frame = frame.filter(pl.col(column) >= start)
+    if end is not None:
+        frame = frame.filter(pl.col(column) < end)
+    return frame
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise DefinitionError(f"expected a timezone-aware datetime, got {value!r}")
+    if value.tzinfo is None:
+        raise DefinitionError(
+            f"{value!r} is naive; give a timezone-aware datetime, e.g. "
+            "datetime(2024, 1, 1, tzinfo=timezone.utc)"
+        )
+    return value.astimezone(timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    utc = _utc(value)
+    return None if utc is None else utc.isoformat()
+
+
+def _parse_iso(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _split(
+    frame: pl.DataFrame, time_column: str, test_size: float, split: SplitMode, seed: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split rows into train and test parts, both in the frame's order."""
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, (int, float))
+        or not (0 < test_size < 1)
+    ):
+        raise DefinitionError(f"test_size must be a fraction between 0 and 1, got {test_size!r}")
+    n = frame.height
+    n_test = round(n * test_size)
+    if split == "time":
+        if n_test == 0:
+            return frame, frame.clear()
+        cut = frame[time_column][n - n_test]
+        is_test = frame[time_column] >= cut
+        return frame.filter(~is_test), frame.filter(is_test)
+    if split == "random":
+        order = np.random.default_rng(seed).permutation(n)
+        mask = np.zeros(n, dtype=bool)
+        mask[order[:n_test]] = True
+        is_test = pl.Series(mask)
+        return frame.filter(~is_test), frame.filter(is_test)
+    raise DefinitionError(f"split must be 'time' or 'random', got {split!r}")
