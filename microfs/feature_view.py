@@ -38,6 +38,7 @@ from microfs.transformations import (
 )
 
 if TYPE_CHECKING:
+    from microfs.serving import VectorServer
     from microfs.store import FeatureStore
 
 __all__ = [
@@ -337,6 +338,7 @@ class FeatureView:
         if self._label.event_time is None:  # refused at creation; a hand-edited file
             raise DefinitionError(f"label group {self._label.name!r} has no event time")
         self._time: str = self._label.event_time
+        self._server: tuple[int, VectorServer] | None = None
 
     # -- definition ----------------------------------------------------------------------
 
@@ -461,6 +463,7 @@ class FeatureView:
 
     def _store_params(self, fitted: FittedParams) -> int:
         registry = self.store.registry
+        self._server = None
         payload = {"params": fitted.to_dict()}
         latest = registry.get_record("feature_views", self.name, self.version, PARAMS)
         if latest is not None and latest.get("params") == payload["params"]:
@@ -700,9 +703,7 @@ class FeatureView:
             strict: raise :class:`NotFoundError` for an entity the store has never seen,
                 instead of giving nulls.
         """
-        from microfs.serving import vector_server
-
-        return vector_server(self).vector(
+        return self._vector_server().vector(
             entity, passed_features=passed_features, return_type=return_type, strict=strict
         )
 
@@ -713,9 +714,18 @@ class FeatureView:
         strict: bool = False,
     ) -> pl.DataFrame:
         """Transformed online vectors for many entities: one row each, in request order."""
-        from microfs.serving import vector_server
+        return self._vector_server().vectors(
+            entities, passed_features=passed_features, strict=strict
+        )
 
-        return vector_server(self).vectors(entities, passed_features=passed_features, strict=strict)
+    def _vector_server(self) -> VectorServer:
+        """The compiled online path for the latest parameters (recompiled after a refresh)."""
+        generation = self.store.generation
+        if self._server is None or self._server[0] != generation:
+            from microfs.serving import VectorServer
+
+            self._server = (generation, VectorServer(self, self.params()))
+        return self._server[1]
 
 
 def _window(

@@ -57,6 +57,7 @@ class FeatureStore:
             readme.write_text(_LAKE_README, encoding="utf-8")
         self.registry = Registry(self.root)
         self._online: OnlineStore | None = None
+        self._generation = 0
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.root)!r})"
@@ -194,7 +195,13 @@ class FeatureStore:
             self._online = OnlineStore(self)
         return self._online
 
+    @property
+    def generation(self) -> int:
+        """A counter that :meth:`refresh` bumps, so compiled online paths recompile."""
+        return self._generation
+
     def refresh(self) -> None:
-        """Bring the online store up to date with commits made by other processes."""
+        """Bring the online store up to date with other processes' commits and parameters."""
+        self._generation += 1
         if self._online is not None:
             self._online.refresh()

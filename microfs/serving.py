@@ -1,0 +1,293 @@
+"""Online feature vectors of a feature view: online tables in, transformed vectors out.
+
+A :class:`VectorServer` is compiled once per feature view and parameter set. For one
+entity it looks up each source group's latest row in the online store (the label group by
+its online keys, each joined group by its join keys), places the raw values in the view's
+feature order and runs the compiled single-row transformation, which computes exactly
+what the offline expressions compute. Many entities go through the same lookups
+vectorised and through the offline transformation expressions themselves.
+
+A joined group can serve a view only when its online keys are the join's ``on`` columns:
+then "latest row per online key" is the row the point-in-time join picks for a label
+after every event. ``max_age`` is measured from the entity's event time when the request
+carries the label group's event-time column, else from now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import polars as pl
+
+from microfs.errors import DefinitionError, NotFoundError, SchemaError
+from microfs.feature_group import FeatureGroup
+from microfs.transformations import (
+    FittedParams,
+    apply_transforms,
+    compile_row_transform,
+    output_columns,
+)
+
+if TYPE_CHECKING:
+    from microfs.feature_view import FeatureView
+    from microfs.online import OnlineStore
+
+__all__ = ["ReturnType", "VectorServer"]
+
+ReturnType = Literal["list", "dict", "polars", "numpy"]
+_FOUND = "__found"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One group the vector reads: which keys, which columns, where they go."""
+
+    group: FeatureGroup
+    keys: tuple[str, ...]
+    columns: tuple[str, ...]  # stored column names read from the online table
+    names: tuple[str, ...]  # the view's feature names they become
+    positions: tuple[int, ...]  # their places in the raw feature vector
+    max_age: timedelta | None
+    event_time: str | None
+
+
+class VectorServer:
+    """Builds online vectors for one feature view with one set of fitted parameters."""
+
+    def __init__(self, view: FeatureView, params: FittedParams) -> None:
+        self.features = view.feature_columns
+        self.params = params
+        self.columns = output_columns(self.features, params)
+        self.label_time = view.label_group.event_time
+        self._online: OnlineStore = view.store.online
+        self._row = compile_row_transform(self.features, params)
+        self._index = {name: i for i, name in enumerate(self.features)}
+        self._schema = _raw_schema(view)
+        self._output_schema = (
+            pl.LazyFrame(schema=self._schema)
+            .pipe(apply_transforms, self.features, params)
+            .select(self.columns)
+            .collect_schema()
+        )
+        self.sources = _sources(view, self._index)
+        self.required_keys = tuple(dict.fromkeys(k for s in self.sources for k in s.keys))
+
+    # -- one entity ---------------------------------------------------------------------
+
+    def raw(
+        self,
+        entity: Mapping[str, Any],
+        passed_features: Mapping[str, Any] | None = None,
+        *,
+        strict: bool = False,
+    ) -> list[Any]:
+        """Untransformed feature values for one entity, in the view's feature order."""
+        raw: list[Any] = [None] * len(self.features)
+        now: datetime | None = None
+        for source in self.sources:
+            try:
+                key = tuple([entity[k] for k in source.keys])
+            except KeyError:
+                raise self._missing(entity) from None
+            row = self._online.table(source.group).get(key, source.columns)
+            if row is None:
+                if strict:
+                    raise NotFoundError(
+                        f"no online row in feature group {source.group.name!r} for key "
+                        f"{dict(zip(source.keys, key, strict=True))}; pass strict=False "
+                        "to get nulls instead"
+                    )
+                continue
+            if source.max_age is not None:
+                if now is None:
+                    now = self._entity_time(entity)
+                if row[-1] < now - source.max_age:
+                    continue
+            for position, value in zip(source.positions, row, strict=False):
+                raw[position] = value
+        if passed_features:
+            for name, value in passed_features.items():
+                slot = self._index.get(name)
+                if slot is None:
+                    raise SchemaError(
+                        f"passed feature {name!r} is not a feature of the view; its features: "
+                        f"{', '.join(self.features)}"
+                    )
+                raw[slot] = value
+        return raw
+
+    def vector(
+        self,
+        entity: Mapping[str, Any],
+        *,
+        passed_features: Mapping[str, Any] | None = None,
+        return_type: ReturnType = "list",
+        strict: bool = False,
+    ) -> Any:
+        """The transformed vector for one entity, in ``X``'s column order."""
+        values = self._row(self.raw(entity, passed_features, strict=strict))
+        if return_type == "list":
+            return values
+        if return_type == "dict":
+            return dict(zip(self.columns, values, strict=True))
+        if return_type == "polars":
+            return pl.DataFrame([values], schema=self._output_schema, orient="row")
+        if return_type == "numpy":
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        raise DefinitionError(
+            f"return_type must be 'list', 'dict', 'polars' or 'numpy', got {return_type!r}"
+        )
+
+    def _entity_time(self, entity: Mapping[str, Any]) -> datetime:
+        value = entity.get(self.label_time) if self.label_time else None
+        if value is None:
+            return datetime.now(timezone.utc)
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise SchemaError(
+                f"{self.label_time!r} in the request must be a timezone-aware datetime, got "
+                f"{value!r}"
+            )
+        return value
+
+    def _missing(self, entity: Mapping[str, Any]) -> DefinitionError:
+        missing = [k for k in self.required_keys if k not in entity]
+        return DefinitionError(
+            f"the request lacks key(s) {missing}; the view needs {list(self.required_keys)}"
+        )
+
+    # -- many entities --------------------------------------------------------------------
+
+    def vectors(
+        self,
+        entities: Sequence[Mapping[str, Any]] | pl.DataFrame,
+        *,
+        passed_features: pl.DataFrame | None = None,
+        strict: bool = False,
+    ) -> pl.DataFrame:
+        """Transformed vectors for many entities: one row each, in request order."""
+        requests = entities if isinstance(entities, pl.DataFrame) else _frame(entities)
+        missing = [k for k in self.required_keys if k not in requests.columns]
+        if missing:
+            raise DefinitionError(
+                f"the requests lack key column(s) {missing}; the view needs "
+                f"{list(self.required_keys)}"
+            )
+        raw = pl.DataFrame(
+            {
+                name: pl.Series(name, [None] * requests.height, dtype=dtype)
+                for name, dtype in self._schema.items()
+            }
+        )
+        for source in self.sources:
+            table = self._online.table(source.group)
+            keys = requests.select(source.keys)
+            found = table.get_many(keys, list(source.columns))
+            if strict and not found[_FOUND].all():
+                first = keys.filter(~found[_FOUND]).row(0, named=True)
+                raise NotFoundError(
+                    f"no online row in feature group {source.group.name!r} for key {first}; "
+                    "pass strict=False to get nulls instead"
+                )
+            keep = found[_FOUND]
+            if source.max_age is not None and source.event_time is not None:
+                times = self._request_times(requests)
+                keep = keep & (found[source.event_time] >= times - source.max_age).fill_null(False)
+            values = found.select(
+                [pl.col(c).alias(n) for c, n in zip(source.columns, source.names, strict=False)]
+            )
+            raw = raw.with_columns(
+                [pl.when(keep).then(values[n]).otherwise(raw[n]).alias(n) for n in source.names]
+            )
+        if passed_features is not None:
+            unknown = [c for c in passed_features.columns if c not in self._index]
+            if unknown:
+                raise SchemaError(
+                    f"passed feature(s) {unknown} are not features of the view; its features: "
+                    f"{', '.join(self.features)}"
+                )
+            raw = raw.with_columns(
+                [passed_features[c].cast(self._schema[c]) for c in passed_features.columns]
+            )
+        return (
+            apply_transforms(raw.lazy(), self.features, self.params).select(self.columns).collect()
+        )
+
+    def _request_times(self, requests: pl.DataFrame) -> pl.Series:
+        if self.label_time and self.label_time in requests.columns:
+            return requests[self.label_time]
+        return pl.Series(
+            [datetime.now(timezone.utc)] * requests.height, dtype=pl.Datetime("us", "UTC")
+        )
+
+
+def _frame(entities: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    if not entities:
+        raise DefinitionError("no entities given; pass a list of key dicts or a DataFrame")
+    try:
+        return pl.DataFrame(list(entities))
+    except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise SchemaError(f"could not read the entities as a table: {exc}") from exc
+
+
+def _raw_schema(view: FeatureView) -> dict[str, pl.DataType]:
+    schema: dict[str, pl.DataType] = {}
+    label = view.label_group
+    for column in view.feature_columns:
+        if column in label.schema:
+            schema[column] = label.schema[column]
+    for join, group in zip(view.definition.joins, view.joined_groups, strict=True):
+        for feature, name in zip(join.features, join.output_names(), strict=True):
+            schema[name] = group.schema[feature]
+    return {c: schema[c] for c in view.feature_columns}
+
+
+def _sources(view: FeatureView, index: Mapping[str, int]) -> list[_Source]:
+    sources: list[_Source] = []
+    label = view.label_group
+    label_features = [c for c in label.features if c != view.label_col]
+    if label_features:
+        if label.online_keys is None:
+            raise DefinitionError(
+                f"label group {label.name!r} has features {label_features} but is not served "
+                "online; create it with online_keys=<its primary keys>"
+            )
+        sources.append(
+            _Source(
+                label,
+                tuple(label.online_keys),
+                tuple(label_features),
+                tuple(label_features),
+                tuple(index[c] for c in label_features),
+                None,
+                label.event_time,
+            )
+        )
+    for join, group in zip(view.definition.joins, view.joined_groups, strict=True):
+        if not join.features:
+            continue
+        if group.online_keys is None or set(group.online_keys) != set(join.on):
+            raise DefinitionError(
+                f"feature group {group.name!r} cannot serve view {view.name!r} online: it is "
+                f"joined on {list(join.on)} but served by online keys {group.online_keys}; "
+                f"create the group with online_keys={list(join.on)}"
+            )
+        columns = tuple(join.features)
+        names = join.output_names()
+        if join.max_age is not None and group.event_time is not None:
+            columns = (*columns, group.event_time)
+        sources.append(
+            _Source(
+                group,
+                tuple(join.on),
+                columns,
+                names,
+                tuple(index[n] for n in names),
+                join.max_age,
+                group.event_time,
+            )
+        )
+    return sources

@@ -1,0 +1,314 @@
+"""Online vectors of a feature view equal its training rows, value for value."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import microfs as mfs
+from microfs import FeatureStore
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TIME = pl.Datetime("us", "UTC")
+FINAL = 100  # minute of every entity's final event, later than every feature row
+CUT = 40  # parameters are fitted on label rows before this minute only
+
+ACTIVITY = {
+    "user_id": pl.Int64,
+    "item_id": pl.Int64,
+    "timestamp": TIME,
+    "duration_sec": pl.Float64,
+    "conversion": pl.Int64,
+}
+PROFILE = {"user_id": pl.Int64, "timestamp": TIME, "user_level": pl.String, "age": pl.Int64}
+ITEM = {"item_id": pl.Int64, "timestamp": TIME, "price": pl.Float64, "category": pl.String}
+TRANSFORMS = [
+    {"type": "scale", "column": "duration_sec"},
+    {"type": "one_hot_encode", "column": "user_level"},
+    {"type": "impute", "column": "age", "strategy": "mean"},
+    {"type": "min_max_scale", "column": "price"},
+    {"type": "label_encode", "column": "category"},
+]
+
+
+def at(minute: int) -> datetime:
+    return T0 + timedelta(minutes=minute)
+
+
+def create(fs: FeatureStore) -> None:
+    fs.create_feature_group(
+        name="user_activity",
+        primary_keys=["user_id", "item_id"],
+        event_time="timestamp",
+        schema=ACTIVITY,
+        online_keys=["user_id", "item_id"],
+    )
+    fs.create_feature_group(
+        name="user_profile",
+        primary_keys=["user_id"],
+        event_time="timestamp",
+        schema=PROFILE,
+        online_keys=["user_id"],
+    )
+    fs.create_feature_group(
+        name="item_feature",
+        primary_keys=["item_id"],
+        event_time="timestamp",
+        schema=ITEM,
+        online_keys=["item_id"],
+    )
+
+
+def view(fs: FeatureStore) -> mfs.FeatureView:
+    return fs.create_feature_view(
+        name="recommendation_model_v1",
+        label_fg="user_activity",
+        label_col="conversion",
+        joins=[
+            {"fg_name": "user_profile", "on": ["user_id"]},
+            {"fg_name": "item_feature", "on": ["item_id"]},
+        ],
+        transforms=TRANSFORMS,
+    )
+
+
+def same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(a, b, rel_tol=0, abs_tol=1e-12)
+    return bool(a == b) and type(a) is type(b)
+
+
+users = st.integers(1, 4)
+items = st.integers(10, 13)
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> dict[str, pl.DataFrame]:
+    def unique(rows: list[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+        return list({r[:width]: r for r in rows}.values())
+
+    maybe_float = st.one_of(st.none(), st.floats(0, 100, allow_nan=False))
+    activity = unique(
+        draw(
+            st.lists(
+                st.tuples(users, items, st.integers(0, 60), maybe_float, st.integers(0, 1)),
+                min_size=1,
+                max_size=30,
+            )
+        ),
+        3,
+    )
+    entities = draw(st.lists(st.tuples(users, items), min_size=1, max_size=6, unique=True))
+    finals = [(u, i, FINAL, draw(maybe_float), 0) for u, i in entities]
+    # Known rows early on, so that every parameter has data to be fitted on.
+    activity = unique([*activity, (1, 10, 0, 5.0, 1), (2, 11, 1, 7.0, 0)], 3)
+    profile = unique(
+        [
+            *draw(
+                st.lists(
+                    st.tuples(
+                        users,
+                        st.integers(0, 80),
+                        st.one_of(st.none(), st.sampled_from("abcd")),
+                        st.one_of(st.none(), st.integers(18, 90)),
+                    ),
+                    max_size=20,
+                )
+            ),
+            (1, 0, "a", 30),
+        ],
+        2,
+    )
+    item = unique(
+        [
+            *draw(
+                st.lists(
+                    st.tuples(
+                        items,
+                        st.integers(0, 80),
+                        maybe_float,
+                        st.one_of(st.none(), st.sampled_from(["x", "y", "z"])),
+                    ),
+                    max_size=20,
+                )
+            ),
+            (10, 0, 5.0, "x"),
+            (11, 0, 8.0, "y"),
+        ],
+        2,
+    )
+
+    def timed(rows: list[tuple[Any, ...]], where: int) -> list[tuple[Any, ...]]:
+        return [(*r[:where], at(r[where]), *r[where + 1 :]) for r in rows]
+
+    return {
+        "user_activity": pl.DataFrame(
+            timed([*activity, *finals], 2), schema=ACTIVITY, orient="row"
+        ),
+        "user_profile": pl.DataFrame(timed(profile, 1), schema=PROFILE, orient="row"),
+        "item_feature": pl.DataFrame(timed(item, 1), schema=ITEM, orient="row"),
+        "entities": pl.DataFrame(
+            entities, schema={"user_id": pl.Int64, "item_id": pl.Int64}, orient="row"
+        ),
+    }
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds())
+def test_online_vectors_equal_training_rows(world: dict[str, pl.DataFrame]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        fs = FeatureStore(tmp)
+        create(fs)
+        for name in ("user_activity", "user_profile", "item_feature"):
+            fs.get_feature_group(name).insert(world[name])
+        fv = view(fs)
+        # Fitted on early rows only, so later categories are unseen.
+        fv.get_training_data(compute_params=True, end=at(CUT))
+        X, _ = fv.get_training_data()
+        frame = fv.training_frame().collect().with_row_index("row")
+        finals = frame.filter(pl.col("timestamp") == at(FINAL))
+        entities = world["entities"].to_dicts()
+        batch = fv.get_inference_vectors(entities)
+        assert batch.columns == X.columns
+        for position, entity in enumerate(entities):
+            row = finals.filter(
+                (pl.col("user_id") == entity["user_id"]) & (pl.col("item_id") == entity["item_id"])
+            )["row"].item()
+            expected = X.row(row)
+            vector = fv.get_inference_vector(entity)
+            assert all(same(a, b) for a, b in zip(vector, expected, strict=True)), (
+                vector,
+                expected,
+            )
+            assert all(same(a, b) for a, b in zip(batch.row(position), expected, strict=True))
+            as_dict = fv.get_inference_vector(entity, return_type="dict")
+            assert list(as_dict) == X.columns
+
+
+@pytest.fixture
+def served(store: FeatureStore) -> mfs.FeatureView:
+    create(store)
+    store.get_feature_group("user_activity").insert(
+        pl.DataFrame(
+            [(1, 102, at(5), 30.0, 1), (2, 102, at(6), 10.0, 0)], schema=ACTIVITY, orient="row"
+        )
+    )
+    store.get_feature_group("user_profile").insert(
+        pl.DataFrame(
+            [(1, at(0), "gold", 30), (2, at(0), "silver", None)], schema=PROFILE, orient="row"
+        )
+    )
+    store.get_feature_group("item_feature").insert(
+        pl.DataFrame([(102, at(0), 9.5, "x")], schema=ITEM, orient="row")
+    )
+    fv = view(store)
+    fv.get_training_data(compute_params=True)
+    return fv
+
+
+def test_seed_inference_call_and_return_types(served: mfs.FeatureView) -> None:
+    features = served.get_inference_vector({"user_id": 1, "item_id": 102})
+    assert isinstance(features, list)
+    assert len(features) == len(served.columns)
+    frame = served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="polars")
+    assert frame.columns == served.columns
+    assert frame.row(0) == tuple(features)
+    array = served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="numpy")
+    assert array.dtype == np.float64
+    assert array.tolist() == [float(v) for v in features]
+    with pytest.raises(mfs.DefinitionError, match="return_type"):
+        served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="xml")  # type: ignore[arg-type]
+
+
+def test_an_insert_is_visible_to_the_next_lookup(served: mfs.FeatureView) -> None:
+    before = served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="dict")
+    assert before["user_level_gold"] == 1
+    served.store.get_feature_group("user_profile").insert(
+        pl.DataFrame([(1, at(50), "silver", 31)], schema=PROFILE, orient="row")
+    )
+    after = served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="dict")
+    assert (after["user_level_gold"], after["user_level_silver"], after["age"]) == (0, 1, 31.0)
+
+
+def test_missing_and_unknown_keys(served: mfs.FeatureView) -> None:
+    with pytest.raises(mfs.DefinitionError, match="item_id"):
+        served.get_inference_vector({"user_id": 1})
+    with pytest.raises(mfs.DefinitionError, match="item_id"):
+        served.get_inference_vectors([{"user_id": 1}])
+    unknown = served.get_inference_vector({"user_id": 77, "item_id": 102}, return_type="dict")
+    assert unknown["age"] == pytest.approx(30.0)  # imputed, as training imputes a null
+    assert unknown["duration_sec"] is None
+    assert unknown["user_level_gold"] == unknown["user_level_silver"] == 0
+    with pytest.raises(mfs.NotFoundError, match="77"):
+        served.get_inference_vector({"user_id": 77, "item_id": 102}, strict=True)
+    with pytest.raises(mfs.NotFoundError):
+        served.get_inference_vectors([{"user_id": 77, "item_id": 102}], strict=True)
+    with pytest.raises(mfs.SchemaError):
+        served.get_inference_vector({"user_id": "one", "item_id": 102})
+
+
+def test_passed_features_replace_stored_values(served: mfs.FeatureView) -> None:
+    got = served.get_inference_vector(
+        {"user_id": 1, "item_id": 102}, passed_features={"user_level": "silver"}, return_type="dict"
+    )
+    assert got["user_level_silver"] == 1
+    with pytest.raises(mfs.SchemaError, match="nope"):
+        served.get_inference_vector({"user_id": 1, "item_id": 102}, passed_features={"nope": 1})
+
+
+def test_vectors_keep_request_order_and_accept_a_frame(served: mfs.FeatureView) -> None:
+    requests = pl.DataFrame({"user_id": [2, 77, 1], "item_id": [102, 102, 102]})
+    got = served.get_inference_vectors(requests)
+    for position, entity in enumerate(requests.to_dicts()):
+        single = served.get_inference_vector(entity)
+        assert all(same(a, b) for a, b in zip(got.row(position), single, strict=True))
+
+
+def test_refresh_brings_in_new_parameters_fitted_elsewhere(served: mfs.FeatureView) -> None:
+    store = served.store
+    served.get_inference_vector({"user_id": 1, "item_id": 102})
+    other = FeatureStore(store.root).get_feature_view("recommendation_model_v1")
+    other.get_training_data(compute_params=True, end=at(6))  # another "process" refits
+    stale = served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="dict")
+    store.refresh()
+    fresh = served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="dict")
+    assert stale["duration_sec"] == pytest.approx(1.0)  # (30 - 20) / 10 with both rows
+    assert fresh["duration_sec"] == 0.0  # one training row: zero spread gives 0
+
+
+def test_max_age_online_is_measured_from_the_request_time(served: mfs.FeatureView) -> None:
+    store = served.store
+    fv = store.create_feature_view(
+        name="fresh_prices",
+        label_fg="user_activity",
+        label_col="conversion",
+        joins=[
+            {
+                "fg_name": "item_feature",
+                "on": ["item_id"],
+                "features": ["price"],
+                "max_age": timedelta(minutes=10),
+            }
+        ],
+    )
+    entity = {"user_id": 1, "item_id": 102}
+    assert fv.get_inference_vector({**entity, "timestamp": at(10)}) == [30.0, 9.5]
+    assert fv.get_inference_vector({**entity, "timestamp": at(11)}) == [30.0, None]
+    assert fv.get_inference_vector(entity) == [30.0, None]  # measured from now
+    many = fv.get_inference_vectors(
+        pl.DataFrame({"user_id": [1, 1], "item_id": [102, 102], "timestamp": [at(10), at(11)]})
+    )
+    assert many["price"].to_list() == [9.5, None]
+    # The training row at the final event agrees (the label at minute 5 sees the price).
+    X, _ = fv.get_training_data()
+    assert X.row(0) == (30.0, 9.5)
