@@ -32,7 +32,10 @@ from microfs.feature_group import (
     InsertResult,
     VacuumResult,
 )
+from microfs.feature_view import FeatureView, FeatureViewDefinition, Join, TrainingDataset
+from microfs.online import OnlineStore, OnlineTable
 from microfs.store import FeatureStore
+from microfs.transformations import FittedParams, Transform
 
 __version__ = "0.1.0"
 
@@ -46,13 +49,21 @@ __all__ = [
     "FeatureGroup",
     "FeatureGroupDefinition",
     "FeatureStore",
+    "FeatureView",
+    "FeatureViewDefinition",
+    "FittedParams",
     "InsertResult",
     "InvalidNameError",
+    "Join",
     "MicroFSError",
     "NotFittedError",
     "NotFoundError",
+    "OnlineStore",
+    "OnlineTable",
     "SchemaError",
     "TimestampError",
+    "TrainingDataset",
+    "Transform",
     "VacuumError",
     "VacuumResult",
     "__version__",
