@@ -390,6 +390,7 @@ class FeatureView:
         end: datetime | None = None,
         *,
         table_versions: Mapping[str, int] | None = None,
+        window: timedelta | None = None,
     ) -> pl.LazyFrame:
         """The lazy point-in-time frame: label keys, event time, features, label.
 
@@ -400,8 +401,39 @@ class FeatureView:
             start: first label event time included (inclusive), or None.
             end: label event times must be earlier than this, or None.
             table_versions: Delta table version per group name (latest when absent).
+            window: build the plan as a sequence of event-time windows of this length,
+                each joining only its own feature rows plus the latest row per key from
+                before it, for frames larger than memory (with
+                ``collect(engine="streaming")`` or ``sink_parquet``). Same result.
+
+        >>> fv.training_frame(end=cutoff).sink_parquet("train.parquet")  # doctest: +SKIP
         """
-        return self._frame(self._spine(start, end, table_versions), table_versions, end)
+        if window is None:
+            return self._frame(self._spine(start, end, table_versions), table_versions, end)
+        if not isinstance(window, timedelta) or window <= timedelta(0):
+            raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
+        lo, hi = _utc(start), _utc(end)
+        if lo is None or hi is None:
+            bounds = (
+                self._label.scan(version=(table_versions or {}).get(self._label.name))
+                .select(pl.col(self._time).min().alias("lo"), pl.col(self._time).max().alias("hi"))
+                .collect()
+                .row(0)
+            )
+            if bounds[0] is None:
+                return self._frame(self._spine(start, end, table_versions), table_versions, end)
+            lo = lo if lo is not None else bounds[0]
+            hi = hi if hi is not None else bounds[1] + timedelta(microseconds=1)
+        parts = []
+        edge = lo
+        while edge < hi:
+            stop = min(edge + window, hi)
+            spine = self._spine(edge, stop, table_versions)
+            parts.append(self._frame(spine, table_versions, stop, since=edge))
+            edge = stop
+        if not parts:
+            return self._frame(self._spine(start, end, table_versions), table_versions, end)
+        return pl.concat(parts, how="vertical")
 
     def _spine(
         self,
@@ -422,13 +454,34 @@ class FeatureView:
         spine: pl.LazyFrame,
         table_versions: Mapping[str, int] | None,
         end: datetime | None,
+        *,
+        since: datetime | None = None,
     ) -> pl.LazyFrame:
+        """Join the groups onto ``spine``; feature rows at or after ``end`` cannot match.
+
+        With ``since``, feature rows before it are reduced to the latest one per key (all a
+        label at or after ``since`` can match), so a window reads only its own rows.
+        """
         label = self._label
         plans = []
         for join, group in zip(self.definition.joins, self._groups, strict=True):
             scan = group.scan(version=(table_versions or {}).get(group.name))
-            if group.event_time is not None and end is not None:
-                scan = scan.filter(pl.col(group.event_time) < _utc(end))
+            time = group.event_time
+            if time is not None and end is not None:
+                scan = scan.filter(pl.col(time) < _utc(end))
+            if time is not None and since is not None:
+                columns = [*join.on, time, *join.features]
+                earlier = pl.col(time) < since
+                if join.max_age is not None:
+                    earlier = earlier & (pl.col(time) >= since - join.max_age)
+                latest = (
+                    scan.filter(earlier)
+                    .select(columns)
+                    .group_by(list(join.on))
+                    .agg(pl.all().sort_by(time).last())
+                    .select(columns)
+                )
+                scan = pl.concat([latest, scan.filter(pl.col(time) >= since).select(columns)])
             plans.append(
                 JoinPlan(
                     frame=scan,

@@ -93,6 +93,7 @@ class World:
     item_daily: list[tuple[int, int, float | None]]  # item, minute, price
     pair: list[tuple[int, int, int, int | None]]  # user, item, minute, views
     max_age_minutes: int
+    window_minutes: int
 
 
 def latest(
@@ -195,7 +196,15 @@ def worlds(draw: st.DrawFn) -> World:
         ),
         key=lambda r: (r[0], r[1], r[2]),
     )
-    return World(activity, profile, item_static, item_daily, pair, draw(st.integers(0, 6)))
+    return World(
+        activity,
+        profile,
+        item_static,
+        item_daily,
+        pair,
+        draw(st.integers(0, 6)),
+        draw(st.integers(1, 7)),
+    )
 
 
 def frame(rows: list[tuple[Any, ...]], columns: dict[str, Any]) -> pl.DataFrame:
@@ -276,6 +285,8 @@ def test_training_frame_equals_brute_force_reference(world: World) -> None:
         assert got.to_dicts() == reference(world)
         streamed = fv.training_frame().collect(engine="streaming")
         assert streamed.equals(got)
+        windowed = fv.training_frame(window=timedelta(minutes=world.window_minutes))
+        assert windowed.collect(engine="streaming").equals(got)
 
 
 # -- the seed's feature view, definition checks ------------------------------------------------
@@ -566,3 +577,15 @@ def test_view_definition_is_json_and_reopens(seeded: FeatureStore) -> None:
         seeded.create_feature_view(
             name="recommendation_model_v1", label_fg="user_activity", label_col="conversion"
         )
+
+
+def test_windowed_plan_sinks_to_parquet_with_the_same_rows(
+    seeded: FeatureStore, tmp_path: Any
+) -> None:
+    fv = seed_view(seeded)
+    whole = fv.training_frame().collect()
+    target = tmp_path / "train.parquet"
+    fv.training_frame(window=timedelta(minutes=7)).sink_parquet(target)
+    assert pl.read_parquet(target).equals(whole)
+    with pytest.raises(mfs.DefinitionError, match="window"):
+        fv.training_frame(window=timedelta(0))
