@@ -339,6 +339,7 @@ class FeatureView:
             raise DefinitionError(f"label group {self._label.name!r} has no event time")
         self._time: str = self._label.event_time
         self._server: tuple[int, VectorServer] | None = None
+        self._recent_dataset: TrainingDataset | None = None
 
     # -- definition ----------------------------------------------------------------------
 
@@ -636,12 +637,22 @@ class FeatureView:
             "rows": {"train": train.height, "test": test.height if test_size else None},
             "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        return self.store.registry.add_record(
+        number = self.store.registry.add_record(
             "feature_views", self.name, self.version, TRAINING_DATASETS, record
         )
+        stored = self.store.registry.get_record(
+            "feature_views", self.name, self.version, TRAINING_DATASETS, number
+        )
+        assert stored is not None
+        # The data was just built: keep it for a get_training_dataset() that follows.
+        self._recent_dataset = self._dataset(number, stored, frame)
+        return number
 
     def get_training_dataset(self, version: int) -> TrainingDataset:
         """Rebuild a recorded training dataset: identical data, whatever changed since."""
+        recent = self._recent_dataset
+        if recent is not None and recent.version == version:
+            return recent
         record = self.store.registry.get_record(
             "feature_views", self.name, self.version, TRAINING_DATASETS, version
         )
@@ -655,8 +666,14 @@ class FeatureView:
             )
         versions = {e["name"]: int(e["table_version"]) for e in record["feature_groups"]}
         start, end = _parse_iso(record["start"]), _parse_iso(record["end"])
-        fitted = FittedParams.from_dict(record["params"])
         frame = self.training_frame(start, end, table_versions=versions).collect()
+        return self._dataset(version, record, frame)
+
+    def _dataset(
+        self, version: int, record: Mapping[str, Any], frame: pl.DataFrame
+    ) -> TrainingDataset:
+        """A training dataset from its record and its (pinned) training frame."""
+        fitted = FittedParams.from_dict(record["params"])
         test_size = record["test_size"]
         split: SplitMode = record["split"]
         seed = int(record["seed"])
@@ -674,14 +691,14 @@ class FeatureView:
             y_train=y_train,
             X_test=X_test,
             y_test=y_test,
-            table_versions=versions,
-            start=start,
-            end=end,
+            table_versions={e["name"]: int(e["table_version"]) for e in record["feature_groups"]},
+            start=_parse_iso(record["start"]),
+            end=_parse_iso(record["end"]),
             test_size=test_size,
             split=split,
             seed=seed,
             params=fitted,
-            metadata=record,
+            metadata=dict(record),
         )
 
     def list_training_datasets(self) -> list[int]:

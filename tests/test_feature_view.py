@@ -489,11 +489,11 @@ def test_vacuum_keeps_what_training_datasets_need_unless_forced(seeded: FeatureS
     activity.insert(activity.read().with_columns(pl.col("duration_sec") * 2))
     result = activity.vacuum(retention=timedelta(0))
     assert result.broken == ()
-    fv.get_training_dataset(version)  # still readable
+    seeded.get_feature_view("recommendation_model_v1").get_training_dataset(version)
     forced = activity.vacuum(retention=timedelta(0), force=True)
     assert forced.broken == (f"recommendation_model_v1 v1 training dataset {version}",)
     with pytest.raises(mfs.NotFoundError, match="vacuumed"):
-        fv.get_training_dataset(version)
+        seeded.get_feature_view("recommendation_model_v1").get_training_dataset(version)
 
 
 def test_batch_data_is_lazy_and_transformed(seeded: FeatureStore) -> None:
