@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,8 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import polars as pl
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -50,6 +53,8 @@ __all__ = [
 _MAX_ATTEMPTS = 8
 _BACKOFF_SECONDS = 0.05
 _DEFAULT_RETENTION = timedelta(days=7)
+_STATS_SLACK = timedelta(milliseconds=1)
+_MAX_FOOTERS = 8  # files whose Parquet footers an insert may read to prove an append
 _RANGE_TYPES = (
     "int8",
     "int16",
@@ -371,9 +376,9 @@ class FeatureGroup:
         batch = prepare_batch(df, d.schema, primary_keys=d.primary_keys, event_time=d.event_time)
         if batch.height == 0:
             return InsertResult(self.table_version(), 0, 0, "noop")
-        batch = batch.sort(
-            list(d.upsert_keys if d.event_time is None else (d.event_time, *d.primary_keys))
-        )
+        if d.event_time is None:
+            # prepare_batch sorts by event time; a static group clusters files by key instead
+            batch = batch.sort(list(d.primary_keys))
         with self._writer_lock():
             result = self._with_retries(lambda: self._write(batch))
         if self._on_commit is not None:
@@ -565,6 +570,10 @@ class FeatureGroup:
     ) -> VacuumResult:
         """Delete data files no longer needed by versions newer than ``retention``.
 
+        ``retention`` is rounded up to whole hours (what Delta counts in). Data files
+        that no commit references (left by a writer killed mid-insert) go too, once
+        they are older than ``retention``.
+
         Files that recorded training datasets need are kept, so their data stays
         reproducible; ``force=True`` deletes those too and names the training datasets
         it breaks. The default retention (7 days) is far longer than any write.
@@ -575,7 +584,8 @@ class FeatureGroup:
             )
         pins = dict(self._pins()) if self._pins is not None else {}
         keep = sorted(pins) if not force else []
-        hours = int(retention.total_seconds() // 3600)
+        # deltalake takes whole hours: round up, so no file younger than asked is deleted
+        hours = math.ceil(retention.total_seconds() / 3600)
         with self._writer_lock():
             table = self._table()
             would = table.vacuum(
@@ -583,6 +593,7 @@ class FeatureGroup:
                 dry_run=True,
                 enforce_retention_duration=False,
                 keep_versions=keep or None,
+                full=True,
             )
             broken: list[str] = []
             if force and pins:
@@ -599,6 +610,7 @@ class FeatureGroup:
                     dry_run=False,
                     enforce_retention_duration=False,
                     keep_versions=keep or None,
+                    full=True,
                     commit_properties=CommitProperties(
                         custom_metadata={"microfs.operation": "vacuum"}
                     ),
@@ -633,23 +645,60 @@ def _batch_ranges(batch: pl.DataFrame, columns: Sequence[str]) -> dict[str, tupl
 def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, tuple[Any, Any]]) -> bool:
     """True when no stored row can share a key with the batch, judged from file statistics.
 
-    A row overlaps only if all its key columns are equal, so one key column whose batch
-    range lies outside every stored file's range proves the batch disjoint.
+    A row overlaps only if all its key columns are equal, so a file is out of reach when
+    the batch's range of one key column lies outside the file's range of that column.
+    Delta statistics keep timestamps to the millisecond only (truncated), so they are
+    widened by a millisecond; files that only that widening keeps in reach (a batch
+    starting within a millisecond of the stored maximum) are judged again from the exact
+    statistics in their Parquet footers.
     """
-    actions = pl.DataFrame(table.get_add_actions(flatten=True))
-    if actions.height == 0:
+    files = pl.DataFrame(table.get_add_actions(flatten=True))
+    in_reach = files.filter(~_disjoint(files, ranges, slack=_STATS_SLACK))
+    if in_reach.height == 0:
         return True
+    times = [c for c, (lo, _) in ranges.items() if isinstance(lo, datetime)]
+    if not times or in_reach.height > _MAX_FOOTERS:
+        return False
+    exact = in_reach.with_columns(_footer_ranges(table, in_reach["path"], times))
+    return bool(exact.select(_disjoint(exact, ranges, slack=timedelta(0)).all()).item())
+
+
+def _disjoint(
+    files: pl.DataFrame, ranges: Mapping[str, tuple[Any, Any]], *, slack: timedelta
+) -> pl.Expr:
+    """Per file: whether some key column's batch range lies outside the file's range."""
+    outside = []
     for column, (lo, hi) in ranges.items():
-        low_name, high_name = f"min.{column}", f"max.{column}"
-        if low_name not in actions.columns or high_name not in actions.columns:
+        low, high = f"min.{column}", f"max.{column}"
+        if low not in files.columns or high not in files.columns:
             continue
-        stats = actions.select(low_name, high_name)
-        if stats.null_count().sum_horizontal().item():
-            continue
-        stored_lo, stored_hi = stats.select(pl.col(low_name).min(), pl.col(high_name).max()).row(0)
-        if hi < stored_lo or lo > stored_hi:
-            return True
-    return False
+        stored_lo, stored_hi = pl.col(low), pl.col(high)
+        if isinstance(lo, datetime):
+            stored_lo, stored_hi = stored_lo - slack, stored_hi + slack
+        outside.append(((pl.lit(hi) < stored_lo) | (pl.lit(lo) > stored_hi)).fill_null(False))
+    return pl.any_horizontal(outside) if outside else pl.repeat(False, pl.len())
+
+
+def _footer_ranges(table: DeltaTable, paths: pl.Series, columns: Sequence[str]) -> list[pl.Series]:
+    """Exact ``min.<column>`` and ``max.<column>`` of each file, from its Parquet footer."""
+    root = Path(table.table_uri.removeprefix("file://"))
+    lows: dict[str, list[Any]] = {c: [] for c in columns}
+    highs: dict[str, list[Any]] = {c: [] for c in columns}
+    for path in paths:
+        metadata = pq.ParquetFile(root / unquote(path)).metadata
+        names = metadata.schema.to_arrow_schema().names
+        for column in columns:
+            stats = [
+                metadata.row_group(g).column(names.index(column)).statistics
+                for g in range(metadata.num_row_groups)
+            ]
+            known = all(s is not None and s.has_min_max for s in stats) and bool(stats)
+            lows[column].append(min(s.min for s in stats) if known else None)
+            highs[column].append(max(s.max for s in stats) if known else None)
+    return [
+        *(pl.Series(f"min.{c}", lows[c], dtype=polars_dtype("datetime")) for c in columns),
+        *(pl.Series(f"max.{c}", highs[c], dtype=polars_dtype("datetime")) for c in columns),
+    ]
 
 
 def _quote(column: str) -> str:

@@ -91,7 +91,7 @@ def check_name(name: object, *, what: str = "name") -> str:
     ...
     microfs.errors.InvalidNameError: invalid name '../x': use lower-case letters, digits and ...
     """
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidNameError(
             f"invalid {what} {name!r}: use lower-case letters, digits and '_', starting with a "
             "letter, at most 64 characters (e.g. 'user_profile')"
@@ -162,6 +162,11 @@ def normalize_schema(schema: Mapping[str, object]) -> dict[str, str]:
     for column, spelled in schema.items():
         if not isinstance(column, str) or not column:
             raise SchemaError(f"column name {column!r} must be a non-empty string")
+        if "`" in column:
+            raise SchemaError(
+                f"column name {column!r} contains a backtick, which Delta merge predicates "
+                "cannot quote; rename the column without it"
+            )
         out[column] = canonical_type(spelled, column=column)
     return out
 
@@ -200,7 +205,16 @@ def prepare_batch(
     Refuses, with a :class:`SchemaError` subclass naming the column: missing or extra
     columns, values that cannot be cast without loss, naive or sub-microsecond
     datetimes, null primary keys or event times, and two rows with the same key and
-    event time (:class:`DuplicateKeyError`). The result has the schema's column order.
+    event time (:class:`DuplicateKeyError`). The result has the schema's column order;
+    when there is an event time its rows are sorted by it (stably), else they keep the
+    input's order.
+
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    >>> prepare_batch(
+    ...     pl.DataFrame({"ts": [t], "id": [1]}), {"id": "int64", "ts": "datetime"},
+    ...     primary_keys=["id"], event_time="ts").columns
+    ['id', 'ts']
     """
     frame = to_polars(data)
     missing = [c for c in schema if c not in frame.columns]
@@ -226,17 +240,33 @@ def prepare_batch(
                 f"{nulls} row(s) have a null in {'event time' if is_time else 'primary key'} "
                 f"column {column!r}; every row needs a value there"
             )
-    if batch.height and batch.select(pl.struct(key_columns).is_duplicated().any()).item():
-        first = (
-            batch.filter(pl.struct(key_columns).is_duplicated())
-            .select(key_columns)
-            .row(0, named=True)
-        )
-        raise DuplicateKeyError(
-            f"the batch has several rows for key {first}; keep one row per "
-            f"({', '.join(key_columns)}), e.g. with df.unique(subset={key_columns!r}, keep='last')"
-        )
+    if event_time is not None and not batch.get_column(event_time).is_sorted():
+        batch = batch.sort(event_time, maintain_order=True)
+    _check_unique(batch, key_columns, event_time)
     return batch
+
+
+def _check_unique(batch: pl.DataFrame, key_columns: list[str], event_time: str | None) -> None:
+    """Raise :class:`DuplicateKeyError` if two rows share all of ``key_columns``.
+
+    ``batch`` is sorted by ``event_time`` when there is one: rows can then only clash
+    with neighbours of equal time, so only those few rows are hashed.
+    """
+    candidates = batch
+    if event_time is not None:
+        times = batch.get_column(event_time)
+        tie = (times == times.shift(1)).fill_null(False)
+        if not tie.any():
+            return
+        candidates = batch.filter(tie | tie.shift(-1, fill_value=False))
+    duplicated = candidates.select(pl.struct(key_columns).is_duplicated()).to_series()
+    if not duplicated.any():
+        return
+    first = candidates.filter(duplicated).select(key_columns).row(0, named=True)
+    raise DuplicateKeyError(
+        f"the batch has several rows for key {first}; keep one row per "
+        f"({', '.join(key_columns)}), e.g. with df.unique(subset={key_columns!r}, keep='last')"
+    )
 
 
 def _cast_column(series: pl.Series, canonical: str) -> pl.Series:
