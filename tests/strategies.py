@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import polars as pl
@@ -142,3 +143,63 @@ def transform_cases(draw: st.DrawFn) -> TransformCase:
         if draw(st.integers(0, 5)) > 0:
             specs.extend({**spec, "column": column} for spec in draw(tf_chain(kind)))
     return TransformCase(pl.DataFrame(train), pl.DataFrame(test), features, specs)
+
+
+# ---------------------------------------------------------------------------------------
+# Feature-group upserts (tests/test_feature_group.py): sequences of batches over a tiny key
+# and time domain, so that later batches often replace stored rows. Times include
+# neighbours less than a millisecond apart (Delta keeps millisecond statistics only).
+# ---------------------------------------------------------------------------------------
+
+UPSERT_T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+UPSERT_TIMES = tuple(
+    UPSERT_T0 + delta
+    for delta in (
+        timedelta(0),
+        timedelta(microseconds=1),
+        timedelta(microseconds=500),
+        timedelta(microseconds=999),
+        timedelta(milliseconds=1),
+        timedelta(hours=1),
+    )
+)
+UPSERT_SCHEMA = {
+    "k": "int64",
+    "s": "string",
+    "t": "datetime64[us, UTC]",
+    "x": "float64",
+    "n": "int32",
+}
+"""Keys ``k`` and ``s``; ``t`` is the event time, or a plain column in a static group."""
+
+UpsertRow = tuple[int, str, datetime, float | None, int]
+"""One row in ``UPSERT_SCHEMA`` order."""
+
+
+@dataclass(frozen=True)
+class UpsertCase:
+    """Batches to insert one after another; no batch holds two rows with the same key."""
+
+    static: bool
+    batches: list[list[UpsertRow]]
+
+    @property
+    def key_width(self) -> int:
+        """How many leading fields of a row form its upsert key."""
+        return 2 if self.static else 3
+
+
+@st.composite
+def upsert_cases(draw: st.DrawFn) -> UpsertCase:
+    """A random static or event-time group and 1-5 batches of 0-5 rows each."""
+    static = draw(st.booleans())
+    row = st.tuples(
+        st.integers(0, 3),
+        st.sampled_from(["a", "b"]),
+        st.sampled_from(UPSERT_TIMES),
+        st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)),
+        st.integers(-(2**31), 2**31 - 1),
+    )
+    width = 2 if static else 3
+    batch = st.lists(row, max_size=5, unique_by=lambda r: r[:width])
+    return UpsertCase(static, draw(st.lists(batch, min_size=1, max_size=5)))
