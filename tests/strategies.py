@@ -10,6 +10,201 @@ import polars as pl
 from hypothesis import strategies as st
 
 # ---------------------------------------------------------------------------------------
+# Point-in-time joins (tests/test_pit.py): random label spines and feature groups with
+# small key and time domains, so that exact-time ties, duplicates and misses are frequent.
+# ---------------------------------------------------------------------------------------
+
+PIT_BASE_TIME = datetime(2024, 1, 1, tzinfo=timezone.utc)
+PIT_TIME = pl.Datetime("us", "UTC")
+PIT_LABEL_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.Int64(),
+    "item_id": pl.String(),
+    "t": PIT_TIME,
+    "y": pl.Int8(),
+}
+PIT_LABEL_KEYS = ("user_id", "item_id")
+
+
+@dataclass(frozen=True)
+class PitGroup:
+    """A joined group as plain rows (tuples in `schema` order) plus its join options."""
+
+    schema: dict[str, pl.DataType]
+    rows: list[tuple[Any, ...]]
+    on: tuple[str, ...]
+    event_time: str | None
+    features: tuple[str, ...]
+    prefix: str = ""
+    max_age: timedelta | None = None
+    sorted_by_time: bool = False
+
+
+@dataclass(frozen=True)
+class PitWorld:
+    """Label rows (tuples in `label_schema` order) and the groups to join, in join order."""
+
+    label_schema: dict[str, pl.DataType]
+    label_rows: list[tuple[Any, ...]]
+    label_keys: tuple[str, ...]
+    label_time: str
+    labels_sorted: bool
+    groups: list[PitGroup]
+
+
+def _none_first(value: Any) -> tuple[int, Any]:
+    return (0, 0) if value is None else (1, value)
+
+
+def pit_sort_key(row: tuple[Any, ...], positions: list[int]) -> tuple[Any, ...]:
+    """Sort key of a row by the columns at `positions`, ascending with nulls first."""
+    return tuple(_none_first(row[p]) for p in positions)
+
+
+# Seconds 0..12 plus 0 or 1 microsecond: many exact ties, and max_age boundaries hit exactly.
+pit_times = st.builds(
+    lambda s, us: PIT_BASE_TIME + timedelta(seconds=s, microseconds=us),
+    st.integers(0, 12),
+    st.sampled_from([0, 0, 0, 1]),
+)
+# Small key domains with an occasional null key.
+pit_user_ids = st.sampled_from([0, 1, 2, 3, None])
+pit_item_ids = st.sampled_from(["a", "b", "ab", None])
+pit_max_ages = st.one_of(
+    st.none(),
+    st.builds(
+        lambda s, us: timedelta(seconds=s, microseconds=us),
+        st.integers(0, 6),
+        st.sampled_from([0, 1]),
+    ),
+)
+
+
+def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """The strategy's values, null about one time in four."""
+    return st.one_of(strategy, strategy, strategy, st.none())
+
+
+_floats = st.floats(-1e6, 1e6, allow_nan=False, width=64)
+
+
+@st.composite
+def _timed_rows(
+    draw: st.DrawFn, keys: st.SearchStrategy[tuple[Any, ...]], values: st.SearchStrategy[Any]
+) -> list[tuple[Any, ...]]:
+    """Rows (*key, time, *values), unique on (key, time), in arbitrary order."""
+    size = draw(st.integers(0, 25))
+    rows = draw(
+        st.lists(
+            st.tuples(keys, pit_times, values),
+            min_size=size,
+            max_size=size,
+            unique_by=lambda r: (r[0], r[1]),
+        )
+    )
+    return [(*key, time, *vals) for key, time, vals in rows]
+
+
+@st.composite
+def _static_group(draw: st.DrawFn) -> PitGroup:
+    """A group without event time, unique on user_id (which may be null once)."""
+    schema: dict[str, pl.DataType] = {
+        "user_id": pl.Int64(),
+        "country": pl.String(),
+        "age": pl.Int16(),
+    }
+    rows = draw(
+        st.lists(
+            st.tuples(
+                pit_user_ids,
+                _optional(st.sampled_from(["fr", "de"])),
+                _optional(st.integers(0, 120)),
+            ),
+            min_size=draw(st.integers(0, 5)),
+            max_size=5,
+            unique_by=lambda r: r[0],
+        )
+    )
+    features = tuple(draw(st.lists(st.sampled_from(["country", "age"]), min_size=1, unique=True)))
+    return PitGroup(schema, rows, ("user_id",), None, features)
+
+
+@st.composite
+def _timed_group(draw: st.DrawFn, name: str) -> PitGroup:
+    """One of three timed group shapes, with random rows and options."""
+    keys: st.SearchStrategy[tuple[Any, ...]]
+    values: st.SearchStrategy[tuple[Any, ...]]
+    if name == "user":
+        schema: dict[str, pl.DataType] = {
+            "user_id": pl.Int64(),
+            "ts": PIT_TIME,
+            "score": pl.Float64(),
+            "level": pl.String(),
+        }
+        keys = st.tuples(pit_user_ids)
+        values = st.tuples(_optional(_floats), _optional(st.sampled_from(["gold", "red"])))
+        on: tuple[str, ...] = ("user_id",)
+        event_time = "ts"
+        prefix = draw(st.sampled_from(["", "u_"]))
+    elif name == "item":
+        # Its event-time column is called like the label time: it must not clash.
+        schema = {
+            "item_id": pl.String(),
+            "t": PIT_TIME,
+            "price": pl.Float32(),
+            "in_stock": pl.Boolean(),
+        }
+        keys = st.tuples(pit_item_ids)
+        values = st.tuples(_optional(st.sampled_from([0.5, 1.25, 3.0])), _optional(st.booleans()))
+        on, event_time, prefix = ("item_id",), "t", ""
+    else:
+        # `score` is also a feature of "user": the prefix keeps them apart.
+        schema = {
+            "user_id": pl.Int64(),
+            "item_id": pl.String(),
+            "ts": PIT_TIME,
+            "score": pl.Float64(),
+            "clicks": pl.Int32(),
+        }
+        keys = st.tuples(pit_user_ids, pit_item_ids)
+        values = st.tuples(_optional(_floats), _optional(st.integers(-(2**31), 2**31 - 1)))
+        on, event_time, prefix = ("user_id", "item_id"), "ts", "pair_"
+
+    rows = draw(_timed_rows(keys, values))
+    value_columns = [c for c in schema if c not in (*on, event_time)]
+    features = tuple(draw(st.lists(st.sampled_from(value_columns), min_size=1, unique=True)))
+    max_age = draw(pit_max_ages)
+    sorted_by_time = draw(st.booleans())
+    if sorted_by_time:
+        time_at = list(schema).index(event_time)
+        rows = sorted(rows, key=lambda r: r[time_at])
+    return PitGroup(schema, rows, on, event_time, features, prefix, max_age, sorted_by_time)
+
+
+@st.composite
+def pit_worlds(draw: st.DrawFn) -> PitWorld:
+    """A label spine and up to four joined groups (user, item, user+item, static user)."""
+    size = draw(st.integers(0, 30))
+    label_rows = draw(
+        st.lists(
+            st.tuples(pit_user_ids, pit_item_ids, pit_times, st.integers(0, 1)),
+            min_size=size,
+            max_size=size,
+        )
+    )
+    # Exact duplicates of some label rows: both must be kept.
+    copies = draw(st.lists(st.sampled_from(label_rows), max_size=5)) if label_rows else []
+    label_rows = label_rows + copies
+    if copies:
+        label_rows = draw(st.permutations(label_rows))
+    labels_sorted = draw(st.booleans())
+    if labels_sorted:
+        label_rows = sorted(label_rows, key=lambda r: pit_sort_key(r, [2, 0, 1]))
+    names = draw(st.lists(st.sampled_from(["user", "item", "pair", "static"]), unique=True))
+    groups = [draw(_static_group() if name == "static" else _timed_group(name)) for name in names]
+    return PitWorld(PIT_LABEL_SCHEMA, list(label_rows), PIT_LABEL_KEYS, "t", labels_sorted, groups)
+
+
+# ---------------------------------------------------------------------------------------
 # Transformations (tests/test_transformations.py): training and test frames with ints,
 # floats, strings and bools (nulls, NaN, infinities, constant columns, categories unseen in
 # training) and random chains of transformations valid for each column's type.

@@ -1,0 +1,264 @@
+"""The point-in-time plan builder: lazy as-of joins of feature groups onto a label spine.
+
+Pure logic over ``pl.LazyFrame``: nothing here reads or writes disk, and nothing is
+collected. :func:`point_in_time_join` takes the label rows (the spine) and a list of
+:class:`JoinPlan` objects, one per joined feature group, and returns one lazy plan.
+
+For a label row with event time ``t``, a joined group with an event time contributes its
+row with the same key and the greatest event time ``<= t``; a group without event time
+joins on its key alone. The spine keeps exactly its rows, ordered by label time then the
+label keys.
+
+Polars' ``join_asof`` does not check that its inputs are sorted when ``by`` groups are
+given, and silently returns wrong matches on unsorted input: every joined frame is sorted
+by its event time here unless the caller says it already is (``sorted_by_time``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import polars as pl
+
+from microfs.errors import DefinitionError
+
+__all__ = ["JoinPlan", "point_in_time_join"]
+
+_TIME_PREFIX = "__microfs_pit_time_"
+
+
+@dataclass(frozen=True)
+class JoinPlan:
+    """One feature group to join onto the label spine.
+
+    Attributes:
+        frame: The joined group's rows. Only ``on``, ``event_time`` and ``features`` are
+            read from it.
+        on: Key columns, named the same in the label frame and in ``frame``. Rows match
+            on equal typed values; a null key matches nothing.
+        event_time: The group's event-time column, or None for a static group, which
+            joins on its keys alone (its keys must then be unique).
+        features: Columns of ``frame`` to bring in.
+        prefix: Put in front of each feature's name in the output.
+        max_age: Drop a match whose event time is older than ``t - max_age``; a match
+            exactly ``max_age`` old still counts. None keeps every match.
+        sorted_by_time: The caller asserts that ``frame`` is already sorted by
+            ``event_time`` ascending, so it is flagged sorted instead of sorted again.
+            A false claim gives wrong matches.
+
+    Example:
+        >>> import polars as pl
+        >>> plan = JoinPlan(
+        ...     frame=pl.LazyFrame({"user_id": [1], "level": ["gold"]}),
+        ...     on=("user_id",),
+        ...     event_time=None,
+        ...     features=("level",),
+        ...     prefix="user_",
+        ... )
+        >>> plan.on, plan.sorted_by_time
+        (('user_id',), False)
+    """
+
+    frame: pl.LazyFrame
+    on: tuple[str, ...]
+    event_time: str | None
+    features: tuple[str, ...]
+    prefix: str = ""
+    max_age: timedelta | None = None
+    sorted_by_time: bool = False
+
+
+def _output_names(plan: JoinPlan) -> tuple[str, ...]:
+    """The names a join's features take in the output, in order."""
+    return tuple(plan.prefix + feature for feature in plan.features)
+
+
+def point_in_time_join(
+    labels: pl.LazyFrame,
+    *,
+    label_time: str,
+    label_keys: Sequence[str],
+    joins: Sequence[JoinPlan],
+    labels_sorted: bool = False,
+) -> pl.LazyFrame:
+    """Join feature groups onto the label rows as of each label's event time.
+
+    The label frame is the spine: the result has exactly one row per label row, with all
+    label columns followed by each join's features (prefixed) in join order, ordered by
+    ``label_time`` then ``label_keys`` ascending (nulls first). The joined groups' key and
+    event-time columns are not carried into the result. Nothing is collected.
+
+    Args:
+        labels: The label rows. Not modified.
+        label_time: The label frame's event-time column; its dtype must equal each timed
+            join's ``event_time`` dtype.
+        label_keys: The label frame's key columns: the order of the output after time.
+        joins: The feature groups to join, in output order.
+        labels_sorted: The caller asserts that ``labels`` is already sorted by
+            ``(label_time, *label_keys)``; it is then not sorted again.
+
+    Returns:
+        The lazy joined frame.
+
+    Raises:
+        DefinitionError: A missing column, mismatched key or time dtypes, a feature that
+            is a key or event-time column, or two output columns with the same name.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> import polars as pl
+        >>> def at(day):
+        ...     return datetime(2024, 1, day, tzinfo=timezone.utc)
+        >>> labels = pl.LazyFrame({"user_id": [1, 1, 2], "t": [at(3), at(1), at(3)]})
+        >>> spend = pl.LazyFrame(
+        ...     {"user_id": [1, 1], "ts": [at(1), at(2)], "spend": [5.0, 7.0]}
+        ... )
+        >>> plan = JoinPlan(frame=spend, on=("user_id",), event_time="ts", features=("spend",))
+        >>> out = point_in_time_join(labels, label_time="t", label_keys=["user_id"], joins=[plan])
+        >>> out.collect()["spend"].to_list()
+        [5.0, 7.0, None]
+    """
+    label_keys = tuple(label_keys)
+    label_schema = _schema(labels, "the label frame")
+    _require_columns(label_schema, (label_time, *label_keys), "the label frame")
+    outputs = {*label_schema.names(), *(name for plan in joins for name in _output_names(plan))}
+    time_columns = [_time_column(number, outputs) for number in range(len(joins))]
+    rights = [
+        _prepare(plan, number, label_schema, label_time, time_column)
+        for number, (plan, time_column) in enumerate(zip(joins, time_columns, strict=True))
+    ]
+    _check_output_names(tuple(label_schema.names()), joins)
+
+    if labels_sorted:
+        spine = labels.set_sorted(label_time)
+    else:
+        spine = labels.sort([label_time, *label_keys], maintain_order=True)
+
+    for plan, right, time_column in zip(joins, rights, time_columns, strict=True):
+        if not plan.features:
+            continue
+        if plan.event_time is None:
+            spine = spine.join(
+                right,
+                on=list(plan.on),
+                how="left",
+                nulls_equal=False,
+                maintain_order="left",
+            )
+        else:
+            spine = spine.join_asof(
+                right,
+                left_on=label_time,
+                right_on=time_column,
+                by=list(plan.on) or None,
+                strategy="backward",
+                tolerance=_tolerance(plan.max_age),
+                allow_exact_matches=True,
+                check_sortedness=False,
+            ).drop(time_column)
+    return spine
+
+
+def _schema(frame: pl.LazyFrame, what: str) -> pl.Schema:
+    """Resolve a lazy frame's schema, turning a Polars failure into ours."""
+    try:
+        return frame.collect_schema()
+    except pl.exceptions.PolarsError as exc:
+        msg = f"cannot resolve the columns of {what}: {exc}"
+        raise DefinitionError(msg) from exc
+
+
+def _require_columns(schema: pl.Schema, columns: Sequence[str], what: str) -> None:
+    """Raise if any of ``columns`` is missing from ``schema``."""
+    missing = [column for column in columns if column not in schema]
+    if missing:
+        msg = (
+            f"column(s) {', '.join(repr(c) for c in missing)} not found in {what}; "
+            f"its columns are: {', '.join(schema.names())}"
+        )
+        raise DefinitionError(msg)
+
+
+def _check_output_names(label_columns: tuple[str, ...], joins: Sequence[JoinPlan]) -> None:
+    """Raise when a joined feature would take a name already in the output."""
+    taken: dict[str, str] = {column: "a label column" for column in label_columns}
+    for number, plan in enumerate(joins):
+        for feature, name in zip(plan.features, _output_names(plan), strict=True):
+            if name in taken:
+                msg = (
+                    f"feature {feature!r} of join {number} would be output as {name!r}, "
+                    f"which is already {taken[name]}; give the join a distinct `prefix` "
+                    f"(e.g. prefix='j{number}_') or leave the feature out"
+                )
+                raise DefinitionError(msg)
+            taken[name] = f"the output of feature {feature!r} of join {number}"
+
+
+def _time_column(number: int, taken: Collection[str]) -> str:
+    """A private name for join ``number``'s event time that no output column has."""
+    name = f"{_TIME_PREFIX}{number}"
+    while name in taken:
+        name = "_" + name
+    return name
+
+
+def _tolerance(max_age: timedelta | None) -> str | None:
+    """``max_age`` as an exact Polars duration (microseconds, never calendar days)."""
+    if max_age is None:
+        return None
+    if max_age < timedelta(0):
+        msg = f"max_age must not be negative, got {max_age!r}"
+        raise DefinitionError(msg)
+    micros = (max_age.days * 86_400 + max_age.seconds) * 1_000_000 + max_age.microseconds
+    return f"{micros}us"
+
+
+def _prepare(
+    plan: JoinPlan, number: int, label_schema: pl.Schema, label_time: str, time_column: str
+) -> pl.LazyFrame:
+    """Check one join against the label frame and project (and sort) its frame."""
+    what = f"the frame of join {number}"
+    schema = _schema(plan.frame, what)
+    timed = plan.event_time is not None
+    own = (*plan.on, plan.event_time) if plan.event_time is not None else plan.on
+    _require_columns(schema, (*own, *plan.features), what)
+    _require_columns(label_schema, plan.on, f"the label frame (keys of join {number})")
+    if not plan.on and not timed:
+        msg = f"join {number} has neither key columns (`on`) nor an event time; give it `on`"
+        raise DefinitionError(msg)
+    not_features = [feature for feature in plan.features if feature in own]
+    if not_features:
+        msg = (
+            f"join {number} lists key or event-time column(s) {not_features} as features; "
+            "they are matched on, not carried: list only value columns"
+        )
+        raise DefinitionError(msg)
+    for key in plan.on:
+        if schema[key] != label_schema[key]:
+            msg = (
+                f"join key {key!r} is {schema[key]} in {what} but {label_schema[key]} "
+                "in the label frame; cast one side so both have the same type"
+            )
+            raise DefinitionError(msg)
+
+    columns: list[pl.Expr] = [pl.col(key) for key in plan.on]
+    columns += [
+        pl.col(feature).alias(name)
+        for feature, name in zip(plan.features, _output_names(plan), strict=True)
+    ]
+    if plan.event_time is None:
+        return plan.frame.select(columns)
+
+    if schema[plan.event_time] != label_schema[label_time]:
+        msg = (
+            f"event time {plan.event_time!r} is {schema[plan.event_time]} in {what} but "
+            f"label time {label_time!r} is {label_schema[label_time]}; both must have "
+            "the same type"
+        )
+        raise DefinitionError(msg)
+    right = plan.frame.select(pl.col(plan.event_time).alias(time_column), *columns)
+    if plan.sorted_by_time:
+        return right.set_sorted(time_column)
+    return right.sort(time_column)
