@@ -77,7 +77,7 @@ while True:
 def _python(script: str, *args: object) -> subprocess.Popen[str]:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen(
         [sys.executable, "-c", script, *map(str, args)],
