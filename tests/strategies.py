@@ -398,3 +398,99 @@ def upsert_cases(draw: st.DrawFn) -> UpsertCase:
     width = 2 if static else 3
     batch = st.lists(row, max_size=5, unique_by=lambda r: r[:width])
     return UpsertCase(static, draw(st.lists(batch, min_size=1, max_size=5)))
+
+
+# ---------------------------------------------------------------------------------------
+# Online store (tests/test_online_store.py): batches for groups of several shapes (online
+# keys equal to or a subset of the primary keys, string and composite keys, static groups)
+# over tiny key and time domains, so that upserts, equal event times and appends older than
+# the stored row are frequent.
+# ---------------------------------------------------------------------------------------
+
+ONLINE_T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+ONLINE_TIMES = tuple(
+    ONLINE_T0 + delta
+    for delta in (
+        timedelta(0),
+        timedelta(microseconds=1),
+        timedelta(microseconds=900),
+        timedelta(hours=1),
+        timedelta(hours=2),
+        timedelta(days=-1),
+    )
+)
+ONLINE_LEVELS = ("gold", "silver", "bronze", "iron", "wood", "")
+
+
+@dataclass(frozen=True)
+class OnlineShape:
+    """A feature group layout: its schema, primary keys, online keys and event time."""
+
+    name: str
+    schema: dict[str, str]
+    primary_keys: tuple[str, ...]
+    online_keys: tuple[str, ...]
+    event_time: str | None
+
+
+_ONLINE_VALUES = {"score": "float64", "level": "string", "flag": "bool", "day": "date"}
+ONLINE_SHAPES = (
+    OnlineShape(
+        "int_key",
+        {"user_id": "int64", "ts": "datetime64[us, UTC]", **_ONLINE_VALUES},
+        ("user_id",),
+        ("user_id",),
+        "ts",
+    ),
+    OnlineShape(
+        "subset_key",
+        {"user_id": "int64", "item": "string", "ts": "datetime64[us, UTC]", **_ONLINE_VALUES},
+        ("user_id", "item"),
+        ("user_id",),
+        "ts",
+    ),
+    OnlineShape(
+        "composite_key",
+        {"region": "string", "user_id": "int32", "ts": "datetime64[us, UTC]", **_ONLINE_VALUES},
+        ("region", "user_id"),
+        ("region", "user_id"),
+        "ts",
+    ),
+    OnlineShape(
+        "static_subset",
+        {"user_id": "uint64", "item": "string", **_ONLINE_VALUES},
+        ("user_id", "item"),
+        ("user_id",),
+        None,
+    ),
+    OnlineShape("static", {"user_id": "int16", **_ONLINE_VALUES}, ("user_id",), ("user_id",), None),
+)
+_ONLINE_DOMAINS: dict[str, st.SearchStrategy[Any]] = {
+    "user_id": st.integers(0, 5),
+    "item": st.sampled_from(["a", "b", "c"]),
+    "region": st.sampled_from(["eu", "us", "é"]),
+    "ts": st.sampled_from(ONLINE_TIMES),
+    "score": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+    "level": st.one_of(st.none(), st.sampled_from(ONLINE_LEVELS)),
+    "flag": st.one_of(st.none(), st.booleans()),
+    "day": st.one_of(st.none(), st.dates()),
+}
+
+
+@dataclass(frozen=True)
+class OnlineCase:
+    """A group shape, batches of row dicts to insert in turn, and whether to shrink limits."""
+
+    shape: OnlineShape
+    batches: list[list[dict[str, Any]]]
+    tiny_limits: bool
+
+
+@st.composite
+def online_cases(draw: st.DrawFn) -> OnlineCase:
+    """One of ``ONLINE_SHAPES`` and 1-4 batches of 1-8 rows, unique by upsert key per batch."""
+    shape = draw(st.sampled_from(ONLINE_SHAPES))
+    row = st.fixed_dictionaries({c: _ONLINE_DOMAINS[c] for c in shape.schema})
+    upsert = (*shape.primary_keys, *([shape.event_time] if shape.event_time else []))
+    batch = st.lists(row, min_size=1, max_size=8, unique_by=lambda r: tuple(r[k] for k in upsert))
+    return OnlineCase(shape, draw(st.lists(batch, min_size=1, max_size=4)), draw(st.booleans()))
