@@ -60,10 +60,6 @@ _RANGE_TYPES = (
     "int16",
     "int32",
     "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
     "date",
     "datetime",
 )

@@ -8,7 +8,7 @@ which is what definitions store:
 ========================  ===================================
 spelled                   stored as
 ========================  ===================================
-int8 ... int64, uint*     the same integer type
+int8 ... int64             the same integer type (Delta has no unsigned types)
 float32, float64          the same float type
 bool, boolean             ``bool``
 string, str, object,      ``string`` (a category is stored as its text)
@@ -48,10 +48,6 @@ _POLARS_TYPES: dict[str, pl.DataType] = {
     "int16": pl.Int16(),
     "int32": pl.Int32(),
     "int64": pl.Int64(),
-    "uint8": pl.UInt8(),
-    "uint16": pl.UInt16(),
-    "uint32": pl.UInt32(),
-    "uint64": pl.UInt64(),
     "float32": pl.Float32(),
     "float64": pl.Float64(),
     "bool": pl.Boolean(),
@@ -120,6 +116,8 @@ def canonical_type(spelled: object, *, column: str = "?") -> str:
         text = _ALIASES.get(text, text)
         if text in _POLARS_TYPES:
             return text
+        if text.startswith("uint"):
+            raise _unsigned(column, spelled)
     raise SchemaError(
         f"column {column!r} has unknown type {spelled!r}; use one of "
         f"{', '.join(CANONICAL_TYPES)}, a seed spelling such as 'datetime64[ns, utc]' or "
@@ -135,9 +133,18 @@ def _canonical_from_polars(dtype: Any, column: str) -> str:
     for name, candidate in _POLARS_TYPES.items():
         if dtype == candidate:
             return name
+    if dtype.is_unsigned_integer():
+        raise _unsigned(column, dtype)
     raise SchemaError(
         f"column {column!r} has Polars type {dtype} which feature groups do not store; use one "
         f"of {', '.join(CANONICAL_TYPES)}"
+    )
+
+
+def _unsigned(column: str, spelled: object) -> SchemaError:
+    return SchemaError(
+        f"column {column!r} has unsigned type {spelled}, which Delta tables cannot store; "
+        "declare it int64 (or int32/int16 for small values)"
     )
 
 

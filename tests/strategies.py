@@ -458,7 +458,7 @@ ONLINE_SHAPES = (
     ),
     OnlineShape(
         "static_subset",
-        {"user_id": "uint64", "item": "string", **_ONLINE_VALUES},
+        {"user_id": "int64", "item": "string", **_ONLINE_VALUES},
         ("user_id", "item"),
         ("user_id",),
         None,

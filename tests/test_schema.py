@@ -32,7 +32,6 @@ SPELLINGS: dict[object, str] = {
     "INT64": "int64",
     " int32 ": "int32",
     "int": "int64",
-    "uint8": "uint8",
     "float64": "float64",
     "float": "float64",
     "double": "float64",
@@ -310,3 +309,9 @@ def test_duplicate_check_agrees_with_a_set(rows: list[tuple[int, str, int]]) -> 
     batch = prepare_batch(frame, SCHEMA, primary_keys=["id", "s"], event_time="t")
     # the same rows, sorted by time, ties in input order
     assert batch.rows() == frame.select(list(SCHEMA)).sort("t", maintain_order=True).rows()
+
+
+@pytest.mark.parametrize("spelled", ["uint8", "UInt64", pl.UInt32, pl.UInt16()])
+def test_unsigned_types_are_refused_with_a_signed_suggestion(spelled: object) -> None:
+    with pytest.raises(SchemaError, match=r"unsigned.*int64"):
+        normalize_schema({"x": spelled})
