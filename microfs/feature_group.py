@@ -276,6 +276,7 @@ class FeatureGroup:
         self.path = path
         self._on_commit = on_commit
         self._pins = pins
+        self._time_sorted: dict[int, bool] = {}
 
     # -- definition --------------------------------------------------------------------
 
@@ -494,6 +495,39 @@ class FeatureGroup:
                 f"({len(missing)} data file(s) are gone); read a later version"
             )
         return pl.scan_delta(str(self.path), version=resolved)
+
+    def scan_by_time(self, version: int | None = None) -> tuple[pl.LazyFrame, bool]:
+        """A scan whose rows follow event time where the stored files allow, and whether they do.
+
+        The table version's files are read in the order of their event-time statistics.
+        Inserts write each batch sorted by event time and appends come later than
+        everything stored, so the rows usually come out sorted; one pass over the
+        event-time column proves it (remembered per table version, which never changes),
+        and a point-in-time join can then skip sorting. A static group gives ``False``.
+        """
+        resolved = self.resolve_version(version=version)
+        time = self.event_time
+        if time is None:
+            return self.scan(version=resolved), False
+        table = self._table(resolved)
+        actions = pl.DataFrame(table.get_add_actions(flatten=True))
+        low, high = f"min.{time}", f"max.{time}"
+        if actions.height == 0 or low not in actions.columns or high not in actions.columns:
+            return self.scan(version=resolved), False
+        by_name = {uri.rsplit("/", 1)[-1]: uri for uri in table.file_uris()}
+        ordered = actions.sort([low, high], nulls_last=True)["path"].to_list()
+        uris = [by_name.get(path.rsplit("/", 1)[-1]) for path in ordered]
+        if None in uris or any(not Path(u.removeprefix("file://")).exists() for u in uris if u):
+            return self.scan(version=resolved), False
+        frame = pl.scan_parquet([u for u in uris if u is not None]).cast(self.schema)
+        known = self._time_sorted.get(resolved)
+        if known is None:
+            step = pl.col(time).diff()
+            known = bool(
+                frame.select((step.is_null() | (step >= timedelta(0))).all()).collect().item()
+            )
+            self._time_sorted[resolved] = known
+        return frame, known
 
     def read(self, version: int | None = None, as_of: datetime | None = None) -> pl.DataFrame:
         """Like :meth:`scan`, collected."""

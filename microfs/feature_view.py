@@ -301,6 +301,14 @@ def _feature_schema(store: FeatureStore, definition: FeatureViewDefinition) -> d
 
 
 @dataclass(frozen=True)
+class _Spine:
+    """Label rows to join onto, and whether they are already in event-time order."""
+
+    frame: pl.LazyFrame
+    time_sorted: bool
+
+
+@dataclass(frozen=True)
 class TrainingDataset:
     """A reproducible training dataset: data and the metadata that pins it.
 
@@ -441,18 +449,19 @@ class FeatureView:
         start: datetime | None,
         end: datetime | None,
         table_versions: Mapping[str, int] | None,
-    ) -> pl.LazyFrame:
+    ) -> _Spine:
         label = self._label
         columns = [*label.primary_keys, self._time, *self._label_features(), self.label_col]
-        scan = label.scan(version=(table_versions or {}).get(label.name))
-        return _window(scan.select(columns), self._time, _utc(start), _utc(end))
+        scan, time_sorted = label.scan_by_time(version=(table_versions or {}).get(label.name))
+        frame = _window(scan.select(columns), self._time, _utc(start), _utc(end))
+        return _Spine(frame, time_sorted)
 
     def _label_features(self) -> list[str]:
         return [c for c in self._label.features if c != self.label_col]
 
     def _frame(
         self,
-        spine: pl.LazyFrame,
+        spine: _Spine,
         table_versions: Mapping[str, int] | None,
         end: datetime | None,
         *,
@@ -466,8 +475,8 @@ class FeatureView:
         label = self._label
         plans = []
         for join, group in zip(self.definition.joins, self._groups, strict=True):
-            scan = group.scan(version=(table_versions or {}).get(group.name))
             time = group.event_time
+            scan, time_sorted = group.scan_by_time(version=(table_versions or {}).get(group.name))
             if time is not None and end is not None:
                 scan = scan.filter(pl.col(time) < _utc(end))
             if time is not None and since is not None:
@@ -483,6 +492,7 @@ class FeatureView:
                     .select(columns)
                 )
                 scan = pl.concat([latest, scan.filter(pl.col(time) >= since).select(columns)])
+                time_sorted = False
             plans.append(
                 JoinPlan(
                     frame=scan,
@@ -491,13 +501,15 @@ class FeatureView:
                     features=join.features,
                     prefix=join.prefix,
                     max_age=join.max_age,
+                    sorted_by_time=time_sorted,
                 )
             )
         joined = point_in_time_join(
-            spine,
+            spine.frame,
             label_time=self._time,
             label_keys=label.primary_keys,
             joins=plans,
+            labels_sorted="time" if spine.time_sorted else False,
         )
         columns = [
             *label.primary_keys,
@@ -733,7 +745,7 @@ class FeatureView:
 
     def _spine_from(
         self, spine: pl.LazyFrame | pl.DataFrame, start: datetime | None, end: datetime | None
-    ) -> pl.LazyFrame:
+    ) -> _Spine:
         label = self._label
         keys = [*label.primary_keys, self._time]
         frame = spine.lazy()
@@ -751,7 +763,7 @@ class FeatureView:
         frame = frame.with_columns(
             [pl.lit(None, dtype=label.schema[c]).alias(c) for c in extra if c not in names]
         ).select([*keys, *extra])
-        return _window(frame, self._time, _utc(start), _utc(end))
+        return _Spine(_window(frame, self._time, _utc(start), _utc(end)), time_sorted=False)
 
     # -- online ------------------------------------------------------------------------------
 

@@ -589,3 +589,35 @@ def test_windowed_plan_sinks_to_parquet_with_the_same_rows(
     assert pl.read_parquet(target).equals(whole)
     with pytest.raises(mfs.DefinitionError, match="window"):
         fv.training_frame(window=timedelta(0))
+
+
+def test_time_ordered_tables_skip_the_sort_and_keep_key_order_within_ties(
+    store: FeatureStore,
+) -> None:
+    make_groups(store)
+    activity = store.get_feature_group("user_activity")
+    schema = {
+        "user_id": pl.Int64,
+        "item_id": pl.Int64,
+        "timestamp": TIME,
+        "duration_sec": pl.Float64,
+        "conversion": pl.Int64,
+    }
+    # Two appends in time order; several users share event times, keys out of order.
+    activity.insert(
+        frame([(3, 10, at(1), 1.0, 0), (1, 11, at(1), 2.0, 1), (2, 10, at(2), 3.0, 0)], schema)
+    )
+    activity.insert(frame([(2, 12, at(3), 4.0, 1), (1, 12, at(3), 5.0, 0)], schema))
+    scan, time_sorted = activity.scan_by_time()
+    assert time_sorted
+    fv = store.create_feature_view(name="ties", label_fg="user_activity", label_col="conversion")
+    plan = fv.training_frame()
+    got = plan.collect()
+    assert got.select("user_id", "item_id").rows() == [(1, 11), (3, 10), (2, 10), (1, 12), (2, 12)]
+    # The plan merges the tied rows back instead of sorting every row by three columns.
+    assert "MERGE_SORTED" in plan.explain().upper().replace(" ", "_")
+    # An upsert that rewrites a file must not break the order.
+    activity.insert(frame([(3, 10, at(1), 9.0, 1)], schema))
+    again = store.get_feature_view("ties").training_frame().collect()
+    assert again.select("user_id", "item_id").rows() == got.select("user_id", "item_id").rows()
+    assert again["duration_sec"].to_list() == [2.0, 9.0, 3.0, 5.0, 4.0]
