@@ -1,0 +1,411 @@
+"""Point-in-time training frame: MicroFS beside DuckDB ``ASOF JOIN`` and pandas ``merge_asof``.
+
+The workload is the seed's: label rows of ``user_activity`` joined, as of each label's
+event time, to ``user_profile`` on ``user_id`` and ``item_feature`` on ``item_id``. Every
+engine reads the same Delta tables from disk and its time includes that loading:
+
+- ``microfs``: ``fv.training_frame().collect()``, from opening the store on. Polars 2's
+  default engine (``"auto"``) is the streaming engine; ``microfs in-memory`` collects the
+  same plan with ``engine="in-memory"``.
+- ``duckdb``: the tables' Parquet files (the list from ``DeltaTable(...).file_uris()``) read
+  with ``read_parquet`` and joined with two ``ASOF LEFT JOIN`` clauses, fetched as an Arrow
+  table; ``duckdb ordered`` adds the ``ORDER BY`` that gives MicroFS's row order.
+- ``pandas``: ``DeltaTable(...).to_pandas(columns=...)``, sorted, two ``merge_asof`` calls.
+
+Each run of each engine is a fresh process, so its peak resident memory is its own. The
+first run of every engine writes its frame, and all frames are checked equal to MicroFS's
+(same rows and values after sorting by event time and keys) before any time is reported.
+
+The engine code is generic over a *spec* (a JSON dict naming the Delta tables, keys, times
+and output columns) so the Hopsworks-shaped workload reuses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from common import (
+    DATA_DIR,
+    VIEW_NAME,
+    Row,
+    add_ratios,
+    count_label,
+    format_table,
+    measure,
+    timed,
+    timed_work,
+    world_lake,
+)
+
+ENGINES: tuple[str, ...] = ("microfs", "microfs in-memory", "duckdb", "duckdb ordered", "pandas")
+"""Engines run by default, MicroFS first (the reference of the equality check)."""
+ALL_ENGINES: tuple[str, ...] = (*ENGINES, "microfs streaming", "microfs proposed")
+
+
+# -- the workload ---------------------------------------------------------------------------
+
+
+def world_spec(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec of the seed's workload over a cached world lake (see :func:`common.world_lake`)."""
+    tables = record["tables"]
+    return {
+        "lake": record["lake"],
+        "view": VIEW_NAME,
+        "label": {
+            "path": tables["user_activity"],
+            "time": "timestamp",
+            "keys": ["user_id", "item_id"],
+            "values": ["duration_sec", "conversion"],
+        },
+        "joins": [
+            {
+                "path": tables["user_profile"],
+                "on": ["user_id"],
+                "time": "timestamp",
+                "features": ["user_level", "age", "country"],
+            },
+            {
+                "path": tables["item_feature"],
+                "on": ["item_id"],
+                "time": "timestamp",
+                "features": ["price", "category"],
+            },
+        ],
+        "output": [
+            "user_id",
+            "item_id",
+            "timestamp",
+            "duration_sec",
+            "user_level",
+            "age",
+            "country",
+            "price",
+            "category",
+            "conversion",
+        ],
+    }
+
+
+def sort_order(spec: Mapping[str, Any]) -> list[str]:
+    """The row order every result is compared in: label event time, then label keys."""
+    return [spec["label"]["time"], *spec["label"]["keys"]]
+
+
+# -- engines (each runs in its own process) ------------------------------------------------------
+
+
+def run_engine(engine: str, spec: dict[str, Any], result_path: str | None = None) -> dict[str, Any]:
+    """Build the training frame with ``engine`` once; return its seconds and row count.
+
+    The timer covers opening the tables, loading and joining, and materialising the
+    result in memory. When ``result_path`` is given, the frame is then written there as
+    Parquet (untimed) for the equality check.
+    """
+    work = _ENGINE_BUILDERS[engine](spec)
+    clock, (frame, details) = timed_work(work)
+    if result_path is not None:
+        _as_polars(frame).write_parquet(result_path)
+    return {**clock, "rows": _height(frame), **details}
+
+
+Builder = Callable[[dict[str, Any]], Callable[[], Any]]
+"""Takes a spec, imports what the engine needs and returns the (timed) work."""
+
+
+def _microfs(engine: Literal["in-memory", "streaming"] | None) -> Builder:
+    def build(spec: dict[str, Any]) -> Callable[[], Any]:
+        from microfs import FeatureStore
+
+        def work() -> tuple[pl.DataFrame, dict[str, Any]]:
+            view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
+            plan = view.training_frame()
+            frame = plan.collect() if engine is None else plan.collect(engine=engine)
+            return frame, {}
+
+        return work
+
+    return build
+
+
+def _microfs_proposed(spec: dict[str, Any]) -> Callable[[], Any]:
+    """MicroFS's plan as proposed: in-memory engine, no re-sort of provably sorted tables.
+
+    Builds what ``FeatureView.training_frame`` builds, through the same public
+    :func:`microfs.pit.point_in_time_join`, but passes ``sorted_by_time`` (and
+    ``labels_sorted``) for each table whose order is proven from its Delta log (see
+    :func:`time_sorted_files`), scanning its files in time order, and collects with the
+    in-memory engine. ``labels_sorted`` also needs ties of event time ordered by the
+    label keys; that holds when the writer sorts batches by (event time, keys), which is
+    part of the proposal (here the equality check confirms it for the data at hand).
+    """
+    from microfs import FeatureStore
+    from microfs.pit import JoinPlan, point_in_time_join
+
+    def work() -> tuple[pl.DataFrame, dict[str, Any]]:
+        view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
+        label = view.label_group
+        time = label.event_time
+        assert time is not None  # a view's label group always has one
+        label_files = time_sorted_files(label.path, time)
+        spine_scan = pl.scan_parquet(label_files) if label_files else label.scan()
+        columns = [c for c in label.schema.names() if c in spec["output"]]
+        plans = []
+        for join, group in zip(view.definition.joins, view.joined_groups, strict=True):
+            files = time_sorted_files(group.path, group.event_time) if group.event_time else None
+            plans.append(
+                JoinPlan(
+                    frame=pl.scan_parquet(files) if files else group.scan(),
+                    on=join.on,
+                    event_time=group.event_time,
+                    features=join.features,
+                    prefix=join.prefix,
+                    max_age=join.max_age,
+                    sorted_by_time=bool(files),
+                )
+            )
+        joined = point_in_time_join(
+            spine_scan.select(columns),
+            label_time=time,
+            label_keys=label.primary_keys,
+            joins=plans,
+            labels_sorted=bool(label_files),
+        )
+        frame = joined.select(spec["output"]).collect(engine="in-memory")
+        return frame, {
+            "sorted_tables": int(bool(label_files)) + sum(p.sorted_by_time for p in plans)
+        }
+
+    return work
+
+
+def time_sorted_files(table: Path | str, time: str) -> list[str] | None:
+    """The table's data files in event-time order, when its log proves the rows sorted.
+
+    Proven when every commit is a plain append (MicroFS appends write each batch sorted
+    by event time) and the files' event-time ranges, ordered by their minimum, do not
+    overlap. Delta keeps timestamp statistics truncated to the millisecond, so ranges
+    must be strictly apart at that precision. None when not proven.
+    """
+    from deltalake import DeltaTable
+
+    delta = DeltaTable(str(table))
+    for entry in delta.history():
+        operation = entry.get("operation")
+        mode = (entry.get("operationParameters") or {}).get("mode")
+        if operation != "CREATE TABLE" and not (operation == "WRITE" and mode == "Append"):
+            return None
+    actions = pl.DataFrame(delta.get_add_actions(flatten=True))
+    low, high = f"min.{time}", f"max.{time}"
+    if actions.height == 0 or low not in actions.columns or high not in actions.columns:
+        return None
+    actions = actions.sort(low)
+    if actions.select(pl.col(low).is_null().any() | pl.col(high).is_null().any()).item():
+        return None
+    if actions.height > 1 and not bool(
+        (actions[low].slice(1) > actions[high].slice(0, actions.height - 1)).all()
+    ):
+        return None
+    root = Path(table)
+    return [str(root / path) for path in actions["path"]]
+
+
+def _duckdb(ordered: bool) -> Builder:
+    def build(spec: dict[str, Any]) -> Callable[[], Any]:
+        import duckdb
+        from deltalake import DeltaTable
+
+        def work() -> tuple[Any, dict[str, Any]]:
+            label = spec["label"]
+            scans = [_read_parquet(DeltaTable(label["path"]).file_uris())]
+            scans += [_read_parquet(DeltaTable(j["path"]).file_uris()) for j in spec["joins"]]
+            sql = duckdb_sql(spec, scans, ordered=ordered)
+            connection = duckdb.connect()
+            try:
+                table = connection.sql(sql).to_arrow_table()
+            finally:
+                connection.close()
+            return table, {}
+
+        return work
+
+    return build
+
+
+def _read_parquet(files: Sequence[str]) -> str:
+    quoted = ", ".join("'" + f.removeprefix("file://").replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{quoted}])"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def duckdb_sql(spec: Mapping[str, Any], scans: Sequence[str], *, ordered: bool) -> str:
+    """The ASOF JOIN query of ``spec``: ``scans[0]`` the labels, then one scan per join.
+
+    >>> spec = {"label": {"time": "t", "keys": ["k"], "values": ["y"]},
+    ...         "joins": [{"on": ["k"], "time": "t", "features": ["f"]}],
+    ...         "output": ["k", "t", "f", "y"]}
+    >>> print(duckdb_sql(spec, ["L", "R"], ordered=False))  # doctest: +NORMALIZE_WHITESPACE
+    SELECT l."k", l."t", j0."f", l."y" FROM (SELECT "k", "t", "y" FROM L) AS l
+    ASOF LEFT JOIN (SELECT "k", "t", "f" FROM R) AS j0
+    ON l."k" = j0."k" AND l."t" >= j0."t"
+    """
+    label = spec["label"]
+    source: dict[str, str] = {c: "l" for c in (*label["keys"], label["time"], *label["values"])}
+    label_columns = ", ".join(_ident(c) for c in (*label["keys"], label["time"], *label["values"]))
+    parts = [f"FROM (SELECT {label_columns} FROM {scans[0]}) AS l"]
+    for number, join in enumerate(spec["joins"]):
+        alias = f"j{number}"
+        columns = ", ".join(_ident(c) for c in (*join["on"], join["time"], *join["features"]))
+        condition = " AND ".join(
+            [f"l.{_ident(k)} = {alias}.{_ident(k)}" for k in join["on"]]
+            + [f"l.{_ident(label['time'])} >= {alias}.{_ident(join['time'])}"]
+        )
+        parts.append(
+            f"ASOF LEFT JOIN (SELECT {columns} FROM {scans[number + 1]}) AS {alias} ON {condition}"
+        )
+        source.update({f: alias for f in join["features"]})
+    select = ", ".join(f"{source[c]}.{_ident(c)}" for c in spec["output"])
+    sql = f"SELECT {select} " + " ".join(parts)
+    if ordered:
+        order = ", ".join(f"l.{_ident(c)}" for c in (label["time"], *label["keys"]))
+        sql += f" ORDER BY {order}"
+    return sql
+
+
+def _pandas(spec: dict[str, Any]) -> Callable[[], Any]:
+    import pandas as pd
+    from deltalake import DeltaTable
+
+    def work() -> tuple[Any, dict[str, Any]]:
+        label = spec["label"]
+        time = label["time"]
+        loaded, frames = timed(
+            lambda: [
+                DeltaTable(label["path"]).to_pandas(
+                    columns=[*label["keys"], time, *label["values"]]
+                ),
+                *[
+                    DeltaTable(j["path"]).to_pandas(columns=[*j["on"], j["time"], *j["features"]])
+                    for j in spec["joins"]
+                ],
+            ]
+        )
+        out = frames[0].sort_values([time, *label["keys"]], kind="stable", ignore_index=True)
+        for join, right in zip(spec["joins"], frames[1:], strict=True):
+            right = right.sort_values(join["time"], kind="stable", ignore_index=True)
+            if join["time"] != time:
+                right = right.rename(columns={join["time"]: time})
+            out = pd.merge_asof(
+                out,
+                right,
+                on=time,
+                by=join["on"],
+                direction="backward",
+                allow_exact_matches=True,
+            )
+        return out[spec["output"]], {"load_seconds": round(loaded, 4)}
+
+    return work
+
+
+_ENGINE_BUILDERS: dict[str, Builder] = {
+    "microfs": _microfs(None),
+    "microfs in-memory": _microfs("in-memory"),
+    "microfs streaming": _microfs("streaming"),
+    "microfs proposed": _microfs_proposed,
+    "duckdb": _duckdb(ordered=False),
+    "duckdb ordered": _duckdb(ordered=True),
+    "pandas": _pandas,
+}
+
+
+def _as_polars(frame: Any) -> pl.DataFrame:
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    if type(frame).__module__.startswith("pandas"):
+        return pl.from_pandas(frame)
+    converted = pl.from_arrow(frame)
+    if not isinstance(converted, pl.DataFrame):
+        raise TypeError(f"expected a table, got {type(converted).__name__}")
+    return converted
+
+
+def _height(frame: Any) -> int:
+    if isinstance(frame, pl.DataFrame):
+        return frame.height
+    if hasattr(frame, "num_rows"):
+        return int(frame.num_rows)
+    return len(frame)
+
+
+# -- the driver (parent process) ------------------------------------------------------------
+
+
+def run(
+    *,
+    size: str,
+    seed: int = 0,
+    repeats: int = 3,
+    engines: Sequence[str] = ENGINES,
+    data_dir: Path = DATA_DIR,
+    timeout: float = 3600.0,
+    mem_limit_mb: float | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Row]:
+    """The point-in-time benchmark at a named size (data cached under ``data_dir``)."""
+    record = world_lake(size, seed, data_dir, log=log)
+    spec = world_spec(record)
+    case = f"{count_label(record['rows']['user_activity'])} labels"
+    measured = measure(
+        "bench_pit",
+        "run_engine",
+        {"spec": spec},
+        benchmark="pit",
+        case=case,
+        order=sort_order(spec),
+        engines=engines,
+        repeats=repeats,
+        timeout=timeout,
+        mem_limit_mb=mem_limit_mb,
+        log=log,
+    )
+    for row in measured:
+        row.extra["feature_rows"] = {
+            name: record["rows"][name] for name in ("user_profile", "item_feature")
+        }
+    return measured
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"of {', '.join(ALL_ENGINES)}")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    args = parser.parse_args(argv)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in _ENGINE_BUILDERS]
+    if unknown:
+        parser.error(f"unknown engine(s) {unknown}; known: {', '.join(ALL_ENGINES)}")
+    rows = run(
+        size=args.size,
+        seed=args.seed,
+        repeats=args.repeats,
+        engines=engines,
+        data_dir=args.data_dir,
+    )
+    add_ratios(rows)
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

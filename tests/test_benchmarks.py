@@ -1,0 +1,228 @@
+"""Smoke tests of the benchmarks: the runner at tiny size, and the checks it relies on.
+
+Nothing here asserts a time: timings are the benchmarks' output, not their correctness.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+import bench_hopsworks  # noqa: E402
+import bench_pit  # noqa: E402
+import common  # noqa: E402
+import run as runner  # noqa: E402
+
+from microfs import FeatureStore  # noqa: E402
+
+ROW_KEYS = {
+    "benchmark",
+    "case",
+    "engine",
+    "rows",
+    "status",
+    "seconds",
+    "runs",
+    "rows_per_second",
+    "peak_rss_mb",
+    "checked_equal",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One run of the entry point at tiny size (every benchmark but online), its JSON."""
+    base = tmp_path_factory.mktemp("bench")
+    results = base / "results"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "run.py"),
+            "--size",
+            "tiny",
+            "--repeats",
+            "1",
+            "--only",
+            "pit,ingest,timetravel,hopsworks",
+            "--data-dir",
+            str(base / "data"),
+            "--results-dir",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    files = list(results.glob("tiny-*.json"))
+    assert len(files) == 1
+    payload = json.loads(files[0].read_text(encoding="utf-8"))
+    payload["_stdout"] = completed.stdout
+    payload["_data_dir"] = str(base / "data")
+    return payload
+
+
+def test_run_writes_json_with_machine_and_versions(tiny_run: dict) -> None:
+    assert tiny_run["size"] == "tiny"
+    assert tiny_run["benchmarks"] == ["pit", "ingest", "timetravel", "hopsworks"]
+    assert tiny_run["complete"] is False  # online was left out
+    assert tiny_run["machine"]["cpu_count"] >= 1
+    assert tiny_run["machine"]["memory_gb"] > 0
+    for library in ("polars", "duckdb", "pandas", "deltalake"):
+        assert tiny_run["versions"][library][0].isdigit()
+    for row in tiny_run["results"]:
+        assert set(row) >= ROW_KEYS
+
+
+def test_every_engine_result_was_checked_equal_before_timing(tiny_run: dict) -> None:
+    assert tiny_run["all_checked_equal"] is True
+    measured = [r for r in tiny_run["results"] if r["status"] != "published"]
+    assert measured
+    for row in measured:
+        assert row["status"] == "ok", row
+        assert row["checked_equal"] is True, row
+        assert row["seconds"] > 0
+        assert len(row["runs"]) == 1
+
+
+def test_pit_compares_microfs_with_both_peers(tiny_run: dict) -> None:
+    pit = {r["engine"]: r for r in tiny_run["results"] if r["benchmark"] == "pit"}
+    assert {"microfs", "duckdb", "pandas", "microfs proposed"} <= set(pit)
+    assert {r["rows"] for r in pit.values()} == {2_000}
+    assert pit["microfs"]["vs_microfs"] == 1.0
+    assert pit["duckdb"]["vs_microfs"] > 0
+    for row in pit.values():
+        assert row["peak_rss_mb"] > 10  # a whole Python process, measured
+
+
+def test_other_benchmarks_are_in_the_run(tiny_run: dict) -> None:
+    cases = {(r["benchmark"], r["case"]) for r in tiny_run["results"]}
+    assert ("ingest", "append") in cases
+    assert ("ingest", "upsert") in cases
+    assert {c for b, c in cases if b == "timetravel"} == {"version 1 of 6", "latest (version 6)"}
+    hopsworks = [r for r in tiny_run["results"] if r["benchmark"] == "hopsworks"]
+    assert {r["engine"] for r in hopsworks} == {"microfs", "duckdb", "pandas"}
+    assert "vs MicroFS" in tiny_run["_stdout"]
+
+
+def test_data_are_cached_between_runs(tiny_run: dict) -> None:
+    record = common.cached(Path(tiny_run["_data_dir"]) / "tiny-0")
+    assert record is not None
+    assert record["rows"]["user_activity"] == 2_000
+    assert common.world_lake("tiny", 0, Path(tiny_run["_data_dir"]), log=lambda _: None) == record
+
+
+def test_compare_frames_finds_a_changed_value_and_a_missing_row() -> None:
+    expected = pl.DataFrame({"t": [1, 2, 3], "k": [1, 1, 2], "x": [0.5, None, 2.0]})
+    shuffled = expected.reverse()
+    assert common.compare_frames(shuffled, expected, ["t", "k"]) == ""
+    changed = expected.with_columns(pl.when(pl.col("t") == 3).then(9.0).otherwise("x").alias("x"))
+    assert "column 'x' differs in 1 rows" in common.compare_frames(changed, expected, ["t", "k"])
+    assert "2 rows instead of 3" in common.compare_frames(expected.head(2), expected, ["t"])
+    filled = expected.with_columns(pl.col("x").fill_null(0.0))
+    assert common.compare_frames(filled, expected, ["t", "k"]) != ""
+
+
+def test_compare_frames_matches_types_and_time_zones() -> None:
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    expected = pl.DataFrame(
+        {"t": [t0, t0 + timedelta(hours=1)], "age": [30, None]},
+        schema={"t": pl.Datetime("us", "UTC"), "age": pl.Int64},
+    )
+    as_pandas_gives = expected.with_columns(
+        pl.col("t").dt.convert_time_zone("Europe/Stockholm").dt.cast_time_unit("ns"),
+        pl.col("age").cast(pl.Float64),
+    )
+    assert common.compare_frames(as_pandas_gives, expected, ["t"]) == ""
+
+
+def test_run_isolated_reports_failures_instead_of_raising() -> None:
+    failed = common.run_isolated("bench_pit", "run_engine", {"engine": "nope", "spec": {}})
+    assert failed.status == "error"
+    assert "KeyError" in failed.error or "nope" in failed.error
+    stopped = common.run_isolated(
+        "bench_hopsworks",
+        "hourly_signal",
+        {"locations": 2_000, "days": 3_000, "seed": 0},
+        mem_limit_mb=300,
+    )
+    assert stopped.status == "out of memory"
+    assert stopped.value is None
+
+
+def test_external_benchmark_missing_is_skipped_with_a_reason() -> None:
+    rows, reason = runner.external("online", "bench_nothing_here", {"keys": 1}, timeout=10)
+    assert rows == []
+    assert "bench_nothing_here.py does not exist" in reason
+
+
+def test_time_sorted_files_proves_order_only_for_ordered_appends(tmp_path: Path) -> None:
+    fs = FeatureStore(tmp_path / "lake")
+    fg = fs.create_feature_group(
+        name="g",
+        primary_keys=["k"],
+        event_time="t",
+        schema={"k": "int64", "t": "datetime64[ns, utc]", "x": "float64"},
+    )
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    def rows(hours: list[float], x: float) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"k": [1] * len(hours), "t": [t0 + timedelta(hours=h) for h in hours], "x": x}
+        )
+
+    fg.insert(rows([0, 1], 1.0))
+    fg.insert(rows([5, 6], 1.0))
+    fg.insert(rows([3], 1.0))  # an append between the stored files: read in time order
+    files = bench_pit.time_sorted_files(fg.path, "t")
+    assert files is not None
+    assert len(files) == 3
+    assert pl.read_parquet(files)["t"].dt.hour().to_list() == [0, 1, 3, 5, 6]
+    fg.insert(rows([0.5, 5], 2.0))  # overlaps stored rows: an upsert
+    assert bench_pit.time_sorted_files(fg.path, "t") is None
+
+
+def test_duckdb_query_joins_every_group_as_of_label_time() -> None:
+    spec = bench_pit.world_spec(
+        {"lake": "L", "tables": {"user_activity": "a", "user_profile": "p", "item_feature": "i"}}
+    )
+    sql = bench_pit.duckdb_sql(spec, ["A", "P", "I"], ordered=True)
+    assert sql.count("ASOF LEFT JOIN") == 2
+    assert 'l."timestamp" >= j0."timestamp"' in sql
+    assert 'l."item_id" = j1."item_id"' in sql
+    assert sql.endswith('ORDER BY l."timestamp", l."user_id", l."item_id"')
+
+
+def test_hopsworks_generator_is_deterministic_and_windowed() -> None:
+    signal = bench_hopsworks.hourly_signal(3, 40, seed=1)
+    hourly = bench_hopsworks.hourly_features(signal)
+    daily = bench_hopsworks.daily_features(signal)
+    assert (hourly.height, daily.height) == (3 * 40 * 24, 3 * 40)
+    assert hourly["timestamp"].is_sorted()
+    assert daily["timestamp"].is_sorted()
+    assert hourly.equals(bench_hopsworks.hourly_features(bench_hopsworks.hourly_signal(3, 40, 1)))
+    first = hourly.filter(pl.col("location_id") == 1).head(3)
+    values = signal.filter(pl.col("location_id") == 1)["value"].head(3)
+    assert first["max_3h"][2] == values.max()
+    labels = bench_hopsworks.labels(500, hourly, 3, 40, seed=1)
+    assert labels["timestamp"].is_sorted()
+    assert labels["timestamp"].n_unique() == 500
+
+
+@pytest.mark.parametrize("module", [common, bench_pit, bench_hopsworks])
+def test_doctests(module: object) -> None:
+    failures, _ = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)  # type: ignore[arg-type]
+    assert failures == 0
