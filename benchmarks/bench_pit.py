@@ -133,15 +133,15 @@ def _microfs(engine: Literal["in-memory", "streaming"] | None) -> Builder:
 
 
 def _microfs_proposed(spec: dict[str, Any]) -> Callable[[], Any]:
-    """MicroFS's plan as proposed: in-memory engine, no re-sort of provably sorted tables.
+    """MicroFS's plan with the changes proposed in ``benchmarks/README.md``, for evidence.
 
     Builds what ``FeatureView.training_frame`` builds, through the same public
-    :func:`microfs.pit.point_in_time_join`, but passes ``sorted_by_time`` (and
-    ``labels_sorted``) for each table whose order is proven from its Delta log (see
-    :func:`time_sorted_files`), scanning its files in time order, and collects with the
-    in-memory engine. ``labels_sorted`` also needs ties of event time ordered by the
-    label keys; that holds when the writer sorts batches by (event time, keys), which is
-    part of the proposal (here the equality check confirms it for the data at hand).
+    :func:`microfs.pit.point_in_time_join`, with three differences: the in-memory engine
+    (Polars 2 defaults to streaming); sortedness proven from the Delta log alone (see
+    :func:`time_sorted_files`) instead of a pass over the event-time column; and
+    ``labels_sorted=True``, no tie handling, which needs ties of event time ordered by the
+    label keys: that holds when the writer sorts each batch by (event time, keys), part
+    of the proposal (here the equality check confirms the order for the data at hand).
     """
     from microfs import FeatureStore
     from microfs.pit import JoinPlan, point_in_time_join

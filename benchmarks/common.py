@@ -279,6 +279,21 @@ def _tree_rss_mb(process: psutil.Process) -> float:
     return float(total) / 2**20
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory in MB, counted from its own start.
+
+    ``VmHWM`` of ``/proc/self/status`` belongs to the process's current address space, so
+    it starts afresh at ``exec``; ``ru_maxrss`` does not (on Linux it keeps the peak of the
+    forked parent, here the runner holding result frames), so it is only the fallback.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def _child_main(argv: Sequence[str]) -> int:
     """The child side of :func:`run_isolated`."""
     module, function, arguments, answer = argv
@@ -288,7 +303,7 @@ def _child_main(argv: Sequence[str]) -> int:
         importlib.import_module(library)
     base = psutil.Process().memory_info().rss / 2**20
     value = target(**kwargs)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = own_peak_rss_mb()
     reply = {"value": value, "peak_rss_mb": round(peak, 1), "base_rss_mb": round(base, 1)}
     Path(answer).write_text(json.dumps(reply), encoding="utf-8")
     return 0

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -42,7 +43,7 @@ ROW_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One run of the entry point at tiny size (every benchmark but online), its JSON."""
     base = tmp_path_factory.mktemp("bench")
     results = base / "results"
@@ -69,13 +70,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert completed.returncode == 0, completed.stderr[-3000:]
     files = list(results.glob("tiny-*.json"))
     assert len(files) == 1
-    payload = json.loads(files[0].read_text(encoding="utf-8"))
+    payload: dict[str, Any] = json.loads(files[0].read_text(encoding="utf-8"))
     payload["_stdout"] = completed.stdout
     payload["_data_dir"] = str(base / "data")
     return payload
 
 
-def test_run_writes_json_with_machine_and_versions(tiny_run: dict) -> None:
+def test_run_writes_json_with_machine_and_versions(tiny_run: dict[str, Any]) -> None:
     assert tiny_run["size"] == "tiny"
     assert tiny_run["benchmarks"] == ["pit", "ingest", "timetravel", "hopsworks"]
     assert tiny_run["complete"] is False  # online was left out
@@ -87,7 +88,7 @@ def test_run_writes_json_with_machine_and_versions(tiny_run: dict) -> None:
         assert set(row) >= ROW_KEYS
 
 
-def test_every_engine_result_was_checked_equal_before_timing(tiny_run: dict) -> None:
+def test_every_engine_result_was_checked_equal_before_timing(tiny_run: dict[str, Any]) -> None:
     assert tiny_run["all_checked_equal"] is True
     measured = [r for r in tiny_run["results"] if r["status"] != "published"]
     assert measured
@@ -98,7 +99,7 @@ def test_every_engine_result_was_checked_equal_before_timing(tiny_run: dict) -> 
         assert len(row["runs"]) == 1
 
 
-def test_pit_compares_microfs_with_both_peers(tiny_run: dict) -> None:
+def test_pit_compares_microfs_with_both_peers(tiny_run: dict[str, Any]) -> None:
     pit = {r["engine"]: r for r in tiny_run["results"] if r["benchmark"] == "pit"}
     assert {"microfs", "duckdb", "pandas", "microfs proposed"} <= set(pit)
     assert {r["rows"] for r in pit.values()} == {2_000}
@@ -108,7 +109,7 @@ def test_pit_compares_microfs_with_both_peers(tiny_run: dict) -> None:
         assert row["peak_rss_mb"] > 10  # a whole Python process, measured
 
 
-def test_other_benchmarks_are_in_the_run(tiny_run: dict) -> None:
+def test_other_benchmarks_are_in_the_run(tiny_run: dict[str, Any]) -> None:
     cases = {(r["benchmark"], r["case"]) for r in tiny_run["results"]}
     assert ("ingest", "append") in cases
     assert ("ingest", "upsert") in cases
@@ -118,7 +119,7 @@ def test_other_benchmarks_are_in_the_run(tiny_run: dict) -> None:
     assert "vs MicroFS" in tiny_run["_stdout"]
 
 
-def test_data_are_cached_between_runs(tiny_run: dict) -> None:
+def test_data_are_cached_between_runs(tiny_run: dict[str, Any]) -> None:
     record = common.cached(Path(tiny_run["_data_dir"]) / "tiny-0")
     assert record is not None
     assert record["rows"]["user_activity"] == 2_000
