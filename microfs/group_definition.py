@@ -1,0 +1,161 @@
+"""Feature group definitions: name, keys, event time, schema and online keys.
+
+A definition is checked when it is created (a valid name, key and event-time columns in
+the schema, an event time of type datetime, online keys among the columns) and stored as
+JSON with canonical type names; it never changes once a version exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from microfs.errors import DefinitionError
+from microfs.schema import check_name, normalize_schema, polars_dtype
+
+__all__ = ["FeatureGroupDefinition"]
+
+
+@dataclass(frozen=True)
+class FeatureGroupDefinition:
+    """The immutable definition of one feature group version, stored as JSON.
+
+    >>> d = FeatureGroupDefinition.build(
+    ...     name="user_profile", primary_keys=["user_id"], event_time="timestamp",
+    ...     schema={"user_id": "int64", "timestamp": "datetime64[ns, utc]", "age": "int64"})
+    >>> d.features
+    ('age',)
+    """
+
+    name: str
+    version: int
+    primary_keys: tuple[str, ...]
+    event_time: str | None
+    schema: Mapping[str, str]
+    online_keys: tuple[str, ...] | None = None
+    description: str = ""
+    feature_descriptions: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        primary_keys: Sequence[str],
+        schema: Mapping[str, object],
+        event_time: str | None = None,
+        version: int = 1,
+        online_keys: Sequence[str] | None = None,
+        description: str = "",
+        feature_descriptions: Mapping[str, str] | None = None,
+    ) -> FeatureGroupDefinition:
+        """Check a user-given definition and return it with canonical types."""
+        check_name(name, what="feature group name")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise DefinitionError(f"version must be a positive integer, got {version!r}")
+        canonical = normalize_schema(schema)
+        if isinstance(primary_keys, str):
+            primary_keys = [primary_keys]
+        keys = tuple(primary_keys)
+        if not keys:
+            raise DefinitionError(
+                f"feature group {name!r} needs at least one primary key column, e.g. "
+                "primary_keys=['user_id']"
+            )
+        _check_columns(name, "primary key", keys, canonical)
+        if len(set(keys)) != len(keys):
+            raise DefinitionError(f"primary_keys {list(keys)} name a column twice")
+        if event_time is not None:
+            _check_columns(name, "event time", [event_time], canonical)
+            if canonical[event_time] != "datetime":
+                raise DefinitionError(
+                    f"event time column {event_time!r} has type {canonical[event_time]}; "
+                    "give it the type 'datetime64[ns, utc]'"
+                )
+            if event_time in keys:
+                raise DefinitionError(
+                    f"event time column {event_time!r} is also a primary key; the upsert key "
+                    "is (primary keys, event time) already, so list it only as event_time"
+                )
+        online: tuple[str, ...] | None = None
+        if online_keys is not None:
+            if isinstance(online_keys, str):
+                online_keys = [online_keys]
+            online = tuple(online_keys)
+            _check_columns(name, "online key", online, canonical)
+            if not online:
+                raise DefinitionError(
+                    "online_keys is empty; give the key columns to serve by, or None"
+                )
+        descriptions = dict(feature_descriptions or {})
+        _check_columns(name, "described feature", list(descriptions), canonical)
+        return cls(
+            name=name,
+            version=version,
+            primary_keys=keys,
+            event_time=event_time,
+            schema=canonical,
+            online_keys=online,
+            description=description,
+            feature_descriptions=descriptions,
+        )
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Columns that are neither primary keys nor the event time, in schema order."""
+        skip = {*self.primary_keys, self.event_time}
+        return tuple(c for c in self.schema if c not in skip)
+
+    @property
+    def upsert_keys(self) -> tuple[str, ...]:
+        """The columns that identify a row: primary keys and the event time."""
+        return (*self.primary_keys, *([self.event_time] if self.event_time else []))
+
+    def polars_schema(self) -> pl.Schema:
+        """The stored Polars schema."""
+        return pl.Schema({c: polars_dtype(t) for c, t in self.schema.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "primary_keys": list(self.primary_keys),
+            "event_time": self.event_time,
+            "schema": dict(self.schema),
+            "column_order": list(self.schema),
+            "online_keys": list(self.online_keys) if self.online_keys is not None else None,
+            "description": self.description,
+            "feature_descriptions": dict(self.feature_descriptions),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureGroupDefinition:
+        """Read the form written by :meth:`to_dict`."""
+        schema = data["schema"]
+        order = data.get("column_order") or list(schema)
+        online = data.get("online_keys")
+        return cls(
+            name=data["name"],
+            version=int(data["version"]),
+            primary_keys=tuple(data["primary_keys"]),
+            event_time=data.get("event_time"),
+            schema={c: schema[c] for c in order},
+            online_keys=tuple(online) if online is not None else None,
+            description=data.get("description", ""),
+            feature_descriptions=dict(data.get("feature_descriptions") or {}),
+        )
+
+
+def _check_columns(
+    group: str, what: str, columns: Sequence[str], schema: Mapping[str, str]
+) -> None:
+    for column in columns:
+        if column not in schema:
+            raise DefinitionError(
+                f"{what} column {column!r} of feature group {group!r} is not in its schema; "
+                f"schema columns: {', '.join(schema)}"
+            )
