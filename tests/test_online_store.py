@@ -18,7 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from polars.testing import assert_frame_equal
 
-from microfs import DefinitionError, FeatureGroup, FeatureStore, SchemaError, online
+from microfs import (
+    DefinitionError,
+    FeatureGroup,
+    FeatureStore,
+    SchemaError,
+    _online_storage,
+    online,
+)
 from microfs.online import OnlineTable
 from microfs.schema import canonical_type, polars_dtype
 from tests.strategies import OnlineCase, OnlineShape, online_cases
@@ -154,12 +161,10 @@ def check_table(
 @given(case=online_cases())
 def test_latest_row_per_key_matches_reference(case: OnlineCase) -> None:
     shape = case.shape
-    limits = (
-        mock.patch.multiple(online, _DICT_LIMIT=2, _MIN_COMPACT=0)
-        if case.tiny_limits
-        else contextlib.nullcontext()
-    )
-    with tempfile.TemporaryDirectory() as root, limits:
+    with tempfile.TemporaryDirectory() as root, contextlib.ExitStack() as limits:
+        if case.tiny_limits:
+            limits.enter_context(mock.patch.object(_online_storage, "_DICT_LIMIT", 2))
+            limits.enter_context(mock.patch.object(online, "_MIN_COMPACT", 0))
         fs = FeatureStore(root)
         group = fs.create_feature_group(
             name="g",
@@ -486,7 +491,7 @@ def test_string_and_date_keys(store: FeatureStore) -> None:
 def test_string_columns_move_from_a_dictionary_to_bytes(
     store: FeatureStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(online, "_DICT_LIMIT", 4)
+    monkeypatch.setattr(_online_storage, "_DICT_LIMIT", 4)
     schema = {"user_id": "int64", "ts": "datetime64[us, UTC]", "name": "string"}
     group = store.create_feature_group(
         name="names",
