@@ -264,6 +264,8 @@ def _failure(returncode: int, stderr: str, peak: float, wall: float) -> Outcome:
         status, reason = "out of memory", "MemoryError"
     elif returncode < 0:
         status, reason = "error", f"killed by signal {-returncode}"
+        if lines:
+            reason += f" ({lines[-1]})"
     else:
         status, reason = "error", lines[-1] if lines else f"exit code {returncode}"
     return Outcome(status, peak_rss_mb=peak or None, wall_seconds=wall, error=reason[:300])
@@ -416,6 +418,7 @@ def measure(
                 row = rows[engine]
                 if row.status != "ok":
                     continue
+                crashes = row.extra.setdefault("crashes", [])
                 arguments = {
                     **kwargs,
                     **(per_engine or {}).get(engine, {}),
@@ -425,6 +428,14 @@ def measure(
                 outcome = run_isolated(
                     module, function, arguments, timeout=timeout, mem_limit_mb=mem_limit_mb
                 )
+                if outcome.status == "error":
+                    # a crash is retried once (and noted): a rare abort in a library must
+                    # not void an engine's row; a second failure is reported as such
+                    log(f"  {benchmark} | {case} | {engine}: {outcome.error}; retrying once")
+                    crashes.append(f"run {repeat + 1} crashed ({outcome.error}) and was rerun")
+                    outcome = run_isolated(
+                        module, function, arguments, timeout=timeout, mem_limit_mb=mem_limit_mb
+                    )
                 if outcome.peak_rss_mb is not None:
                     row.peak_rss_mb = max(row.peak_rss_mb or 0.0, outcome.peak_rss_mb)
                 if outcome.status != "ok":
@@ -444,6 +455,10 @@ def measure(
                 _check(rows, results, order, expected, log)
     for engine, row in rows.items():
         row.runs = times[engine]
+        if row.extra.get("crashes"):
+            row.note = "; ".join(filter(None, [row.note, *row.extra["crashes"]]))
+        else:
+            row.extra.pop("crashes", None)
         if cpu[engine]:
             row.extra["cpu_seconds"] = round(median(cpu[engine]), 4)
         if row.status == "ok" and row.checked_equal and times[engine]:
@@ -592,7 +607,7 @@ def format_table(rows: Sequence[Row]) -> str:
             check = f"{check} ({row.note})"
         lines.append(
             f"{row.benchmark:<10} {row.case[:20]:<20} {row.engine[:31]:<31} {row.rows:>11,} "
-            f"{seconds} {_human(rate):>11} "
+            f"{seconds} {human_rate(rate):>11} "
             f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>10} "
             f"{(f'{row.peak_rss_mb:.0f}' if row.peak_rss_mb is not None else '-'):>8}  {check}"
         )
@@ -611,7 +626,12 @@ def count_label(n: int) -> str:
     return str(n)
 
 
-def _human(rate: float | None) -> str:
+def human_rate(rate: float | None) -> str:
+    """Rows per second, short: ``2.55M``, ``71.5k``, ``-`` for none.
+
+    >>> human_rate(2_550_000), human_rate(71_500), human_rate(None)
+    ('2.55M', '71.5k', '-')
+    """
     if rate is None:
         return "-"
     if rate >= 1e6:

@@ -12,9 +12,9 @@ Benchmarks (``--only`` picks some, comma-separated):
 Data are generated with ``microfs.synthetic`` and cached under ``benchmarks/data/<size>-<seed>/``
 (git-ignored); every engine run is a fresh process, so each peak memory is its own; results
 are checked equal before any time is reported; each figure is the median of ``--repeats``
-runs. The run prints a table and writes ``benchmarks/results/<size>-<time>.json``; a medium
-run of every benchmark also refreshes the chart and the results section of
-``benchmarks/README.md``.
+runs. The run prints a table and writes ``benchmarks/results/<size>-<time>.json``; a complete
+run (every benchmark) also redraws the chart, and the results section of
+``benchmarks/README.md`` shows the latest complete medium run.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from common import (
     Row,
     add_ratios,
     format_table,
+    human_rate,
     machine_info,
     run_isolated,
     versions,
@@ -173,9 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped {item['benchmark']}: {item['reason']}")
     path = write_results(payload, args.results_dir, args.size)
     print(f"\nresults: {path}")
-    if args.size == "medium" and payload["complete"] and args.results_dir == RESULTS_DIR:
+    if args.size != "tiny" and payload["complete"] and args.results_dir == RESULTS_DIR:
         update_readme(args.results_dir, README)
-        print(f"README and chart: {README}, {args.results_dir / CHART}")
+        print(f"README (latest medium run) and chart: {README}, {args.results_dir / CHART}")
     return 0
 
 
@@ -366,7 +367,7 @@ def results_markdown(payload: Mapping[str, Any], chart: str) -> str:
     ]
     for r in payload["results"]:
         seconds = f"{r['seconds']:.3f}" if r["seconds"] is not None else "-"
-        rate = f"{r['rows_per_second'] / 1e6:.2f}M" if r["rows_per_second"] else "-"
+        rate = human_rate(r["rows_per_second"])
         ratio = f"{r['vs_microfs']:.2f}x" if r.get("vs_microfs") is not None else "-"
         peak = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-"
         check = {True: "equal", False: "different", None: "-"}[r["checked_equal"]]
