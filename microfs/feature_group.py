@@ -40,6 +40,7 @@ from microfs.errors import (
     SchemaError,
 )
 from microfs.group_definition import FeatureGroupDefinition
+from microfs.pit import order_spine
 from microfs.schema import DATETIME, prepare_batch
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "VacuumResult",
 ]
 
+RowOrder = Literal["keys", "time", "none"]
 _MAX_ATTEMPTS = 8
 _BACKOFF_SECONDS = 0.05
 _DEFAULT_RETENTION = timedelta(days=7)
@@ -135,7 +137,7 @@ class FeatureGroup:
         self.path = path
         self._on_commit = on_commit
         self._pins = pins
-        self._time_sorted: dict[int, bool] = {}
+        self._row_order: dict[int, RowOrder] = {}
 
     # -- definition --------------------------------------------------------------------
 
@@ -235,6 +237,11 @@ class FeatureGroup:
         if d.event_time is None:
             # prepare_batch sorts by event time; a static group clusters files by key instead
             batch = batch.sort(list(d.primary_keys))
+        else:
+            # Rows sharing an event time go in key order, so a table written by appends is
+            # in a point-in-time spine's full order (see scan_by_time).
+            ordered = order_spine(batch.lazy(), d.event_time, d.primary_keys, time_sorted=True)
+            batch = ordered.collect(engine="in-memory")
         with self._writer_lock():
             result = self._with_retries(lambda: self._write(batch))
         if self._on_commit is not None:
@@ -355,37 +362,44 @@ class FeatureGroup:
             )
         return pl.scan_delta(str(self.path), version=resolved)
 
-    def scan_by_time(self, version: int | None = None) -> tuple[pl.LazyFrame, bool]:
-        """A scan whose rows follow event time where the stored files allow, and whether they do.
+    def scan_by_time(self, version: int | None = None) -> tuple[pl.LazyFrame, RowOrder]:
+        """A scan whose rows follow event time where the stored files allow, and their order.
 
         The table version's files are read in the order of their event-time statistics.
-        Inserts write each batch sorted by event time and appends come later than
-        everything stored, so the rows usually come out sorted; one pass over the
-        event-time column proves it (remembered per table version, which never changes),
-        and a point-in-time join can then skip sorting. A static group gives ``False``.
+        Inserts write each batch sorted by event time, then primary keys, and appends come
+        later than everything stored, so the rows usually come out in that order; one pass
+        over those columns proves it (remembered per table version, which never changes),
+        and a point-in-time join can then skip sorting. The order is ``"keys"`` (event time
+        then primary keys), ``"time"`` (event time only) or ``"none"``; a static group
+        gives ``"none"``.
         """
         resolved = self.resolve_version(version=version)
         time = self.event_time
         if time is None:
-            return self.scan(version=resolved), False
+            return self.scan(version=resolved), "none"
         table = self._table(resolved)
         actions = pl.DataFrame(table.get_add_actions(flatten=True))
         low, high = f"min.{time}", f"max.{time}"
         if actions.height == 0 or low not in actions.columns or high not in actions.columns:
-            return self.scan(version=resolved), False
+            return self.scan(version=resolved), "none"
         by_name = {uri.rsplit("/", 1)[-1]: uri for uri in table.file_uris()}
         ordered = actions.sort([low, high], nulls_last=True)["path"].to_list()
         uris = [by_name.get(path.rsplit("/", 1)[-1]) for path in ordered]
         if None in uris or any(not Path(u.removeprefix("file://")).exists() for u in uris if u):
-            return self.scan(version=resolved), False
+            return self.scan(version=resolved), "none"
         frame = pl.scan_parquet([u for u in uris if u is not None]).cast(self.schema)
-        known = self._time_sorted.get(resolved)
+        known = self._row_order.get(resolved)
         if known is None:
-            step = pl.col(time).diff()
-            known = bool(
-                frame.select((step.is_null() | (step >= timedelta(0))).all()).collect().item()
+            in_time, in_keys = (
+                frame.select(
+                    _non_decreasing([time]).alias("time"),
+                    _non_decreasing([time, *self.primary_keys]).alias("keys"),
+                )
+                .collect()
+                .row(0)
             )
-            self._time_sorted[resolved] = known
+            known = "keys" if in_keys else "time" if in_time else "none"
+            self._row_order[resolved] = known
         return frame, known
 
     def read(self, version: int | None = None, as_of: datetime | None = None) -> pl.DataFrame:
@@ -507,6 +521,16 @@ class FeatureGroup:
         return VacuumResult(
             files=tuple(files), dry_run=dry_run, kept_versions=tuple(keep), broken=tuple(broken)
         )
+
+
+def _non_decreasing(columns: Sequence[str]) -> pl.Expr:
+    """Whether consecutive rows never go down in ``columns``' lexicographic order."""
+    last = columns[-1]
+    ok = pl.col(last) >= pl.col(last).shift(1)
+    for column in reversed(columns[:-1]):
+        now, before = pl.col(column), pl.col(column).shift(1)
+        ok = (now > before) | ((now == before) & ok)
+    return ok.fill_null(True).all()
 
 
 def _rows_of(entry: Mapping[str, Any]) -> int | None:

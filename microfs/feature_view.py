@@ -51,10 +51,13 @@ SplitMode = Literal["time", "random"]
 
 @dataclass(frozen=True)
 class _Spine:
-    """Label rows to join onto, and whether they are already in event-time order."""
+    """Label rows to join onto, and how far they are in the output's order already.
+
+    ``order`` is True for (event time, primary keys), ``"time"`` for event time only.
+    """
 
     frame: pl.LazyFrame
-    time_sorted: bool
+    order: bool | Literal["time"]
 
 
 @dataclass(frozen=True)
@@ -204,9 +207,9 @@ class FeatureView:
     ) -> _Spine:
         label = self._label
         columns = [*label.primary_keys, self._time, *self._label_features(), self.label_col]
-        scan, time_sorted = label.scan_by_time(version=(table_versions or {}).get(label.name))
+        scan, order = label.scan_by_time(version=(table_versions or {}).get(label.name))
         frame = _window(scan.select(columns), self._time, _utc(start), _utc(end))
-        return _Spine(frame, time_sorted)
+        return _Spine(frame, True if order == "keys" else "time" if order == "time" else False)
 
     def _label_features(self) -> list[str]:
         return [c for c in self._label.features if c != self.label_col]
@@ -228,7 +231,8 @@ class FeatureView:
         plans = []
         for join, group in zip(self.definition.joins, self._groups, strict=True):
             time = group.event_time
-            scan, time_sorted = group.scan_by_time(version=(table_versions or {}).get(group.name))
+            scan, order = group.scan_by_time(version=(table_versions or {}).get(group.name))
+            time_sorted = order != "none"
             if time is not None and end is not None:
                 scan = scan.filter(pl.col(time) < _utc(end))
             if time is not None and since is not None:
@@ -261,7 +265,7 @@ class FeatureView:
             label_time=self._time,
             label_keys=label.primary_keys,
             joins=plans,
-            labels_sorted="time" if spine.time_sorted else False,
+            labels_sorted=spine.order,
         )
         columns = [
             *label.primary_keys,
@@ -515,7 +519,7 @@ class FeatureView:
         frame = frame.with_columns(
             [pl.lit(None, dtype=label.schema[c]).alias(c) for c in extra if c not in names]
         ).select([*keys, *extra])
-        return _Spine(_window(frame, self._time, _utc(start), _utc(end)), time_sorted=False)
+        return _Spine(_window(frame, self._time, _utc(start), _utc(end)), order=False)
 
     # -- online ------------------------------------------------------------------------------
 
