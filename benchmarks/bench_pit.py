@@ -40,6 +40,7 @@ from common import (
     timed,
     timed_work,
     world_lake,
+    write_sorted,
 )
 
 ENGINES: tuple[str, ...] = ("microfs", "microfs in-memory", "duckdb", "duckdb ordered", "pandas")
@@ -108,9 +109,12 @@ def run_engine(engine: str, spec: dict[str, Any], result_path: str | None = None
     """
     work = _ENGINE_BUILDERS[engine](spec)
     clock, (frame, details) = timed_work(work)
+    rows = _height(frame)
     if result_path is not None:
-        _as_polars(frame).write_parquet(result_path)
-    return {**clock, "rows": _height(frame), **details}
+        result = _as_polars(frame)
+        del frame  # a pandas frame was copied: drop it before sorting the copy
+        write_sorted(result, result_path, sort_order(spec))
+    return {**clock, "rows": rows, **details}
 
 
 Builder = Callable[[dict[str, Any]], Callable[[], Any]]

@@ -35,6 +35,7 @@ from common import (
     run_isolated,
     timed_work,
     world_lake,
+    write_sorted,
 )
 
 GROUP = "user_activity"
@@ -55,7 +56,7 @@ def build_timetravel_lake(source: str, folder: str) -> dict[str, Any]:
     fs = FeatureStore(root / "lake")
     fg = fs.create_feature_group(name=GROUP, schema=SCHEMAS[GROUP], **GROUPS[GROUP])
     first = fg.insert(frame)
-    frame.write_parquet(root / "expected-first.parquet")
+    write_sorted(frame, str(root / "expected-first.parquet"), ORDER)
     current = frame
     keys = list(fg.definition.upsert_keys)
     modes = []
@@ -63,7 +64,7 @@ def build_timetravel_lake(source: str, folder: str) -> dict[str, Any]:
         batch = corrections(current, fraction=CORRECTED, recent_fraction=RECENT, seed=number)
         modes.append(fg.insert(batch).mode)
         current = current.update(batch, on=keys)
-    current.write_parquet(root / "expected-latest.parquet")
+    write_sorted(current, str(root / "expected-latest.parquet"), ORDER)
     return mark_ready(
         root,
         {
@@ -124,7 +125,7 @@ def read_version(
     clock, frame = timed_work(work)
     out = frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(pl.from_arrow(frame))
     if result_path is not None:
-        out.write_parquet(result_path)
+        write_sorted(out, result_path, ORDER)
     return {**clock, "rows": out.height}
 
 

@@ -60,6 +60,13 @@ READY = "READY.json"
 PRELOADED = ("pyarrow", "pyarrow.dataset", "pyarrow.parquet", "pyarrow.compute", "deltalake")
 """Modules every child imports before its work, so that no engine's time pays for them."""
 
+WORK_DONE_ENV = "MICROFS_BENCH_WORK_DONE"
+"""Names the file a child touches when its measured work ends (see :func:`timed_work`)."""
+WORK_PEAK = "_work_peak_rss_mb"
+"""Key of the peak memory right after the measured work in a child's return value."""
+CHECK_CHUNK_ROWS = 2_000_000
+"""Rows compared at a time: the check holds two slices in memory, never two whole frames."""
+
 Status = Literal["ok", "out of memory", "timeout", "error", "mismatch", "skipped", "published"]
 
 
@@ -173,8 +180,9 @@ class Outcome:
     Attributes:
         status: ``"ok"``, ``"out of memory"``, ``"timeout"`` or ``"error"``.
         value: The function's return value (JSON), None unless ok.
-        peak_rss_mb: The child's peak resident memory (its own ``ru_maxrss`` when it
-            finished, else the largest the watchdog saw).
+        peak_rss_mb: The child's peak resident memory: its own high-water mark
+            (``VmHWM``) right after the measured work when the function reports it, at its
+            end otherwise; for a child that was stopped or died, the largest the watchdog saw.
         base_rss_mb: The child's resident memory after imports, before the work.
         wall_seconds: Wall time of the whole child process, imports included.
         error: A one-line reason when not ok.
@@ -207,7 +215,9 @@ def run_isolated(
     A watchdog polls the child's resident memory (with its children) and stops it when
     it passes ``mem_limit_mb``, before the kernel's out-of-memory killer picks a victim;
     the run is then reported as ``"out of memory"``. A child killed by a signal (such as
-    the kernel's OOM killer) or raising ``MemoryError`` is reported the same way.
+    the kernel's OOM killer) or raising ``MemoryError`` is reported the same way. Once the
+    child says its measured work is over (:func:`timed_work`), the limit stops applying.
+    The child's error output goes to a file, so a talkative child never blocks on a pipe.
     """
     limit = default_mem_limit_mb() if mem_limit_mb is None else mem_limit_mb
     with tempfile.TemporaryDirectory(prefix="microfs-bench-") as scratch:
@@ -215,24 +225,35 @@ def run_isolated(
         answer = Path(scratch) / "answer.json"
         arguments.write_text(json.dumps(dict(kwargs)), encoding="utf-8")
         command = [sys.executable, str(Path(__file__)), module, function, str(arguments)]
+        done = Path(scratch) / "work-done"
+        environment = {**os.environ, WORK_DONE_ENV: str(done)}
         started = time.perf_counter()
-        child = subprocess.Popen(
-            [*command, str(answer)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        watched = psutil.Process(child.pid)
-        peak = 0.0
-        stopped: Status | None = None
-        while child.poll() is None:
-            peak = max(peak, _tree_rss_mb(watched))
-            if peak > limit:
-                stopped = "out of memory"
-            elif time.perf_counter() - started > timeout:
-                stopped = "timeout"
-            if stopped is not None:
-                child.kill()
-                break
-            time.sleep(poll)
-        _, stderr = child.communicate()
+        with (Path(scratch) / "stderr.txt").open("w+", encoding="utf-8") as errors:
+            child = subprocess.Popen(
+                [*command, str(answer)],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                env=environment,
+                text=True,
+            )
+            watched = psutil.Process(child.pid)
+            peak = 0.0
+            stopped: Status | None = None
+            while child.poll() is None:
+                rss = _tree_rss_mb(watched)
+                if not done.exists():  # what the result check needs afterwards is not judged
+                    peak = max(peak, rss)
+                    if peak > limit:
+                        stopped = "out of memory"
+                if time.perf_counter() - started > timeout:
+                    stopped = "timeout"
+                if stopped is not None:
+                    child.kill()
+                    break
+                time.sleep(poll)
+            child.wait()
+            errors.seek(0)
+            stderr = errors.read()
         wall = time.perf_counter() - started
         if stopped == "out of memory":
             return Outcome(
@@ -248,7 +269,7 @@ def run_isolated(
     return Outcome(
         "ok",
         value=reply["value"],
-        peak_rss_mb=max(reply["peak_rss_mb"], peak),
+        peak_rss_mb=reply["peak_rss_mb"],  # the child's own high-water mark, exact
         base_rss_mb=reply["base_rss_mb"],
         wall_seconds=wall,
     )
@@ -306,6 +327,8 @@ def _child_main(argv: Sequence[str]) -> int:
     base = psutil.Process().memory_info().rss / 2**20
     value = target(**kwargs)
     peak = own_peak_rss_mb()
+    if isinstance(value, dict) and WORK_PEAK in value:
+        peak = float(value.pop(WORK_PEAK))  # before the untimed writing of the result
     reply = {"value": value, "peak_rss_mb": round(peak, 1), "base_rss_mb": round(base, 1)}
     Path(answer).write_text(json.dumps(reply), encoding="utf-8")
     return 0
@@ -372,11 +395,25 @@ def timed_work(action: Callable[[], Any]) -> tuple[dict[str, float], Any]:
     """Wall and CPU seconds of one call, and what it returned.
 
     CPU seconds (all threads) are reported beside wall time: on a busy machine they move
-    much less, and their ratio to wall time shows how well the work used the cores.
+    much less, and their ratio to wall time shows how well the work used the cores. In a
+    child of :func:`run_isolated`, the peak memory so far is recorded too, and the parent
+    is told the measured work is over: the memory limit then no longer applies, so writing
+    the result for the check cannot turn a finished run into "out of memory".
     """
     cpu = cpu_seconds()
     seconds, value = timed(action)
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu}, value
+    clock = {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, WORK_PEAK: own_peak_rss_mb()}
+    marker = os.environ.get(WORK_DONE_ENV)
+    if marker:
+        Path(marker).touch()
+    return clock, value
+
+
+def write_sorted(frame: pl.DataFrame, path: str, order: Sequence[str]) -> None:
+    """Write a result for the check, sorted by ``order`` (untimed, after the work)."""
+    frame.sort(list(order), nulls_last=False, maintain_order=True).write_parquet(
+        path, row_group_size=CHECK_CHUNK_ROWS // 4
+    )
 
 
 def measure(
@@ -478,22 +515,42 @@ def _check(
     if not finished:
         return
     if expected is not None:
-        reference_name, reference = "the expected frame", pl.read_parquet(expected)
+        reference_name, reference = "the expected frame", expected
     else:
         first = next((e for e in finished if e.startswith("microfs")), finished[0])
-        reference_name, reference = first, pl.read_parquet(results[first])
+        reference_name, reference = first, results[first]
         rows[first].checked_equal = True
         if len(finished) == 1:
             rows[first].note = "no other engine finished to compare with"
     for engine in finished:
         if engine == reference_name:
             continue
-        difference = compare_frames(pl.read_parquet(results[engine]), reference, order)
+        difference = compare_files(results[engine], reference, order)
         rows[engine].checked_equal = difference == ""
         if difference:
             rows[engine].status = "mismatch"
             rows[engine].note = f"vs {reference_name}: {difference}"
             log(f"  {engine}: result differs from {reference_name}: {difference}")
+
+
+def compare_files(
+    got: Path, expected: Path, order: Sequence[str], *, chunk: int = CHECK_CHUNK_ROWS
+) -> str:
+    """:func:`compare_frames` of two Parquet files sorted by ``order``, slice by slice.
+
+    Both files hold rows sorted by ``order`` (see :func:`write_sorted`), which identifies
+    a row, so equal frames have equal slices; memory holds two slices at a time.
+    """
+    heights = [pl.scan_parquet(p).select(pl.len()).collect().item() for p in (got, expected)]
+    if heights[0] != heights[1]:
+        return f"{heights[0]:,} rows instead of {heights[1]:,}"
+    for offset in range(0, max(heights[1], 1), chunk):
+        left = pl.scan_parquet(got).slice(offset, chunk).collect()
+        right = pl.scan_parquet(expected).slice(offset, chunk).collect()
+        difference = compare_frames(left, right, order)
+        if difference:
+            return f"rows {offset:,}-{offset + right.height - 1:,}: {difference}"
+    return ""
 
 
 # -- output ---------------------------------------------------------------------------------

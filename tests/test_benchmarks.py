@@ -137,6 +137,19 @@ def test_compare_frames_finds_a_changed_value_and_a_missing_row() -> None:
     assert common.compare_frames(filled, expected, ["t", "k"]) != ""
 
 
+def test_compare_files_checks_slice_by_slice(tmp_path: Path) -> None:
+    expected = pl.DataFrame({"t": list(range(7)), "x": [float(i) for i in range(7)]})
+    common.write_sorted(expected.reverse(), str(tmp_path / "a.parquet"), ["t"])
+    common.write_sorted(expected, str(tmp_path / "b.parquet"), ["t"])
+    late = expected.with_columns(pl.when(pl.col("t") == 6).then(0.0).otherwise("x").alias("x"))
+    common.write_sorted(late, str(tmp_path / "c.parquet"), ["t"])
+    common.write_sorted(expected.head(6), str(tmp_path / "d.parquet"), ["t"])
+    a, b, c, d = (tmp_path / f"{n}.parquet" for n in "abcd")
+    assert common.compare_files(a, b, ["t"], chunk=2) == ""
+    assert common.compare_files(c, b, ["t"], chunk=2).startswith("rows 6-6: column 'x'")
+    assert common.compare_files(d, b, ["t"], chunk=2) == "6 rows instead of 7"
+
+
 def test_compare_frames_matches_types_and_time_zones() -> None:
     t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
     expected = pl.DataFrame(
