@@ -96,13 +96,14 @@ def run(*, lookups: int = 10_000, batches: int = 50, size: str = "small") -> dic
         rng = np.random.default_rng(0)
         pairs = latest.select("user_id", "item_id")
         picks = rng.integers(0, pairs.height, lookups)
-        entities = [dict(zip(("user_id", "item_id"), pairs.row(int(i)), strict=True))
-                    for i in picks]
+        entities = [
+            dict(zip(("user_id", "item_id"), pairs.row(int(i)), strict=True)) for i in picks
+        ]
         single = vector_latency(fv.get_inference_vector, entities)
 
         times = []
         for b in range(batches):
-            chosen = entities[(b * 1_000) % len(entities):][:1_000]
+            chosen = entities[(b * 1_000) % len(entities) :][:1_000]
             began = time.perf_counter_ns()
             out = fv.get_inference_vectors(chosen)
             times.append(time.perf_counter_ns() - began)
@@ -127,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(lookups=args.lookups, batches=args.batches, size=args.size)
     print(json.dumps(result, indent=2))
-    out = Path(__file__).parent / "results" / f"vector-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = Path(__file__).parent / "results" / f"vector-{stamp}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {out}")
     return 0

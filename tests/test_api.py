@@ -24,12 +24,26 @@ def test_every_error_derives_from_microfs_error() -> None:
 
 
 def test_seed_api_names_exist() -> None:
-    fs_methods = ["create_feature_group", "get_feature_group", "list_feature_groups",
-                  "create_feature_view", "get_feature_view", "list_feature_views", "refresh"]
+    fs_methods = [
+        "create_feature_group",
+        "get_feature_group",
+        "list_feature_groups",
+        "create_feature_view",
+        "get_feature_view",
+        "list_feature_views",
+        "refresh",
+    ]
     for name in fs_methods:
         assert callable(getattr(mfs.FeatureStore, name)), name
-    fv_methods = ["training_frame", "get_training_data", "train_test_split",
-                  "create_training_dataset", "get_training_dataset", "get_batch_data",
-                  "get_inference_vector", "get_inference_vectors"]
+    fv_methods = [
+        "training_frame",
+        "get_training_data",
+        "train_test_split",
+        "create_training_dataset",
+        "get_training_dataset",
+        "get_batch_data",
+        "get_inference_vector",
+        "get_inference_vectors",
+    ]
     for name in fv_methods:
         assert callable(getattr(mfs.FeatureView, name)), name
