@@ -74,6 +74,9 @@ class VectorServer:
             .collect_schema()
         )
         self.sources = _sources(view, self._index)
+        # Online tables are built once per store and kept fresh in place, so the server
+        # holds on to them instead of asking the store on every lookup.
+        self._tables = [self._online.table(source.group) for source in self.sources]
         self.required_keys = tuple(dict.fromkeys(k for s in self.sources for k in s.keys))
 
     # -- one entity ---------------------------------------------------------------------
@@ -88,12 +91,12 @@ class VectorServer:
         """Untransformed feature values for one entity, in the view's feature order."""
         raw: list[Any] = [None] * len(self.features)
         now: datetime | None = None
-        for source in self.sources:
+        for source, table in zip(self.sources, self._tables, strict=True):
             try:
                 key = tuple([entity[k] for k in source.keys])
             except KeyError:
                 raise self._missing(entity) from None
-            row = self._online.table(source.group).get(key, source.columns)
+            row = table.get(key, source.columns)
             if row is None:
                 if strict:
                     raise NotFoundError(
@@ -182,8 +185,7 @@ class VectorServer:
                 for name, dtype in self._schema.items()
             }
         )
-        for source in self.sources:
-            table = self._online.table(source.group)
+        for source, table in zip(self.sources, self._tables, strict=True):
             keys = requests.select(source.keys)
             found = table.get_many(keys, list(source.columns))
             if strict and not found[_FOUND].all():
