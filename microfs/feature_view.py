@@ -172,32 +172,42 @@ class FeatureView:
         >>> frame = fv.training_frame(end=cutoff).collect(engine="in-memory")  # doctest: +SKIP
         >>> fv.training_frame(window=timedelta(days=7)).sink_parquet("t.parquet")  # doctest: +SKIP
         """
-        if window is None:
+        edges = [] if window is None else self._windows(start, end, window, table_versions)
+        if not edges:
             return self._frame(self._spine(start, end, table_versions), table_versions, end)
+        parts = [
+            self._frame(self._spine(lo, hi, table_versions), table_versions, hi, since=lo)
+            for lo, hi in edges
+        ]
+        return pl.concat(parts, how="vertical")
+
+    def _windows(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        window: timedelta,
+        table_versions: Mapping[str, int] | None,
+    ) -> list[tuple[datetime, datetime]]:
+        """Consecutive ``[lo, hi)`` windows covering the label times in ``[start, end)``."""
         if not isinstance(window, timedelta) or window <= timedelta(0):
             raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
         lo, hi = _utc(start), _utc(end)
         if lo is None or hi is None:
-            bounds = (
+            first, last = (
                 self._label.scan(version=(table_versions or {}).get(self._label.name))
-                .select(pl.col(self._time).min().alias("lo"), pl.col(self._time).max().alias("hi"))
+                .select(pl.col(self._time).min(), pl.col(self._time).max().alias("last"))
                 .collect()
                 .row(0)
             )
-            if bounds[0] is None:
-                return self._frame(self._spine(start, end, table_versions), table_versions, end)
-            lo = lo if lo is not None else bounds[0]
-            hi = hi if hi is not None else bounds[1] + timedelta(microseconds=1)
-        parts = []
-        edge = lo
-        while edge < hi:
-            stop = min(edge + window, hi)
-            spine = self._spine(edge, stop, table_versions)
-            parts.append(self._frame(spine, table_versions, stop, since=edge))
-            edge = stop
-        if not parts:
-            return self._frame(self._spine(start, end, table_versions), table_versions, end)
-        return pl.concat(parts, how="vertical")
+            if first is None:
+                return []
+            lo = lo if lo is not None else first
+            hi = hi if hi is not None else last + timedelta(microseconds=1)
+        edges = []
+        while lo < hi:
+            edges.append((lo, min(lo + window, hi)))
+            lo = edges[-1][1]
+        return edges
 
     def _spine(
         self,
