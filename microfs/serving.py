@@ -34,7 +34,6 @@ from microfs.transformations import (
 
 if TYPE_CHECKING:
     from microfs.feature_view import FeatureView
-    from microfs.online import OnlineStore
 
 __all__ = ["ReturnType", "VectorServer"]
 
@@ -63,7 +62,6 @@ class VectorServer:
         self.params = params
         self.columns = output_columns(self.features, params)
         self.label_time = view.label_group.event_time
-        self._online: OnlineStore = view.store.online
         self._row = compile_row_transform(self.features, params)
         self._index = {name: i for i, name in enumerate(self.features)}
         self._schema = _raw_schema(view)
@@ -76,7 +74,8 @@ class VectorServer:
         self.sources = _sources(view, self._index)
         # Online tables are built once per store and kept fresh in place, so the server
         # holds on to them instead of asking the store on every lookup.
-        self._tables = [self._online.table(source.group) for source in self.sources]
+        online = view.store.online
+        self._tables = [online.table(source.group) for source in self.sources]
         self.required_keys = tuple(dict.fromkeys(k for s in self.sources for k in s.keys))
 
     # -- one entity ---------------------------------------------------------------------
