@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -58,6 +61,7 @@ _BACKOFF_SECONDS = 0.05
 _DEFAULT_RETENTION = timedelta(days=7)
 _STATS_SLACK = timedelta(milliseconds=1)
 _MAX_FOOTERS = 8  # files whose Parquet footers an insert may read to prove an append
+_KEPT_ORDERS = 64  # proven row orders remembered on disk per table
 _RANGE_TYPES = (
     "int8",
     "int16",
@@ -368,10 +372,12 @@ class FeatureGroup:
         The table version's files are read in the order of their event-time statistics.
         Inserts write each batch sorted by event time, then primary keys, and appends come
         later than everything stored, so the rows usually come out in that order; one pass
-        over those columns proves it (remembered per table version, which never changes),
-        and a point-in-time join can then skip sorting. The order is ``"keys"`` (event time
-        then primary keys), ``"time"`` (event time only) or ``"none"``; a static group
-        gives ``"none"``.
+        over those columns proves it, and a point-in-time join can then skip sorting. The
+        proof is remembered in a small JSON file beside the table (``.v<n>.order.json``),
+        keyed by the ordered names of the data files (which never change once written), so
+        later processes reading the same table version skip the pass. The order is
+        ``"keys"`` (event time then primary keys), ``"time"`` (event time only) or
+        ``"none"``; a static group gives ``"none"``.
         """
         resolved = self.resolve_version(version=version)
         time = self.event_time
@@ -383,24 +389,60 @@ class FeatureGroup:
         if actions.height == 0 or low not in actions.columns or high not in actions.columns:
             return self.scan(version=resolved), "none"
         by_name = {uri.rsplit("/", 1)[-1]: uri for uri in table.file_uris()}
-        ordered = actions.sort([low, high], nulls_last=True)["path"].to_list()
+        ordered = actions.sort([low, high, "path"], nulls_last=True)["path"].to_list()
         uris = [by_name.get(path.rsplit("/", 1)[-1]) for path in ordered]
         if None in uris or any(not Path(u.removeprefix("file://")).exists() for u in uris if u):
             return self.scan(version=resolved), "none"
         frame = pl.scan_parquet([u for u in uris if u is not None]).cast(self.schema)
         known = self._row_order.get(resolved)
         if known is None:
-            in_time, in_keys = (
-                frame.select(
-                    _non_decreasing([time]).alias("time"),
-                    _non_decreasing([time, *self.primary_keys]).alias("keys"),
+            fingerprint = _fingerprint(ordered)
+            known = self._stored_orders().get(fingerprint)
+            if known is None:
+                in_time, in_keys = (
+                    frame.select(
+                        _non_decreasing([time]).alias("time"),
+                        _non_decreasing([time, *self.primary_keys]).alias("keys"),
+                    )
+                    .collect()
+                    .row(0)
                 )
-                .collect()
-                .row(0)
-            )
-            known = "keys" if in_keys else "time" if in_time else "none"
+                known = "keys" if in_keys else "time" if in_time else "none"
+                self._store_order(fingerprint, known)
             self._row_order[resolved] = known
         return frame, known
+
+    def _orders_path(self) -> Path:
+        """Where proven row orders are remembered, beside the table like its lock file."""
+        return self.path.parent / f".{self.path.name}.order.json"
+
+    def _stored_orders(self) -> dict[str, RowOrder]:
+        """Row orders proven earlier (by any process), by file-list fingerprint."""
+        try:
+            data = json.loads(self._orders_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if v in ("keys", "time", "none")}
+
+    def _store_order(self, fingerprint: str, order: RowOrder) -> None:
+        """Remember a proven row order on disk; best effort (a lost entry is proven again).
+
+        A data file never changes once written and its name is unique, so the ordered list
+        of file names identifies the rows and their order; the newest entries are kept.
+        """
+        orders = self._stored_orders()
+        orders.pop(fingerprint, None)
+        orders[fingerprint] = order
+        kept = dict(list(orders.items())[-_KEPT_ORDERS:])
+        path = self._orders_path()
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.{random.getrandbits(32):08x}")
+        try:
+            temporary.write_text(json.dumps(kept, indent=1), encoding="utf-8")
+            temporary.replace(path)
+        except OSError:
+            temporary.unlink(missing_ok=True)
 
     def read(self, version: int | None = None, as_of: datetime | None = None) -> pl.DataFrame:
         """Like :meth:`scan`, collected."""
@@ -521,6 +563,12 @@ class FeatureGroup:
         return VacuumResult(
             files=tuple(files), dry_run=dry_run, kept_versions=tuple(keep), broken=tuple(broken)
         )
+
+
+def _fingerprint(paths: Sequence[str]) -> str:
+    """A digest of data file names in read order (names only, so a copied lake matches)."""
+    names = "\n".join(path.rsplit("/", 1)[-1] for path in paths)
+    return hashlib.sha256(names.encode("utf-8")).hexdigest()
 
 
 def _non_decreasing(columns: Sequence[str]) -> pl.Expr:

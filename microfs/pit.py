@@ -139,29 +139,45 @@ def point_in_time_join(
     else:
         spine = order_spine(labels, label_time, label_keys, time_sorted=labels_sorted == "time")
 
-    for plan, right, time_column in zip(joins, rights, time_columns, strict=True):
-        if not plan.features:
-            continue
-        if plan.event_time is None:
-            spine = spine.join(
-                right,
-                on=list(plan.on),
-                how="left",
-                nulls_equal=False,
-                maintain_order="left",
-            )
-        else:
-            spine = spine.join_asof(
-                right,
-                left_on=label_time,
-                right_on=time_column,
-                by=list(plan.on) or None,
-                strategy="backward",
-                tolerance=_tolerance(plan.max_age),
-                allow_exact_matches=True,
-                check_sortedness=False,
-            ).drop(time_column)
-    return spine
+    branches = [
+        _branch(spine, plan, right, label_time, time_column)
+        for plan, right, time_column in zip(joins, rights, time_columns, strict=True)
+        if plan.features
+    ]
+    if not branches:
+        return spine
+    return pl.concat([spine, *branches], how="horizontal")
+
+
+def _branch(
+    spine: pl.LazyFrame, plan: JoinPlan, right: pl.LazyFrame, label_time: str, time_column: str
+) -> pl.LazyFrame:
+    """One join's feature columns, one row per spine row in the spine's order.
+
+    Each join reads only the spine's time and its own keys, and the joins are put side by
+    side with the spine (a horizontal concatenation): the engine runs them at the same time
+    instead of one after another, and reads the shared spine once. Both kinds of join keep
+    the left side's rows and order: an as-of join always, a left join on keys that are
+    unique in the joined frame (a static group's primary keys) too.
+    """
+    columns = list(dict.fromkeys([label_time, *plan.on] if plan.event_time else plan.on))
+    left = spine.select(columns)
+    if plan.event_time is None:
+        joined = left.join(
+            right, on=list(plan.on), how="left", nulls_equal=False, maintain_order="left"
+        )
+    else:
+        joined = left.join_asof(
+            right,
+            left_on=label_time,
+            right_on=time_column,
+            by=list(plan.on) or None,
+            strategy="backward",
+            tolerance=_tolerance(plan.max_age),
+            allow_exact_matches=True,
+            check_sortedness=False,
+        )
+    return joined.select(_output_names(plan))
 
 
 def order_spine(

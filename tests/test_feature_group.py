@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -709,3 +710,26 @@ def test_upserts_agree_with_a_dictionary_model(case: UpsertCase) -> None:
         for version, rows in steps.items():
             expected = _reference_frame(list(rows.values()), fg.schema)
             assert_same_rows(fg.read(version=version), expected)
+
+
+def test_proven_row_order_is_remembered_beside_the_table(
+    store: FeatureStore, activity: FeatureGroup
+) -> None:
+    activity.insert(activity_rows([2, 1, 3], [1.0, 1.0, 2.0]))
+    _, order = activity.scan_by_time()
+    assert order == "keys"
+    remembered = activity.path.parent / f".{activity.path.name}.order.json"
+    stored = json.loads(remembered.read_text())
+    assert list(stored.values()) == ["keys"]
+    # A later process reads the remembered proof instead of proving again: a planted
+    # answer shows it was read, and a new table version is proven afresh.
+    remembered.write_text(json.dumps(dict.fromkeys(stored, "none")))
+    reopened = FeatureStore(store.root).get_feature_group("user_activity")
+    assert reopened.scan_by_time()[1] == "none"
+    activity.insert(activity_rows([1], [3.0]))
+    assert reopened.scan_by_time()[1] == "keys"
+    assert len(json.loads(remembered.read_text())) == 2
+    # A damaged file is ignored and rewritten.
+    remembered.write_text("{not json")
+    assert FeatureStore(store.root).get_feature_group("user_activity").scan_by_time()[1] == "keys"
+    assert list(json.loads(remembered.read_text()).values()) == ["keys"]
