@@ -45,7 +45,7 @@ from common import (
 
 ENGINES: tuple[str, ...] = ("microfs", "microfs in-memory", "duckdb", "duckdb ordered", "pandas")
 """Engines run by default, MicroFS first (the reference of the equality check)."""
-ALL_ENGINES: tuple[str, ...] = (*ENGINES, "microfs streaming", "microfs proposed")
+ALL_ENGINES: tuple[str, ...] = (*ENGINES, "microfs streaming", "microfs windowed")
 
 
 # -- the workload ---------------------------------------------------------------------------
@@ -136,86 +136,30 @@ def _microfs(engine: Literal["in-memory", "streaming"] | None) -> Builder:
     return build
 
 
-def _microfs_proposed(spec: dict[str, Any]) -> Callable[[], Any]:
-    """MicroFS's plan with the changes proposed in ``benchmarks/README.md``, for evidence.
+WINDOW_DAYS = 30
+"""Event-time window of the ``microfs windowed`` engine."""
 
-    Builds what ``FeatureView.training_frame`` builds, through the same public
-    :func:`microfs.pit.point_in_time_join`, with three differences: the in-memory engine
-    (Polars 2 defaults to streaming); sortedness proven from the Delta log alone (see
-    :func:`time_sorted_files`) instead of a pass over the event-time column; and
-    ``labels_sorted=True``, no tie handling, which needs ties of event time ordered by the
-    label keys: that holds when the writer sorts each batch by (event time, keys), part
-    of the proposal (here the equality check confirms the order for the data at hand).
+
+def _microfs_windowed(spec: dict[str, Any]) -> Callable[[], Any]:
+    """The plan built per 30-day window of label time, streamed to a Parquet file.
+
+    ``training_frame(window=...)`` joins each window's labels to its own feature rows plus
+    the latest row per key from before it, and ``sink_parquet`` runs it with the streaming
+    engine: the way to build a frame larger than memory. The timer covers writing the
+    file; the frame is read back from it after the timer for the equality check.
     """
-    from microfs import FeatureStore
-    from microfs.pit import JoinPlan, point_in_time_join
+    import tempfile
+    from datetime import timedelta
 
-    def work() -> tuple[pl.DataFrame, dict[str, Any]]:
+    from microfs import FeatureStore
+
+    def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
         view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
-        label = view.label_group
-        time = label.event_time
-        assert time is not None  # a view's label group always has one
-        label_files = time_sorted_files(label.path, time)
-        spine_scan = pl.scan_parquet(label_files) if label_files else label.scan()
-        columns = [c for c in label.schema.names() if c in spec["output"]]
-        plans = []
-        for join, group in zip(view.definition.joins, view.joined_groups, strict=True):
-            files = time_sorted_files(group.path, group.event_time) if group.event_time else None
-            plans.append(
-                JoinPlan(
-                    frame=pl.scan_parquet(files) if files else group.scan(),
-                    on=join.on,
-                    event_time=group.event_time,
-                    features=join.features,
-                    prefix=join.prefix,
-                    max_age=join.max_age,
-                    sorted_by_time=bool(files),
-                )
-            )
-        joined = point_in_time_join(
-            spine_scan.select(columns),
-            label_time=time,
-            label_keys=label.primary_keys,
-            joins=plans,
-            labels_sorted=bool(label_files),
-        )
-        frame = joined.select(spec["output"]).collect(engine="in-memory")
-        return frame, {
-            "sorted_tables": int(bool(label_files)) + sum(p.sorted_by_time for p in plans)
-        }
+        target = Path(tempfile.mkdtemp(prefix="microfs-windowed-")) / "frame.parquet"
+        view.training_frame(window=timedelta(days=WINDOW_DAYS)).sink_parquet(target)
+        return pl.scan_parquet(target), {"window_days": WINDOW_DAYS}
 
     return work
-
-
-def time_sorted_files(table: Path | str, time: str) -> list[str] | None:
-    """The table's data files in event-time order, when its log proves the rows sorted.
-
-    Proven when every commit is a plain append (MicroFS appends write each batch sorted
-    by event time) and the files' event-time ranges, ordered by their minimum, do not
-    overlap. Delta keeps timestamp statistics truncated to the millisecond, so ranges
-    must be strictly apart at that precision. None when not proven.
-    """
-    from deltalake import DeltaTable
-
-    delta = DeltaTable(str(table))
-    for entry in delta.history():
-        operation = entry.get("operation")
-        mode = (entry.get("operationParameters") or {}).get("mode")
-        if operation != "CREATE TABLE" and not (operation == "WRITE" and mode == "Append"):
-            return None
-    actions = pl.DataFrame(delta.get_add_actions(flatten=True))
-    low, high = f"min.{time}", f"max.{time}"
-    if actions.height == 0 or low not in actions.columns or high not in actions.columns:
-        return None
-    actions = actions.sort(low)
-    if actions.select(pl.col(low).is_null().any() | pl.col(high).is_null().any()).item():
-        return None
-    if actions.height > 1 and not bool(
-        (actions[low].slice(1) > actions[high].slice(0, actions.height - 1)).all()
-    ):
-        return None
-    root = Path(table)
-    return [str(root / path) for path in actions["path"]]
 
 
 def _duckdb(ordered: bool) -> Builder:
@@ -323,7 +267,7 @@ _ENGINE_BUILDERS: dict[str, Builder] = {
     "microfs": _microfs(None),
     "microfs in-memory": _microfs("in-memory"),
     "microfs streaming": _microfs("streaming"),
-    "microfs proposed": _microfs_proposed,
+    "microfs windowed": _microfs_windowed,
     "duckdb": _duckdb(ordered=False),
     "duckdb ordered": _duckdb(ordered=True),
     "pandas": _pandas,
@@ -333,6 +277,8 @@ _ENGINE_BUILDERS: dict[str, Builder] = {
 def _as_polars(frame: Any) -> pl.DataFrame:
     if isinstance(frame, pl.DataFrame):
         return frame
+    if isinstance(frame, pl.LazyFrame):
+        return frame.collect()
     if type(frame).__module__.startswith("pandas"):
         return pl.from_pandas(frame)
     converted = pl.from_arrow(frame)
@@ -344,6 +290,8 @@ def _as_polars(frame: Any) -> pl.DataFrame:
 def _height(frame: Any) -> int:
     if isinstance(frame, pl.DataFrame):
         return frame.height
+    if isinstance(frame, pl.LazyFrame):
+        return int(frame.select(pl.len()).collect().item())
     if hasattr(frame, "num_rows"):
         return int(frame.num_rows)
     return len(frame)

@@ -60,7 +60,7 @@ END_MARK = "<!-- results:end -->"
 
 PLANS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "pit_engines": ("microfs", "duckdb", "pandas", "microfs proposed"),
+        "pit_engines": ("microfs", "duckdb", "pandas", "microfs windowed"),
         "hopsworks": {
             "label_rows": [2_000],
             "locations": 20,
@@ -71,19 +71,19 @@ PLANS: dict[str, dict[str, Any]] = {
         "online": {"keys": 100, "lookups": 200},
     },
     "small": {
-        "pit_engines": (*bench_pit.ENGINES, "microfs proposed"),
+        "pit_engines": (*bench_pit.ENGINES, "microfs windowed"),
         "hopsworks": {"label_rows": [1_000_000]},
         "ingest": {"rows": 1_000_000, "upsert_rows": 1_000_000},
         "online": {"keys": 50_000, "lookups": 10_000},
     },
     "medium": {
-        "pit_engines": (*bench_pit.ENGINES, "microfs proposed"),
+        "pit_engines": (*bench_pit.ENGINES, "microfs windowed"),
         "hopsworks": {"label_rows": [1_000_000, 10_000_000]},
         "ingest": {"rows": 10_000_000, "upsert_rows": 10_000_000},
         "online": {"keys": 400_000, "lookups": 10_000},
     },
     "large": {
-        "pit_engines": (*bench_pit.ENGINES, "microfs proposed"),
+        "pit_engines": (*bench_pit.ENGINES, "microfs windowed"),
         "hopsworks": {"label_rows": [1_000_000, 10_000_000, 50_000_000]},
         "ingest": {"rows": 20_000_000, "upsert_rows": 20_000_000},
         "online": {"keys": 2_000_000, "lookups": 10_000},

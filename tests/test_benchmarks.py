@@ -26,8 +26,6 @@ import bench_pit  # noqa: E402
 import common  # noqa: E402
 import run as runner  # noqa: E402
 
-from microfs import FeatureStore  # noqa: E402
-
 ROW_KEYS = {
     "benchmark",
     "case",
@@ -101,7 +99,7 @@ def test_every_engine_result_was_checked_equal_before_timing(tiny_run: dict[str,
 
 def test_pit_compares_microfs_with_both_peers(tiny_run: dict[str, Any]) -> None:
     pit = {r["engine"]: r for r in tiny_run["results"] if r["benchmark"] == "pit"}
-    assert {"microfs", "duckdb", "pandas", "microfs proposed"} <= set(pit)
+    assert {"microfs", "duckdb", "pandas", "microfs windowed"} <= set(pit)
     assert {r["rows"] for r in pit.values()} == {2_000}
     assert pit["microfs"]["vs_microfs"] == 1.0
     assert pit["duckdb"]["vs_microfs"] > 0
@@ -181,32 +179,6 @@ def test_external_benchmark_missing_is_skipped_with_a_reason() -> None:
     rows, reason = runner.external("online", "bench_nothing_here", {"keys": 1}, timeout=10)
     assert rows == []
     assert "bench_nothing_here.py does not exist" in reason
-
-
-def test_time_sorted_files_proves_order_only_for_ordered_appends(tmp_path: Path) -> None:
-    fs = FeatureStore(tmp_path / "lake")
-    fg = fs.create_feature_group(
-        name="g",
-        primary_keys=["k"],
-        event_time="t",
-        schema={"k": "int64", "t": "datetime64[ns, utc]", "x": "float64"},
-    )
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-    def rows(hours: list[float], x: float) -> pl.DataFrame:
-        return pl.DataFrame(
-            {"k": [1] * len(hours), "t": [t0 + timedelta(hours=h) for h in hours], "x": x}
-        )
-
-    fg.insert(rows([0, 1], 1.0))
-    fg.insert(rows([5, 6], 1.0))
-    fg.insert(rows([3], 1.0))  # an append between the stored files: read in time order
-    files = bench_pit.time_sorted_files(fg.path, "t")
-    assert files is not None
-    assert len(files) == 3
-    assert pl.read_parquet(files)["t"].dt.hour().to_list() == [0, 1, 3, 5, 6]
-    fg.insert(rows([0.5, 5], 2.0))  # overlaps stored rows: an upsert
-    assert bench_pit.time_sorted_files(fg.path, "t") is None
 
 
 def test_duckdb_query_joins_every_group_as_of_label_time() -> None:
