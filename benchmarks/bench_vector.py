@@ -5,7 +5,7 @@ The seed's ``recommendation_model_v1`` (``user_activity`` joined to ``user_profi
 small synthetic world (1M labels, 50k users, 10k items). Measures the first lookup (which
 builds the three online tables), ``get_inference_vector`` latency over many single calls,
 and ``get_inference_vectors`` for batches of 1,000 entities. Before timing, every vector of
-a sample is checked equal to its training row.
+a sample, one by one and as one batch, is checked equal to its training row.
 
     python benchmarks/bench_vector.py [--lookups 10000] [--batches 50]
 """
@@ -92,6 +92,11 @@ def run(*, lookups: int = 10_000, batches: int = 50, size: str = "small") -> dic
             if not all(_same(a, b) for a, b in zip(vector, expected, strict=True)):
                 raise AssertionError(f"online vector differs from training row {row}")
             checked += 1
+        batch_out = fv.get_inference_vectors(sample.select("user_id", "item_id"))
+        for position, row in enumerate(sample.iter_rows(named=True)):
+            got, expected = batch_out.row(position), X.row(row["row"])
+            if not all(_same(a, b) for a, b in zip(got, expected, strict=True)):
+                raise AssertionError(f"batch vector differs from training row {row}")
 
         rng = np.random.default_rng(0)
         pairs = latest.select("user_id", "item_id")

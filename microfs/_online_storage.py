@@ -45,7 +45,9 @@ __all__ = [
     "_FixedColumn",
     "_hash",
     "_Keys",
+    "_arrow_strings",
     "_raw_reader",
+    "_series_codes",
 ]
 
 Array = NDArray[Any]
@@ -131,10 +133,20 @@ def _series_codes(series: pl.Series, canonical: str) -> Array:
         offsets, data, _ = _string_pieces(series)
         return _crc32(offsets, data).astype(np.int64)
     if canonical.startswith("float"):
-        values = series.cast(pl.Float64).to_numpy() + 0.0
-        values = np.where(np.isnan(values), np.nan, values)
-        return values.view(np.int64)
-    return np.asarray(series.to_physical().to_numpy()).astype(np.int64, copy=False)
+        return _float_codes(series.cast(pl.Float64).to_numpy())
+    # not Series.to_physical: numpy's view of dates and datetimes costs nothing
+    values = np.asarray(series.to_numpy())
+    if values.dtype.kind == "M":
+        values = values.view(np.int64)
+    codes: Array = values.astype(np.int64, copy=False)
+    return codes
+
+
+def _float_codes(values: Array) -> Array:
+    """IEEE bits (int64) of floats, with one NaN pattern and -0.0 as 0.0 (as ``_float_code``)."""
+    values = values.astype(np.float64, copy=False) + 0.0
+    codes: Array = np.where(np.isnan(values), np.nan, values).view(np.int64)
+    return codes
 
 
 def _hash(codes: Sequence[Array]) -> Array:
@@ -209,6 +221,10 @@ class _Column:
 
     def gather(self, positions: Array) -> pl.Series:
         """Values at ``positions`` (-1 gives null) as a Series of the stored dtype."""
+        raise NotImplementedError
+
+    def strings_at(self, positions: Array) -> pa.Array:
+        """A string column's values at ``positions`` (-1 gives null) as an Arrow array."""
         raise NotImplementedError
 
     def nbytes(self) -> int:
@@ -294,6 +310,14 @@ class _FixedColumn(_Column):
             read = lambda i: _EPOCH + timedelta(0, 0, view[i])  # noqa: E731
         return self._valid_reader(read)
 
+    def codes_at(self, positions: Array) -> Array:
+        """Hash codes (int64) of the values at ``positions`` (all stored rows, no nulls)."""
+        values = self.data[positions]
+        if self.canonical.startswith("float"):
+            return _float_codes(values)
+        codes: Array = values.astype(np.int64, copy=False)
+        return codes
+
     def gather(self, positions: Array) -> pl.Series:
         values = self.data[np.where(positions >= 0, positions, 0)]
         array = _with_nulls(values, self._valid_at(positions), _ARROW_TYPES.get(self.canonical))
@@ -326,6 +350,7 @@ class _DictColumn(_Column):
         self.name, self.values, self.codes, self.valid, self.n = name, values, codes, valid, n
         self.dtype = pl.String()
         self.series = pl.Series(name, values, dtype=pl.String)
+        self.arrow = _arrow_strings(self.series)
 
     @classmethod
     def of(cls, series: pl.Series, distinct: pl.Series) -> _DictColumn:
@@ -342,6 +367,7 @@ class _DictColumn(_Column):
         if new.len():
             self.values.extend(new.sort().to_list())  # readers share the list: append only
             self.series = pl.Series(self.name, self.values, dtype=pl.String)
+            self.arrow = _arrow_strings(self.series)
         codes = _codes(series, self.series)
         valid = series.is_not_null().to_numpy() if series.null_count() else None
         m, need = len(codes), self.n + len(codes)
@@ -369,14 +395,22 @@ class _DictColumn(_Column):
         return self._valid_reader(lambda i: values[codes[i]])
 
     def gather(self, positions: Array) -> pl.Series:
+        return pl.Series(self.name, self.strings_at(positions), dtype=pl.String)
+
+    def strings_at(self, positions: Array) -> pa.Array:
+        # Arrow's take: a third of the time of Series.gather, which runs a query per call
         codes = self.codes[np.where(positions >= 0, positions, 0)]
-        index = pl.Series(_with_nulls(codes, self._valid_at(positions)))
-        return self.series.gather(index).alias(self.name)
+        return self.arrow.take(_with_nulls(codes, self._valid_at(positions)))
 
     def nbytes(self) -> int:
         held = sum(sys.getsizeof(v) + 8 for v in self.values) + int(self.series.estimated_size())
         valid = int(self.valid.nbytes) if self.valid is not None else 0
         return int(self.codes.nbytes) + valid + held
+
+
+def _arrow_strings(series: pl.Series) -> pa.Array:
+    array = series.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _codes(series: pl.Series, values: pl.Series) -> Array:
@@ -427,6 +461,9 @@ class _BytesColumn(_Column):
         return self._valid_reader(lambda i: str(data[offsets[i] : offsets[i + 1]], "utf-8"))
 
     def gather(self, positions: Array) -> pl.Series:
+        return pl.Series(self.name, self.strings_at(positions), dtype=pl.String)
+
+    def strings_at(self, positions: Array) -> pa.Array:
         valid = self._valid_at(positions)
         rows = np.where(positions >= 0, positions, 0)
         starts = self.offsets[rows]
@@ -435,12 +472,11 @@ class _BytesColumn(_Column):
         np.cumsum(lengths, out=offsets[1:])
         index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
         bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-        array = pa.Array.from_buffers(
+        return pa.Array.from_buffers(
             pa.large_string(),
             len(rows),
             [bitmap, pa.py_buffer(offsets), pa.py_buffer(self.data[index])],
         )
-        return pl.Series(self.name, array, dtype=pl.String)
 
     def nbytes(self) -> int:
         valid = int(self.valid.nbytes) if self.valid is not None else 0
@@ -582,12 +618,6 @@ class _Keys:
         # one integer-like key: its hash is a bijection of its value, so equal hash = equal key
         self.exact = len(self.names) == 1 and canonicals[0] not in ("string", "float32", "float64")
 
-    def codes(self, frame: pl.DataFrame) -> list[Array]:
-        return [
-            _series_codes(frame.get_column(n), c)
-            for n, c in zip(self.names, self.canonicals, strict=True)
-        ]
-
     def as_tuple(self, key: Any) -> tuple[Any, ...]:
         if isinstance(key, tuple):
             values = key
@@ -603,7 +633,7 @@ class _Keys:
             )
         return values
 
-    def cast(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def cast(self, frame: pl.DataFrame) -> list[pl.Series]:
         """The request's key columns cast to the stored types, where that loses nothing."""
         missing = [n for n in self.names if n not in frame.columns]
         if missing:
@@ -611,12 +641,10 @@ class _Keys:
                 f"the request frame lacks online key column(s) {', '.join(map(repr, missing))} "
                 f"of feature group {self.group!r}; it has {', '.join(frame.columns) or 'none'}"
             )
-        return pl.DataFrame(
-            [
-                _cast_key(frame.get_column(n), c, self.group)
-                for n, c in zip(self.names, self.canonicals, strict=True)
-            ]
-        )
+        return [
+            _cast_key(frame.get_column(n), c, self.group)
+            for n, c in zip(self.names, self.canonicals, strict=True)
+        ]
 
 
 def _cast_key(series: pl.Series, canonical: str, group: str) -> pl.Series:

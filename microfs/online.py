@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from microfs._online_storage import (
     _GOLDEN,
@@ -40,12 +41,14 @@ from microfs._online_storage import (
     _M64,
     Array,
     Reader,
+    _arrow_strings,
     _Column,
     _column,
     _FixedColumn,
     _hash,
     _Keys,
     _raw_reader,
+    _series_codes,
 )
 from microfs.errors import DefinitionError, NotFoundError, SchemaError
 from microfs.feature_group import FeatureGroup, InsertResult
@@ -53,7 +56,7 @@ from microfs.feature_group import FeatureGroup, InsertResult
 if TYPE_CHECKING:
     from microfs.store import FeatureStore
 
-__all__ = ["OnlineStore", "OnlineTable"]
+__all__ = ["FoundRows", "OnlineStore", "OnlineTable"]
 
 RowReader = Callable[[int], tuple[Any, ...]]
 Finder = Callable[[Any], "int | None"]
@@ -203,26 +206,62 @@ class _State:
         assert isinstance(column, _FixedColumn)
         return _hash([column.data[positions].astype(np.int64)])
 
-    def probe(self, frame: pl.DataFrame, h: Array) -> tuple[Array, Array]:
-        """Positions (-1: unknown) and slots of the keys of ``frame`` (no nulls), vectorised."""
-        m = frame.height
+    def probe(self, request: _Request, h: Array) -> tuple[Array, Array]:
+        """Positions (-1: unknown) and slots of the request's keys (no nulls), vectorised.
+
+        Each round moves every unresolved key one slot along its probe sequence. A stored
+        row whose hash (an integer-like key: whose value) equals the key's is a candidate;
+        the candidates' key values are compared once all keys stopped, and the rare
+        candidate of another key (a string CRC collision) resumes probing after its slot.
+        """
+        m = len(h)
         positions = np.full(m, -1, dtype=np.int64)
         found_slots = np.full(m, -1, dtype=np.int64)
         mask = (1 << self.bits) - 1
-        slot = _slots_of(h, self.bits)
-        rows = np.arange(m, dtype=np.int64)
+        if self.keys.exact:
+            column = self.columns[self.keys.names[0]]
+            assert isinstance(column, _FixedColumn)
+            stored_keys, wanted = column.data, request.codes[0]
+        else:
+            assert self.hashes is not None
+            stored_keys, wanted = self.hashes.data, h
+        rows, slot = np.arange(m, dtype=np.int64), _slots_of(h, self.bits)
         while rows.size:
-            stored = self.slots[slot].astype(np.int64)
-            occupied = stored >= 0
-            hit = occupied.copy()
-            hit[occupied] = self.hash_at(stored[occupied]) == h[rows[occupied]]
-            if not self.keys.exact and hit.any():
-                hit[hit] = _equal_rows(frame, self.keys.names, rows[hit], self, stored[hit])
-            positions[rows[hit]] = stored[hit]
-            found_slots[rows[hit]] = slot[hit]
-            more = occupied & ~hit
-            rows, slot = rows[more], (slot[more] + 1) & mask
+            hit_rows, hit_positions, hit_slots = [], [], []
+            while rows.size:
+                stored = self.slots[slot]
+                occupied = stored >= 0
+                hit = occupied.copy()
+                at = stored[occupied]
+                hit[occupied] = (
+                    stored_keys[at].astype(wanted.dtype, copy=False) == wanted[rows[occupied]]
+                )
+                hit_rows.append(rows[hit])
+                hit_positions.append(stored[hit])
+                hit_slots.append(slot[hit])
+                more = occupied & ~hit
+                rows, slot = rows[more], (slot[more] + 1) & mask
+            found, at, slot = (np.concatenate(a) for a in (hit_rows, hit_positions, hit_slots))
+            at = at.astype(np.int64, copy=False)
+            same = (
+                np.ones(len(found), dtype=np.bool_)
+                if self.keys.exact
+                else _equal_rows(request, found, self, at)
+            )
+            positions[found[same]] = at[same]
+            found_slots[found[same]] = slot[same]
+            rows, slot = found[~same], (slot[~same] + 1) & mask
         return positions, found_slots
+
+    def key_codes(self, j: int, positions: Array) -> Array:
+        """Hash codes of key column ``j`` at stored ``positions`` (not a string column)."""
+        column = self.columns[self.keys.names[j]]
+        assert isinstance(column, _FixedColumn)
+        return column.codes_at(positions)
+
+    def key_strings(self, j: int, positions: Array) -> pa.Array:
+        """Values of string key column ``j`` at stored ``positions``."""
+        return self.columns[self.keys.names[j]].strings_at(positions)
 
     def compacted(self, canonical: dict[str, str]) -> _State:
         """The same live rows without the stale ones (slots keep their places)."""
@@ -253,7 +292,8 @@ def _latest(
     result holds the winners in that order, else the frame as it was.
     """
     n = frame.height
-    h = _hash(keys.codes(frame)) if n else np.zeros(0, dtype=np.uint64)
+    request = _Request(keys, [frame.get_column(name) for name in keys.names])
+    h = _hash(request.codes) if n else np.zeros(0, dtype=np.uint64)
     rank: Array | None = None
     if order and n > 1 and not (len(order) == 1 and frame.get_column(order[0]).is_sorted()):
         rank = frame.select(pl.arg_sort_by(list(order))).to_series().to_numpy().astype(np.int64)
@@ -265,7 +305,7 @@ def _latest(
         equal: Array = h[a] == h[b]
         if not keys.exact and equal.any():
             rows_a, rows_b = (a, b) if rank is None else (rank[a], rank[b])
-            equal[equal] = _equal_rows(frame, keys.names, rows_a[equal], frame, rows_b[equal])
+            equal[equal] = _equal_rows(request, rows_a[equal], request, rows_b[equal])
         return equal
 
     _place(slots, bits, h, np.arange(n, dtype=slots.dtype), same)
@@ -306,19 +346,42 @@ def _row_reader(readers: Sequence[Reader]) -> RowReader:
     return row
 
 
-def _equal_rows(
-    frame: pl.DataFrame, names: Sequence[str], rows: Array, other: pl.DataFrame | _State, at: Array
-) -> Array:
-    """Whether the key columns of ``frame`` at ``rows`` equal those of ``other`` at ``at``."""
+class _Request:
+    """Key columns of many rows (no nulls): their hash codes and, for strings, their values."""
+
+    def __init__(self, keys: _Keys, series: Sequence[pl.Series]) -> None:
+        self.keys = keys
+        self.series = series
+        self.codes = [_series_codes(s, c) for s, c in zip(series, keys.canonicals, strict=True)]
+        self._strings: dict[int, pa.Array] = {}
+
+    def key_codes(self, j: int, rows: Array) -> Array:
+        codes: Array = self.codes[j][rows]
+        return codes
+
+    def key_strings(self, j: int, rows: Array) -> pa.Array:
+        strings = self._strings.get(j)
+        if strings is None:
+            strings = self._strings[j] = _arrow_strings(self.series[j])
+        return strings.take(pa.array(rows, type=pa.int64()))
+
+
+def _equal_rows(left: _Request | _State, rows: Array, right: _Request | _State, at: Array) -> Array:
+    """Whether the keys of ``left`` at ``rows`` equal those of ``right`` at ``at``.
+
+    Codes are compared for every column (a bijection of the value but for strings), and
+    string values where their codes agree.
+    """
     equal = np.ones(len(rows), dtype=np.bool_)
-    for name in names:
-        left = frame.get_column(name).gather(rows)
-        right = (
-            other.get_column(name).gather(at)
-            if isinstance(other, pl.DataFrame)
-            else other.columns[name].gather(at)
-        )
-        equal &= (left == right).fill_null(False).to_numpy()
+    for j, canonical in enumerate(left.keys.canonicals):
+        if canonical != "string":
+            equal &= left.key_codes(j, rows) == right.key_codes(j, at)
+        elif equal.any():
+            import pyarrow.compute as pc  # on first use (80 ms); Arrow's take needs it too
+
+            both = np.flatnonzero(equal)
+            same = pc.equal(left.key_strings(j, rows[both]), right.key_strings(j, at[both]))
+            equal[both] = same.to_numpy(zero_copy_only=False)
     return equal
 
 
@@ -375,6 +438,10 @@ class OnlineTable:
         self._pending = False
         self._version = -1
         self._state: _State
+        # Arrow's take (string columns of batch lookups) imports pyarrow.compute on first
+        # use, about 80 ms: paid here, with the build, rather than by the first batch.
+        import pyarrow.compute  # noqa: F401
+
         self._rebuild()
 
     def __repr__(self) -> str:
@@ -441,24 +508,45 @@ class OnlineTable:
         >>> table.get_many(pl.DataFrame({"user_id": [2, 3]}), ["age"]).rows()  # doctest: +SKIP
         [(51, True), (None, False)]
         """
+        names = self._checked(columns)
+        rows = self.find_many(keys)
+        return pl.DataFrame([*(rows.column(n) for n in names), pl.Series(_FOUND, rows.found)])
+
+    def find_many(self, keys: pl.DataFrame) -> FoundRows:
+        """The rows of many keys (the frame's online key columns), in request order.
+
+        Vectorised like :meth:`get_many`; the result reads columns of one consistent
+        snapshot, so concurrent inserts never mix old and new rows in it.
+
+        Raises:
+            SchemaError: ``keys`` is not a DataFrame, lacks a key column or holds values
+                the key column cannot hold.
+
+        >>> table.find_many(pl.DataFrame({"user_id": [2, 3]})).found  # doctest: +SKIP
+        array([ True, False])
+        """
         if self._pending:
             self._sync()
         state = self._state
-        names = self._checked(columns)
         if not isinstance(keys, pl.DataFrame):
             raise SchemaError(
                 f"get_many takes a polars.DataFrame of key columns, not {type(keys).__name__}"
             )
-        request = self._keys.cast(keys)
-        positions = np.full(request.height, -1, dtype=np.int64)
-        known = ~request.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()
-        if request.height and known.any():
+        series = self._keys.cast(keys)
+        positions = np.full(keys.height, -1, dtype=np.int64)
+        known: Array | None = None
+        for column in series:
+            if column.null_count():
+                valid = column.is_not_null().to_numpy()
+                known = valid if known is None else known & valid
+        if known is not None:
             rows = np.flatnonzero(known)
-            present = request if len(rows) == request.height else request[rows]
-            found, _ = state.probe(present, _hash(self._keys.codes(present)))
-            positions[rows] = found
-        series = [state.columns[name].gather(positions) for name in names]
-        return pl.DataFrame([*series, pl.Series(_FOUND, positions >= 0)])
+            request = _Request(self._keys, [column.gather(rows) for column in series])
+            positions[rows] = state.probe(request, _hash(request.codes))[0]
+        elif keys.height:
+            request = _Request(self._keys, series)
+            positions = state.probe(request, _hash(request.codes))[0]
+        return FoundRows(self, state, positions)
 
     def memory_bytes(self) -> int:
         """Bytes held by the column buffers and the index (Python object overhead aside).
@@ -551,7 +639,8 @@ class OnlineTable:
         if not batch.height:
             self._version = version
             return
-        positions, slots_found = state.probe(batch, h)
+        request = _Request(keys, [batch.get_column(name) for name in keys.names])
+        positions, slots_found = state.probe(request, h)
         found = positions >= 0
         wins = np.ones(batch.height, dtype=np.bool_)
         if found.any() and self._order:
@@ -604,6 +693,55 @@ class OnlineTable:
             result = (new >= old) if result is None else (new > old) | ((new == old) & result)
         assert result is not None
         return np.asarray(result.to_numpy())
+
+
+class FoundRows:
+    """Rows of one online table found for a batch of keys, in request order.
+
+    Get one from :meth:`OnlineTable.find_many`. It reads a single snapshot of the table,
+    so it stays consistent while inserts are applied.
+
+    Attributes:
+        positions: the row position of each request key (``int64``, -1 where not found).
+    """
+
+    __slots__ = ("_state", "_table", "positions")
+
+    def __init__(self, table: OnlineTable, state: _State, positions: Array) -> None:
+        self._table, self._state, self.positions = table, state, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def found(self) -> Array:
+        """Whether each request key has a row (a boolean array).
+
+        >>> table.find_many(pl.DataFrame({"user_id": [2, 3]})).found  # doctest: +SKIP
+        array([ True, False])
+        """
+        found: Array = self.positions >= 0
+        return found
+
+    def where(self, keep: Array) -> FoundRows:
+        """The same rows, with those where ``keep`` is false treated as not found.
+
+        >>> rows.where(np.array([True, False])).found  # doctest: +SKIP
+        array([ True, False])
+        """
+        return FoundRows(self._table, self._state, np.where(keep, self.positions, -1))
+
+    def column(self, name: str) -> pl.Series:
+        """The values of column ``name`` for each request key (null where not found).
+
+        Raises:
+            SchemaError: the table has no column ``name``.
+
+        >>> rows.column("age").to_list()  # doctest: +SKIP
+        [51, None]
+        """
+        self._table._checked((name,))
+        return self._state.columns[name].gather(self.positions)
 
 
 class OnlineStore:

@@ -5,7 +5,8 @@ entity it looks up each source group's latest row in the online store (the label
 its online keys, each joined group by its join keys), places the raw values in the view's
 feature order and runs the compiled single-row transformation, which computes exactly
 what the offline expressions compute. Many entities go through the same lookups
-vectorised and through the offline transformation expressions themselves.
+vectorised (a numpy hash probe and gather per table, one frame of raw values) and through
+the offline transformation expressions themselves, in one query.
 
 A joined group can serve a view only when its online keys are the join's ``on`` columns:
 then "latest row per online key" is the row the point-in-time join picks for a label
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["ReturnType", "VectorServer"]
 
 ReturnType = Literal["list", "dict", "polars", "numpy"]
-_FOUND = "__found"
 
 
 @dataclass(frozen=True)
@@ -178,51 +178,75 @@ class VectorServer:
                 f"the requests lack key column(s) {missing}; the view needs "
                 f"{list(self.required_keys)}"
             )
-        raw = pl.DataFrame(
-            {
-                name: pl.Series(name, [None] * requests.height, dtype=dtype)
-                for name, dtype in self._schema.items()
-            }
-        )
+        # One gather per feature column from the rows each table found, one frame, and
+        # the offline transformation expressions over it in a single query.
+        raw: dict[str, pl.Series] = {}
+        times: pl.Series | None = None
         for source, table in zip(self.sources, self._tables, strict=True):
-            keys = requests.select(source.keys)
-            found = table.get_many(keys, list(source.columns))
-            if strict and not found[_FOUND].all():
-                first = keys.filter(~found[_FOUND]).row(0, named=True)
+            rows = table.find_many(requests)
+            found = rows.found
+            if strict and not found.all():
+                first = requests.select(source.keys).row(int(np.argmin(found)), named=True)
                 raise NotFoundError(
                     f"no online row in feature group {source.group.name!r} for key {first}; "
                     "pass strict=False to get nulls instead"
                 )
-            keep = found[_FOUND]
             if source.max_age is not None and source.event_time is not None:
-                times = self._request_times(requests)
-                keep = keep & (found[source.event_time] >= times - source.max_age).fill_null(False)
-            values = found.select(
-                [pl.col(c).alias(n) for c, n in zip(source.columns, source.names, strict=False)]
-            )
-            raw = raw.with_columns(
-                [pl.when(keep).then(values[n]).otherwise(raw[n]).alias(n) for n in source.names]
-            )
+                times = self._request_times(requests) if times is None else times
+                fresh = rows.column(source.event_time) >= times - source.max_age
+                rows = rows.where(fresh.fill_null(False).to_numpy())
+            for column, name in zip(source.columns, source.names, strict=False):
+                raw[name] = rows.column(column).alias(name)
         if passed_features is not None:
-            unknown = [c for c in passed_features.columns if c not in self._index]
-            if unknown:
-                raise SchemaError(
-                    f"passed feature(s) {unknown} are not features of the view; its features: "
-                    f"{', '.join(self.features)}"
-                )
-            raw = raw.with_columns(
-                [passed_features[c].cast(self._schema[c]) for c in passed_features.columns]
-            )
-        return (
-            apply_transforms(raw.lazy(), self.features, self.params).select(self.columns).collect()
+            raw.update(self._passed(passed_features, requests.height))
+        n = requests.height
+        frame = pl.DataFrame(
+            [
+                _as(raw[name], dtype) if name in raw else pl.Series(name, [None] * n, dtype)
+                for name, dtype in self._schema.items()
+            ]
         )
+        return (
+            apply_transforms(frame.lazy(), self.features, self.params)
+            .select(self.columns)
+            .collect()
+        )
+
+    def _passed(self, passed_features: pl.DataFrame, height: int) -> dict[str, pl.Series]:
+        unknown = [c for c in passed_features.columns if c not in self._index]
+        if unknown:
+            raise SchemaError(
+                f"passed feature(s) {unknown} are not features of the view; its features: "
+                f"{', '.join(self.features)}"
+            )
+        if passed_features.height != height:
+            raise SchemaError(
+                f"passed_features has {passed_features.height} row(s) for {height} entities; "
+                "give one row per entity, in request order"
+            )
+        try:
+            return {c: passed_features[c].cast(self._schema[c]) for c in passed_features.columns}
+        except pl.exceptions.PolarsError as exc:
+            raise SchemaError(f"passed_features do not fit the features' types: {exc}") from exc
 
     def _request_times(self, requests: pl.DataFrame) -> pl.Series:
         if self.label_time and self.label_time in requests.columns:
-            return requests[self.label_time]
+            times = requests[self.label_time]
+            dtype = times.dtype
+            if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+                raise SchemaError(
+                    f"{self.label_time!r} in the requests must hold timezone-aware datetimes, "
+                    f"got {dtype}"
+                )
+            # a request without a time is measured from now, as a single entity's is
+            return times.fill_null(datetime.now(timezone.utc))
         return pl.Series(
             [datetime.now(timezone.utc)] * requests.height, dtype=pl.Datetime("us", "UTC")
         )
+
+
+def _as(series: pl.Series, dtype: pl.DataType) -> pl.Series:
+    return series if series.dtype == dtype else series.cast(dtype)
 
 
 def _frame(entities: Sequence[Mapping[str, Any]]) -> pl.DataFrame:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import zlib
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -486,6 +487,79 @@ def test_string_and_date_keys(store: FeatureStore) -> None:
         }
     )
     assert table.get_many(request, ["temp"])["temp"].to_list() == [299.0, None]
+
+
+KEY_VALUES: dict[str, list[Any]] = {
+    "int8": [-128, 0, 127],
+    "int64": [0, -(2**63), 2**63 - 1],
+    "float32": [0.5, -0.0, -1e30],
+    "float64": [0.1, -0.0, 1e300],
+    "bool": [True, False],
+    "date": [date(1969, 12, 31), date(2024, 2, 29)],
+    "datetime64[us, UTC]": [
+        T0,
+        T0 + timedelta(microseconds=1),
+        datetime(1900, 1, 1, tzinfo=timezone.utc),
+    ],
+    "string": ["", "ünï", "x" * 50],
+}
+
+
+@pytest.mark.parametrize("key_type", list(KEY_VALUES))
+@pytest.mark.parametrize("composite", [False, True], ids=["one", "with_int"])
+def test_get_many_agrees_with_get_for_every_key_type(
+    store: FeatureStore, key_type: str, composite: bool
+) -> None:
+    keys = ["k", "n"] if composite else ["k"]
+    schema = {"k": key_type, "n": "int64", "v": "int64"}
+    group = store.create_feature_group(
+        name="typed", primary_keys=keys, schema=schema, online_keys=keys
+    )
+    values = KEY_VALUES[key_type]
+    stored = values[1:]  # the first value is never stored
+    group.insert(frame(schema, [{"k": k, "n": 3, "v": i} for i, k in enumerate(stored)]))
+    table = store.online.table(group)
+    requested = [*reversed(values), None]
+    request = frame(schema, [{"k": k, "n": 3, "v": 0} for k in requested])
+    if composite:
+        request = pl.concat([request, request.with_columns(pl.lit(4, pl.Int64).alias("n"))])
+    keys_of = request.select(keys).rows()
+    singles = [table.get(key, ["v"]) for key in keys_of]
+    assert [row is not None for row in singles] == [
+        k is not None and k != values[0] and n == 3 for k, n in request.select("k", "n").rows()
+    ]
+    got = table.get_many(request, ["v"])
+    assert got["v"].to_list() == [None if row is None else row[0] for row in singles]
+    assert got["__found"].to_list() == [row is not None for row in singles]
+
+
+def test_keys_with_equal_hashes_are_told_apart(store: FeatureStore) -> None:
+    # The two words share a CRC-32, so their one-column string keys hash alike.
+    assert zlib.crc32(b"plumless") == zlib.crc32(b"buckeroo")
+    schema = {"word": "string", "n": "int64", "v": "int64"}
+    words = store.create_feature_group(
+        name="words", primary_keys=["word"], schema=schema, online_keys=["word"]
+    )
+    words.insert(frame(schema, [{"word": "plumless", "n": 1, "v": 1}]))
+    table = store.online.table(words)
+    request = pl.DataFrame({"word": ["buckeroo", "plumless", "buckeroo"]})
+    assert table.get(("buckeroo",), ["v"]) is None
+    assert table.get_many(request, ["v"])["v"].to_list() == [None, 1, None]
+    words.insert(frame(schema, [{"word": "buckeroo", "n": 1, "v": 2}]))  # applied as an append
+    assert [table.get((w,), ["v"]) for w in ("buckeroo", "plumless")] == [(2,), (1,)]
+    assert table.get_many(request, ["v"])["v"].to_list() == [2, 1, 2]
+    # both in one snapshot, under a composite key, built in one go
+    pairs = store.create_feature_group(
+        name="pairs", primary_keys=["word", "n"], schema=schema, online_keys=["word", "n"]
+    )
+    pairs.insert(
+        frame(schema, [{"word": w, "n": 1, "v": i} for i, w in enumerate(["buckeroo", "plumless"])])
+    )
+    table = store.online.table(pairs)
+    assert len(table) == 2
+    request = pl.DataFrame({"word": ["plumless", "buckeroo", "buckeroo"], "n": [1, 1, 2]})
+    assert table.get_many(request, ["v"])["v"].to_list() == [1, 0, None]
+    assert [table.get(key, ["v"]) for key in request.rows()] == [(1,), (0,), None]
 
 
 def test_string_columns_move_from_a_dictionary_to_bytes(

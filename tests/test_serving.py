@@ -312,3 +312,132 @@ def test_max_age_online_is_measured_from_the_request_time(served: mfs.FeatureVie
     # The training row at the final event agrees (the label at minute 5 sees the price).
     X, _ = fv.get_training_data()
     assert X.row(0) == (30.0, 9.5)
+
+
+def test_batch_equals_single_vectors_for_string_int_and_composite_keys(
+    store: FeatureStore,
+) -> None:
+    # "plumless" and "buckeroo" share a CRC-32: only the first is a stored city.
+    city_time = {"city": pl.String, "ts": TIME}
+    groups = {
+        "visits": (
+            {**city_time, "user_id": pl.Int64, "minutes": pl.Float64, "bought": pl.Int64},
+            ["city", "user_id"],
+        ),
+        "cities": ({**city_time, "region": pl.String, "pop": pl.Float64}, ["city"]),
+        "users": (
+            {"user_id": pl.Int64, "ts": TIME, "level": pl.String, "age": pl.Int64},
+            ["user_id"],
+        ),
+        "loyalty": ({**city_time, "user_id": pl.Int64, "points": pl.Int32}, ["city", "user_id"]),
+    }
+    rows: dict[str, list[tuple[Any, ...]]] = {
+        "visits": [
+            ("plumless", at(5), 1, 3.0, 1),
+            ("oslo", at(6), 2, 9.0, 0),
+            ("ünï", at(7), 3, None, 1),
+            ("oslo", at(8), 1, 4.5, 0),
+        ],
+        "cities": [
+            ("plumless", at(0), "north", 1.5),
+            ("oslo", at(0), "south", None),
+            ("ünï", at(1), "north", 7.0),
+        ],
+        "users": [(1, at(0), "gold", 30), (2, at(0), "iron", None), (3, at(2), None, 50)],
+        "loyalty": [("plumless", at(0), 1, 10), ("oslo", at(1), 2, 20)],
+    }
+    for name, (schema, keys) in groups.items():
+        group = store.create_feature_group(
+            name=name, primary_keys=keys, event_time="ts", schema=schema, online_keys=keys
+        )
+        group.insert(pl.DataFrame(rows[name], schema=schema, orient="row"))
+    fv = store.create_feature_view(
+        name="visits_v1",
+        label_fg="visits",
+        label_col="bought",
+        joins=[
+            {"fg_name": "cities", "on": ["city"]},
+            {"fg_name": "users", "on": ["user_id"]},
+            {"fg_name": "loyalty", "on": ["city", "user_id"]},
+        ],
+        transforms=[
+            {"type": "scale", "column": "minutes"},
+            {"type": "one_hot_encode", "column": "region"},
+            {"type": "label_encode", "column": "level"},
+            {"type": "impute", "column": "age", "strategy": "mean"},
+        ],
+    )
+    X, _ = fv.get_training_data(compute_params=True)
+    entities: list[dict[str, Any]] = [
+        {"city": "oslo", "user_id": 1},
+        {"city": "buckeroo", "user_id": 1},  # unknown city, same hash as a known one
+        {"city": "plumless", "user_id": 1},
+        {"city": "ünï", "user_id": 3},
+        {"city": "plumless", "user_id": 2},  # no visit or loyalty row; city and user known
+        {"city": "oslo", "user_id": 99},
+        {"city": None, "user_id": 2},
+        {"city": "nowhere", "user_id": 99},
+    ]
+    singles = [fv.get_inference_vector(e) for e in entities]
+    as_frame = pl.DataFrame(
+        entities, schema={"city": pl.Categorical, "user_id": pl.Int32}, orient="row"
+    )
+    for batch in (fv.get_inference_vectors(entities), fv.get_inference_vectors(as_frame)):
+        assert batch.columns == X.columns
+        assert batch.height == len(entities)
+        for position, single in enumerate(singles):
+            assert all(same(a, b) for a, b in zip(batch.row(position), single, strict=True)), (
+                entities[position],
+                batch.row(position),
+                single,
+            )
+    known = singles[2]
+    assert known[X.columns.index("region_north")] == 1
+    assert singles[1][X.columns.index("region_north")] == 0  # buckeroo is not plumless
+    # passed features: per entity in the batch, as in a single call
+    passed = pl.DataFrame({"minutes": [float(i) for i in range(len(entities))]})
+    batch = fv.get_inference_vectors(entities, passed_features=passed)
+    for position, entity in enumerate(entities):
+        single = fv.get_inference_vector(entity, passed_features={"minutes": float(position)})
+        assert all(same(a, b) for a, b in zip(batch.row(position), single, strict=True))
+    with pytest.raises(mfs.SchemaError, match="1 row"):
+        fv.get_inference_vectors(entities, passed_features=passed.head(1))
+    with pytest.raises(mfs.NotFoundError, match="buckeroo"):
+        fv.get_inference_vectors(entities[:2], strict=True)
+    with pytest.raises(mfs.NotFoundError, match="buckeroo"):
+        fv.get_inference_vector(entities[1], strict=True)
+    with pytest.raises(mfs.DefinitionError, match="user_id"):
+        fv.get_inference_vectors(pl.DataFrame({"city": ["oslo"]}))
+
+
+def test_max_age_in_a_batch_is_measured_as_for_a_single_vector(served: mfs.FeatureView) -> None:
+    store = served.store
+    now = datetime.now(timezone.utc)
+    store.get_feature_group("item_feature").insert(
+        pl.DataFrame([(103, now - timedelta(minutes=5), 4.0, "y")], schema=ITEM, orient="row")
+    )
+    fv = store.create_feature_view(
+        name="fresh_prices",
+        label_fg="user_activity",
+        label_col="conversion",
+        joins=[
+            {
+                "fg_name": "item_feature",
+                "on": ["item_id"],
+                "features": ["price"],
+                "max_age": timedelta(minutes=10),
+            }
+        ],
+    )
+    entities: list[dict[str, Any]] = [
+        {"user_id": 1, "item_id": 103, "timestamp": None},  # measured from now
+        {"user_id": 1, "item_id": 103, "timestamp": now + timedelta(hours=1)},
+        {"user_id": 1, "item_id": 103, "timestamp": now},
+        {"user_id": 1, "item_id": 102, "timestamp": at(10)},
+    ]
+    singles = [fv.get_inference_vector(e) for e in entities]
+    assert [s[1] for s in singles] == [4.0, None, 4.0, 9.5]
+    assert fv.get_inference_vectors(entities).rows() == [tuple(s) for s in singles]
+    naive = pl.DataFrame({"user_id": [1], "item_id": [103], "timestamp": [datetime(2024, 1, 1)]})
+    with pytest.raises(mfs.SchemaError, match="timestamp"):
+        fv.get_inference_vectors(naive)
