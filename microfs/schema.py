@@ -287,6 +287,14 @@ def _cast_column(series: pl.Series, canonical: str) -> pl.Series:
         return series.cast(pl.String)
     if series.dtype == pl.Null:
         return series.cast(target)
+    if series.dtype == pl.String and (target.is_numeric() or target == pl.Boolean):
+        sample = series.drop_nulls().head(1).to_list()
+        shown = f" ({sample[0]!r})" if sample else ""
+        raise SchemaError(
+            f"column {name!r} holds text{shown} but the schema says {canonical}; text is never "
+            f'parsed on insert ("01" and " 1" would both become 1): parse the column '
+            f"yourself first, e.g. pl.col({name!r}).cast(pl.{target})"
+        )
     try:
         cast = series.cast(target, strict=True)
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:

@@ -176,6 +176,8 @@ def test_prepare_batch_casts_losslessly_and_orders_columns() -> None:
         ("n", pl.Series([1.0, float("nan"), 3.0]), "'n'"),
         ("id", pl.Series([1, -1, 2], dtype=pl.Int64).cast(pl.Float32) * 1e20, "'id'"),
         ("x", pl.Series(["1.0", "two", "3"]), "'x'"),
+        ("n", pl.Series(["1", "2", "3"]), "'n' holds text \\('1'\\) but the schema says int32"),
+        ("x", pl.Series(["1.5", None, "3"]), "'x' holds text"),
         ("n", pl.Series([True, False, True]), None),
         ("t", pl.Series([date(2024, 1, 1)] * 3), "'t' has type Date"),
         ("s", pl.Series([[1], [2], [3]]), "'s'"),
