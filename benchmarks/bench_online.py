@@ -13,7 +13,10 @@ Measured, each size in a fresh process:
   process's resident-memory growth (psutil) right after the build and once the allocator
   has returned freed pages (``SETTLE_SECONDS`` later), ``OnlineTable.memory_bytes()``, and
   the raw size of the latest rows as a Polars frame; ``beyond_raw_mb`` is the settled
-  growth minus that raw size.
+  growth minus that raw size. Most of the growth right after the build is memory Polars'
+  allocator (jemalloc) keeps after reading the snapshot (1M keys x 2 rows: about 170 MB
+  for 73 MB of rows); ``_RJEM_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0`` in the
+  environment makes it return those pages at once.
 - ``get``: ``OnlineTable.get`` of 4 features for random known keys, one call timed at a
   time: p50/p99/mean microseconds (timer overhead included, reported apart); ``get+ts``
   adds the event time (a datetime to build); ``row_index`` is the index alone; ``miss``

@@ -45,6 +45,7 @@ __all__ = [
     "_FixedColumn",
     "_hash",
     "_Keys",
+    "_numpy",
     "_arrow_strings",
     "_raw_reader",
     "_series_codes",
@@ -135,11 +136,22 @@ def _series_codes(series: pl.Series, canonical: str) -> Array:
     if canonical.startswith("float"):
         return _float_codes(series.cast(pl.Float64).to_numpy())
     # not Series.to_physical: numpy's view of dates and datetimes costs nothing
-    values = np.asarray(series.to_numpy())
+    values = _numpy(series)
     if values.dtype.kind == "M":
         values = values.view(np.int64)
     codes: Array = values.astype(np.int64, copy=False)
     return codes
+
+
+def _numpy(series: pl.Series) -> Array:
+    """The values of a column without nulls, joined by numpy when it has several chunks.
+
+    ``Series.to_numpy`` joins chunks into a new Polars buffer, which Polars' allocator
+    keeps for seconds after it is freed; numpy's copy goes back as soon as it is freed.
+    """
+    if series.n_chunks() == 1:
+        return np.asarray(series.to_numpy())
+    return np.concatenate([np.asarray(chunk.to_numpy()) for chunk in series.get_chunks()])
 
 
 def _float_codes(values: Array) -> Array:

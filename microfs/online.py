@@ -47,6 +47,7 @@ from microfs._online_storage import (
     _FixedColumn,
     _hash,
     _Keys,
+    _numpy,
     _raw_reader,
     _series_codes,
 )
@@ -294,9 +295,8 @@ def _latest(
     n = frame.height
     request = _Request(keys, [frame.get_column(name) for name in keys.names])
     h = _hash(request.codes) if n else np.zeros(0, dtype=np.uint64)
-    rank: Array | None = None
-    if order and n > 1 and not (len(order) == 1 and frame.get_column(order[0]).is_sorted()):
-        rank = frame.select(pl.arg_sort_by(list(order))).to_series().to_numpy().astype(np.int64)
+    rank = _rank(frame, order)
+    if rank is not None:
         h = h[rank]
     bits = _bits_for(n)
     slots = _empty_slots(bits, n)
@@ -327,6 +327,29 @@ def _latest(
         remap[live] = np.arange(len(live), dtype=slots.dtype)
         slots[occupied] = remap[slots[occupied]]
     return frame, h, slots, bits
+
+
+def _rank(frame: pl.DataFrame, order: Sequence[str]) -> Array | None:
+    """Row positions that sort ``frame`` by ``order`` (None when it is sorted already).
+
+    One integer-like column without nulls (the event time) is sorted by numpy: a stable
+    sort runs in a tenth of the memory of Polars' ``arg_sort_by`` (16 MB against about
+    100 MB for 2M rows, memory Polars' allocator keeps for seconds) and takes sorted runs,
+    such as appended files, in one pass.
+    """
+    if not order or frame.height < 2:
+        return None
+    first = frame.get_column(order[0])
+    if len(order) == 1 and first.is_sorted():
+        return None
+    numeric = first.dtype.is_integer() or isinstance(first.dtype, (pl.Date, pl.Datetime))
+    if len(order) == 1 and numeric and not first.null_count():
+        values = _numpy(first)
+        if values.dtype.kind == "M":
+            values = values.view(np.int64)
+        rank: Array = np.argsort(values, kind="stable")
+        return rank
+    return frame.select(pl.arg_sort_by(list(order))).to_series().to_numpy().astype(np.int64)
 
 
 def _empty_slots(bits: int, rows: int) -> Array:

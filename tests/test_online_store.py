@@ -204,6 +204,43 @@ def test_equal_event_times_are_broken_by_the_greatest_other_primary_key(
     assert table.get((1,), ["item", "x"]) == ("c", 3)
 
 
+@pytest.mark.parametrize("static", [False, True], ids=["event_time", "static"])
+def test_a_snapshot_out_of_order_is_built_to_its_latest_rows(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch, static: bool
+) -> None:
+    # Later files hold older rows, so the snapshot is not in order; numpy sorts it.
+    schema = {"user_id": "int64", "n": "int32", "ts": "datetime64[us, UTC]", "x": "int64"}
+    group = store.create_feature_group(
+        name="late",
+        primary_keys=["user_id", "n"] if static else ["user_id"],
+        event_time=None if static else "ts",
+        schema=schema,
+        online_keys=["user_id"],
+    )
+    users = np.random.default_rng(3).permutation(50).tolist()
+    slices = {5: users[10:40], 1: users[:30], 3: users[20:]}  # hour (static: n) -> users
+    for step, chosen in slices.items():
+        rows = [
+            {"user_id": u, "n": step, "ts": T0 + timedelta(hours=step), "x": 10 * u + step}
+            for u in chosen
+        ]
+        group.insert(frame(schema, rows))
+    ranks: list[Any] = []
+    original = online._rank
+    monkeypatch.setattr(online, "_rank", lambda f, o: ranks.append(original(f, o)) or ranks[-1])
+    monkeypatch.setattr(pl, "arg_sort_by", mock.Mock(side_effect=AssertionError("numpy sorts")))
+    table = store.online.table(group)
+    assert len(ranks) == 1
+    assert ranks[0] is not None  # the snapshot was out of order
+    expected = {u: 10 * u + max(s for s, c in slices.items() if u in c) for u in users}
+    assert sorted({v % 10 for v in expected.values()}) == [1, 3, 5]
+    assert [table.get((u,), ["x"]) for u in range(51)] == [
+        (expected[u],) if u in expected else None for u in range(51)
+    ]
+    many = table.get_many(pl.DataFrame({"user_id": range(51)}), ["x"])
+    assert many["x"].to_list() == [expected.get(u) for u in range(51)]
+
+
 # -- freshness -----------------------------------------------------------------------------
 
 
