@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -39,6 +41,20 @@ def activity(store: FeatureStore) -> FeatureGroup:
         event_time="timestamp",
         schema=ACTIVITY_SCHEMA,
         online_keys=ACTIVITY_KEYS,
+    )
+
+
+def served_group(
+    fs: FeatureStore,
+    name: str,
+    keys: list[str],
+    schema: Mapping[str, Any],
+    *,
+    event_time: str | None = "timestamp",
+) -> FeatureGroup:
+    """Create a feature group keyed and served online on ``keys`` (timed unless None)."""
+    return fs.create_feature_group(
+        name=name, primary_keys=keys, event_time=event_time, schema=schema, online_keys=keys
     )
 
 

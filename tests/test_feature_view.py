@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from conftest import served_group
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,37 +50,11 @@ def at(minutes: int) -> datetime:
 
 
 def make_groups(fs: FeatureStore) -> None:
-    fs.create_feature_group(
-        name="user_activity",
-        primary_keys=["user_id", "item_id"],
-        event_time="timestamp",
-        schema=ACTIVITY,
-        online_keys=["user_id", "item_id"],
-    )
-    fs.create_feature_group(
-        name="user_profile",
-        primary_keys=["user_id"],
-        event_time="timestamp",
-        schema=PROFILE,
-        online_keys=["user_id"],
-    )
-    fs.create_feature_group(
-        name="item_static", primary_keys=["item_id"], schema=ITEM_STATIC, online_keys=["item_id"]
-    )
-    fs.create_feature_group(
-        name="item_daily",
-        primary_keys=["item_id"],
-        event_time="timestamp",
-        schema=ITEM_DAILY,
-        online_keys=["item_id"],
-    )
-    fs.create_feature_group(
-        name="pair_stats",
-        primary_keys=["user_id", "item_id"],
-        event_time="timestamp",
-        schema=PAIR,
-        online_keys=["user_id", "item_id"],
-    )
+    served_group(fs, "user_activity", ["user_id", "item_id"], ACTIVITY)
+    served_group(fs, "user_profile", ["user_id"], PROFILE)
+    served_group(fs, "item_static", ["item_id"], ITEM_STATIC, event_time=None)
+    served_group(fs, "item_daily", ["item_id"], ITEM_DAILY)
+    served_group(fs, "pair_stats", ["user_id", "item_id"], PAIR)
 
 
 # -- the brute-force reference ---------------------------------------------------------------
