@@ -1,4 +1,4 @@
-"""How the online store holds values: column buffers, key hashes and request keys.
+"""How the online store holds values: one growable column buffer per column.
 
 Every column lives in one contiguous, growable numpy buffer (strings as a small
 dictionary of distinct values plus integer codes, or as UTF-8 bytes plus offsets when
@@ -6,22 +6,14 @@ they have many distinct values), with a validity array only for columns holding 
 A column appends in place when its buffers have room, else into a grown copy that the
 next snapshot uses.
 
-A key's hash combines one 64-bit code per key column (see the hashing section); it is
-computed the same way for a whole column (vectorised in numpy) and for one request value
-(in Python). ``_Keys`` turns request values into the stored form, or raises an error
-that names the value and the column's type.
-
-The index over the rows, the snapshots and the freshness logic are in
-:mod:`microfs.online`, the only user of this module.
+The key hashes are in :mod:`microfs._online_hashing`, request keys in
+:mod:`microfs._online_keys`, the index over the rows in :mod:`microfs._online_index`.
 """
 
 from __future__ import annotations
 
-import math
-import struct
 import sys
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,38 +21,29 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from numpy.typing import NDArray
 
-from microfs.errors import SchemaError, TimestampError
+from microfs._online_hashing import Array, _float_codes, _string_pieces
 from microfs.schema import polars_dtype
 
 __all__ = [
-    "_GOLDEN",
+    "_EPOCH",
+    "_EPOCH_ORDINAL",
     "_INT_RANGES",
-    "_M64",
-    "Array",
     "Reader",
+    "_arrow_strings",
     "_Column",
     "_column",
     "_FixedColumn",
-    "_hash",
-    "_Keys",
-    "_numpy",
-    "_arrow_strings",
+    "_polars_type",
     "_raw_reader",
-    "_series_codes",
 ]
 
-Array = NDArray[Any]
 Reader = Callable[[int], Any]
 
-_M64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
 _DICT_LIMIT = 65_536  # most distinct values a string column keeps as a dictionary
 _UTC = ZoneInfo("UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_US = timedelta(microseconds=1)
 
 _INT_RANGES = {
     f"{sign}int{bits}": (
@@ -83,111 +66,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _crc_table() -> Array:
-    table = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1)
-    return table.astype(np.uint32)
-
-
-_CRC_TABLE = _crc_table()
-
-
-# -- hashing -------------------------------------------------------------------------------
-# A key's hash: h = 0, then for each key column h = (h ^ code) * GOLDEN (mod 2**64), where a
-# column's code is its integer value (dates as days, datetimes as microseconds, booleans as
-# 0/1), a float's IEEE bits, or a string's CRC-32. The slot is the top bits of h.
-
-
-def _float_code(value: float) -> int:
-    if value != value:  # NaN: one canonical pattern
-        value = math.nan
-    code: int = struct.unpack("<q", struct.pack("<d", value + 0.0))[0]
-    return code
-
-
-def _string_code(value: str) -> int:
-    return zlib.crc32(value.encode())
-
-
-def _crc32(offsets: Array, data: Array) -> Array:
-    """CRC-32 of each string given as Arrow-style offsets and UTF-8 bytes (zlib's CRC)."""
-    n = len(offsets) - 1
-    lengths = np.diff(offsets)
-    order = np.argsort(-lengths, kind="stable")
-    starts = offsets[:-1][order]
-    descending = lengths[order]
-    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
-    for j in range(int(descending[0]) if n else 0):
-        k = int(np.searchsorted(-descending, -j, side="left"))
-        current = crc[:k]
-        byte = data[starts[:k] + j].astype(np.uint32)
-        crc[:k] = _CRC_TABLE[(current ^ byte) & 0xFF] ^ (current >> np.uint32(8))
-    out = np.empty(n, dtype=np.uint32)
-    out[order] = crc ^ np.uint32(0xFFFFFFFF)
-    return out
-
-
-def _series_codes(series: pl.Series, canonical: str) -> Array:
-    """Hash codes (int64) of a key column without nulls."""
-    if canonical == "string":
-        offsets, data, _ = _string_pieces(series)
-        return _crc32(offsets, data).astype(np.int64)
-    if canonical.startswith("float"):
-        return _float_codes(series.cast(pl.Float64).to_numpy())
-    # not Series.to_physical: numpy's view of dates and datetimes costs nothing
-    values = _numpy(series)
-    if values.dtype.kind == "M":
-        values = values.view(np.int64)
-    codes: Array = values.astype(np.int64, copy=False)
-    return codes
-
-
-def _numpy(series: pl.Series) -> Array:
-    """The values of a column without nulls, joined by numpy when it has several chunks.
-
-    ``Series.to_numpy`` joins chunks into a new Polars buffer, which Polars' allocator
-    keeps for seconds after it is freed; numpy's copy goes back as soon as it is freed.
-    """
-    if series.n_chunks() == 1:
-        return np.asarray(series.to_numpy())
-    return np.concatenate([np.asarray(chunk.to_numpy()) for chunk in series.get_chunks()])
-
-
-def _float_codes(values: Array) -> Array:
-    """IEEE bits (int64) of floats, with one NaN pattern and -0.0 as 0.0 (as ``_float_code``)."""
-    values = values.astype(np.float64, copy=False) + 0.0
-    codes: Array = np.where(np.isnan(values), np.nan, values).view(np.int64)
-    return codes
-
-
-def _hash(codes: Sequence[Array]) -> Array:
-    h = np.zeros(len(codes[0]), dtype=np.uint64)
-    golden = np.uint64(_GOLDEN)
-    for code in codes:
-        h ^= code.view(np.uint64)
-        h *= golden
-    return h
-
-
 # -- columns -------------------------------------------------------------------------------
-
-
-def _string_pieces(series: pl.Series) -> tuple[Array, Array, Array | None]:
-    """Arrow-style int64 offsets, UTF-8 bytes and validity (None without nulls)."""
-    array = series.cast(pl.String).rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    n = len(array)
-    buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=np.int64, count=n + 1, offset=array.offset * 8)
-    raw = buffers[2]
-    data = np.frombuffer(raw, dtype=np.uint8) if raw is not None else np.zeros(0, np.uint8)
-    start, end = int(offsets[0]), int(offsets[-1])
-    if start:
-        offsets = offsets - start
-    valid = series.is_not_null().to_numpy() if series.null_count() else None
-    return offsets, data[start:end], valid
 
 
 def _capacity(needed: int, current: int) -> int:
@@ -501,196 +380,3 @@ def _raw_reader(column: _Column) -> Reader:
         read: Reader = column.data.data.__getitem__
         return read
     return column.reader()
-
-
-# -- keys ------------------------------------------------------------------------------------
-
-
-def _coercer(group: str, column: str, canonical: str) -> Callable[[Any], Any]:
-    """Turn one request value into the comparable stored form, or raise SchemaError.
-
-    Integers (also numpy's, and integral floats) for integer columns, days for dates,
-    microseconds for datetimes, 0/1 for booleans, floats for floats, text for strings.
-    None gives None (no stored row has a null key).
-    """
-
-    def wrong(value: Any, why: str = "") -> SchemaError:
-        return SchemaError(
-            f"online key column {column!r} of feature group {group!r} has type {canonical}; "
-            f"the request gives {value!r} ({type(value).__name__}){why}"
-        )
-
-    if canonical in _INT_RANGES:
-        lo, hi = _INT_RANGES[canonical]
-
-        def to_int(value: Any) -> Any:
-            if value is None:
-                return None
-            if isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, (int, np.integer, float, np.floating)
-            ):
-                raise wrong(value)
-            if isinstance(value, (float, np.floating)):
-                if not float(value).is_integer():
-                    raise wrong(value, ", which is not a whole number")
-                value = int(value)
-            value = int(value)
-            if not lo <= value <= hi:
-                raise wrong(value, f", outside the range {lo}..{hi}")
-            return value
-
-        return to_int
-    if canonical.startswith("float"):
-        single = canonical == "float32"
-
-        def to_float(value: Any) -> Any:
-            if value is None:
-                return None
-            if isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, (int, float, np.integer, np.floating)
-            ):
-                raise wrong(value)
-            number = float(value)
-            inexact = number != value or (single and float(np.float32(number)) != number)
-            if inexact and number == number:  # NaN is never equal to itself; it is kept
-                raise wrong(value, ", which it cannot hold exactly")
-            return number
-
-        return to_float
-    if canonical == "bool":
-
-        def to_bool(value: Any) -> Any:
-            if value is None:
-                return None
-            if not isinstance(value, (bool, np.bool_)):
-                raise wrong(value)
-            return int(value)
-
-        return to_bool
-    if canonical == "string":
-
-        def to_str(value: Any) -> Any:
-            if value is None or type(value) is str:
-                return value
-            if not isinstance(value, str):
-                raise wrong(value)
-            return str(value)
-
-        return to_str
-    if canonical == "date":
-
-        def to_days(value: Any) -> Any:
-            if value is None:
-                return None
-            if isinstance(value, datetime) or not isinstance(value, date):
-                raise wrong(value, "; give a datetime.date")
-            return value.toordinal() - _EPOCH_ORDINAL
-
-        return to_days
-
-    def to_micros(value: Any) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise wrong(value, "; give a timezone-aware datetime.datetime")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise TimestampError(
-                f"online key column {column!r} of feature group {group!r} holds instants; the "
-                f"request gives the naive datetime {value!r}: attach a zone, e.g. "
-                "value.replace(tzinfo=datetime.timezone.utc)"
-            )
-        if getattr(value, "nanosecond", 0):
-            raise wrong(value, ", finer than a microsecond")
-        micros: int = (value - _EPOCH) // _US
-        return micros
-
-    return to_micros
-
-
-def _hash_code(canonical: str) -> Callable[[Any], int]:
-    """The hash code (unsigned 64-bit) of a coerced value, matching ``_series_codes``."""
-    if canonical == "string":
-        return _string_code
-    if canonical.startswith("float"):
-        return lambda value: _float_code(value) & _M64
-    return lambda value: int(value) & _M64
-
-
-class _Keys:
-    """The online key columns of one table and how request values become lookups."""
-
-    def __init__(self, group: str, names: Sequence[str], canonicals: Sequence[str]) -> None:
-        self.group = group
-        self.names = tuple(names)
-        self.canonicals = tuple(canonicals)
-        self.coercers = [
-            _coercer(group, n, c) for n, c in zip(self.names, self.canonicals, strict=True)
-        ]
-        self.hash_codes = [_hash_code(c) for c in self.canonicals]
-        # one integer-like key: its hash is a bijection of its value, so equal hash = equal key
-        self.exact = len(self.names) == 1 and canonicals[0] not in ("string", "float32", "float64")
-
-    def as_tuple(self, key: Any) -> tuple[Any, ...]:
-        if isinstance(key, tuple):
-            values = key
-        elif isinstance(key, list):
-            values = tuple(key)
-        else:
-            values = (key,)
-        if len(values) != len(self.names):
-            raise SchemaError(
-                f"feature group {self.group!r} is served by the online key "
-                f"({', '.join(self.names)}): give a tuple of {len(self.names)} value(s), "
-                f"not {key!r}"
-            )
-        return values
-
-    def cast(self, frame: pl.DataFrame) -> list[pl.Series]:
-        """The request's key columns cast to the stored types, where that loses nothing."""
-        missing = [n for n in self.names if n not in frame.columns]
-        if missing:
-            raise SchemaError(
-                f"the request frame lacks online key column(s) {', '.join(map(repr, missing))} "
-                f"of feature group {self.group!r}; it has {', '.join(frame.columns) or 'none'}"
-            )
-        return [
-            _cast_key(frame.get_column(n), c, self.group)
-            for n, c in zip(self.names, self.canonicals, strict=True)
-        ]
-
-
-def _cast_key(series: pl.Series, canonical: str, group: str) -> pl.Series:
-    target = _polars_type(canonical)
-    dtype = series.dtype
-    if dtype == target:
-        return series
-    problem = f"the request gives {dtype}"
-    if dtype == pl.Null:
-        return series.cast(target)
-    if canonical == "string" and isinstance(dtype, (pl.Categorical, pl.Enum)):
-        return series.cast(pl.String)
-    if canonical == "datetime" and isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            raise TimestampError(
-                f"online key column {series.name!r} of feature group {group!r} holds instants; "
-                "the request gives naive datetimes: attach a zone, e.g. "
-                f"pl.col({series.name!r}).dt.replace_time_zone('UTC')"
-            )
-        utc = series.dt.convert_time_zone("UTC")
-        cast = utc.cast(target)
-        if bool((cast.cast(utc.dtype) == utc).all()):
-            return cast
-        problem = "the request holds times finer than a microsecond"
-    elif dtype.is_numeric() and target.is_numeric() and canonical != "bool":
-        cast = series.cast(target, strict=False)
-        back = cast.cast(dtype, strict=False)
-        same = back == series
-        if dtype.is_float():
-            same = same | series.is_nan()
-        if cast.null_count() == series.null_count() and bool(same.fill_null(True).all()):
-            return cast
-        problem = f"the request holds {dtype} values that {canonical} cannot hold exactly"
-    raise SchemaError(
-        f"online key column {series.name!r} of feature group {group!r} has type {canonical}; "
-        f"{problem}"
-    )

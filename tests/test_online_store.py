@@ -24,6 +24,7 @@ from microfs import (
     FeatureGroup,
     FeatureStore,
     SchemaError,
+    _online_index,
     _online_storage,
     online,
 )
@@ -226,8 +227,10 @@ def test_a_snapshot_out_of_order_is_built_to_its_latest_rows(
         ]
         group.insert(frame(schema, rows))
     ranks: list[Any] = []
-    original = online._rank
-    monkeypatch.setattr(online, "_rank", lambda f, o: ranks.append(original(f, o)) or ranks[-1])
+    original = _online_index._rank
+    monkeypatch.setattr(
+        _online_index, "_rank", lambda f, o: ranks.append(original(f, o)) or ranks[-1]
+    )
     monkeypatch.setattr(pl, "arg_sort_by", mock.Mock(side_effect=AssertionError("numpy sorts")))
     table = store.online.table(group)
     assert len(ranks) == 1
