@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from conftest import served_group
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,27 +45,9 @@ def at(minute: int) -> datetime:
 
 
 def create(fs: FeatureStore) -> None:
-    fs.create_feature_group(
-        name="user_activity",
-        primary_keys=["user_id", "item_id"],
-        event_time="timestamp",
-        schema=ACTIVITY,
-        online_keys=["user_id", "item_id"],
-    )
-    fs.create_feature_group(
-        name="user_profile",
-        primary_keys=["user_id"],
-        event_time="timestamp",
-        schema=PROFILE,
-        online_keys=["user_id"],
-    )
-    fs.create_feature_group(
-        name="item_feature",
-        primary_keys=["item_id"],
-        event_time="timestamp",
-        schema=ITEM,
-        online_keys=["item_id"],
-    )
+    served_group(fs, "user_activity", ["user_id", "item_id"], ACTIVITY)
+    served_group(fs, "user_profile", ["user_id"], PROFILE)
+    served_group(fs, "item_feature", ["item_id"], ITEM)
 
 
 def view(fs: FeatureStore) -> mfs.FeatureView:
@@ -286,9 +269,9 @@ def test_refresh_brings_in_new_parameters_fitted_elsewhere(served: mfs.FeatureVi
     assert fresh["duration_sec"] == 0.0  # one training row: zero spread gives 0
 
 
-def test_max_age_online_is_measured_from_the_request_time(served: mfs.FeatureView) -> None:
-    store = served.store
-    fv = store.create_feature_view(
+def fresh_prices(store: FeatureStore) -> mfs.FeatureView:
+    """A view of the item price only, when at most 10 minutes old."""
+    return store.create_feature_view(
         name="fresh_prices",
         label_fg="user_activity",
         label_col="conversion",
@@ -301,6 +284,11 @@ def test_max_age_online_is_measured_from_the_request_time(served: mfs.FeatureVie
             }
         ],
     )
+
+
+def test_max_age_online_is_measured_from_the_request_time(served: mfs.FeatureView) -> None:
+    store = served.store
+    fv = fresh_prices(store)
     entity = {"user_id": 1, "item_id": 102}
     assert fv.get_inference_vector({**entity, "timestamp": at(10)}) == [30.0, 9.5]
     assert fv.get_inference_vector({**entity, "timestamp": at(11)}) == [30.0, None]
@@ -416,19 +404,7 @@ def test_max_age_in_a_batch_is_measured_as_for_a_single_vector(served: mfs.Featu
     store.get_feature_group("item_feature").insert(
         pl.DataFrame([(103, now - timedelta(minutes=5), 4.0, "y")], schema=ITEM, orient="row")
     )
-    fv = store.create_feature_view(
-        name="fresh_prices",
-        label_fg="user_activity",
-        label_col="conversion",
-        joins=[
-            {
-                "fg_name": "item_feature",
-                "on": ["item_id"],
-                "features": ["price"],
-                "max_age": timedelta(minutes=10),
-            }
-        ],
-    )
+    fv = fresh_prices(store)
     entities: list[dict[str, Any]] = [
         {"user_id": 1, "item_id": 103, "timestamp": None},  # measured from now
         {"user_id": 1, "item_id": 103, "timestamp": now + timedelta(hours=1)},
