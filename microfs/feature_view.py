@@ -14,17 +14,20 @@ sorted category order. Inference vectors use the same order.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
+from microfs._frame_plan import FramePlanner, utc
 from microfs.errors import DefinitionError, NotFittedError, NotFoundError
 from microfs.feature_group import FeatureGroup
-from microfs.pit import JoinPlan, point_in_time_join
 from microfs.registry import PARAMS, TRAINING_DATASETS
 from microfs.transformations import (
     FittedParams,
@@ -47,17 +50,6 @@ __all__ = [
 ]
 
 SplitMode = Literal["time", "random"]
-
-
-@dataclass(frozen=True)
-class _Spine:
-    """Label rows to join onto, and how far they are in the output's order already.
-
-    ``order`` is True for (event time, primary keys), ``"time"`` for event time only.
-    """
-
-    frame: pl.LazyFrame
-    order: bool | Literal["time"]
 
 
 @dataclass(frozen=True)
@@ -95,9 +87,10 @@ class FeatureView:
         self._label = store.get_feature_group(definition.label_fg, definition.label_fg_version)
         self._groups = [store.get_feature_group(j.fg_name, j.fg_version) for j in definition.joins]
         self._feature_columns = definition.feature_columns(store)
-        if self._label.event_time is None:  # refused at creation; a hand-edited file
-            raise DefinitionError(f"label group {self._label.name!r} has no event time")
-        self._time: str = self._label.event_time
+        self._planner = FramePlanner(
+            self._label, definition.label_col, definition.joins, self._groups, self._feature_columns
+        )
+        self._time: str = self._planner.time
         self._server: tuple[int, VectorServer] | None = None
         self._recent_dataset: TrainingDataset | None = None
 
@@ -166,124 +159,74 @@ class FeatureView:
             table_versions: Delta table version per group name (latest when absent).
             window: build the plan as a sequence of event-time windows of this length,
                 each joining only its own feature rows plus the latest row per key from
-                before it, for frames larger than memory (with
-                ``collect(engine="streaming")`` or ``sink_parquet``). Same result.
+                before it (same result, for ``collect(engine="streaming")`` or
+                ``sink_parquet``). Polars' streaming engine may run the windows at the
+                same time, so this alone does not bound memory (at 10M labels it used
+                more than the single plan): :meth:`write_training_frame` runs them one
+                after another.
 
         >>> frame = fv.training_frame(end=cutoff).collect(engine="in-memory")  # doctest: +SKIP
         >>> fv.training_frame(window=timedelta(days=7)).sink_parquet("t.parquet")  # doctest: +SKIP
         """
-        edges = [] if window is None else self._windows(start, end, window, table_versions)
-        if not edges:
-            return self._frame(self._spine(start, end, table_versions), table_versions, end)
-        parts = [
-            self._frame(self._spine(lo, hi, table_versions), table_versions, hi, since=lo)
-            for lo, hi in edges
-        ]
-        return pl.concat(parts, how="vertical")
+        planner = self._planner
+        if window is None:
+            return planner.plan(start, end, table_versions)
+        versions = dict(table_versions) if table_versions is not None else self.table_versions()
+        parts = planner.window_plans(start, end, window, versions)
+        if not parts:
+            return planner.plan(start, end, versions)
+        return pl.concat(parts, how="vertical", parallel=False)
 
-    def _windows(
+    def write_training_frame(
         self,
-        start: datetime | None,
-        end: datetime | None,
-        window: timedelta,
-        table_versions: Mapping[str, int] | None,
-    ) -> list[tuple[datetime, datetime]]:
-        """Consecutive ``[lo, hi)`` windows covering the label times in ``[start, end)``."""
-        if not isinstance(window, timedelta) or window <= timedelta(0):
-            raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
-        lo, hi = _utc(start), _utc(end)
-        if lo is None or hi is None:
-            first, last = (
-                self._label.scan(version=(table_versions or {}).get(self._label.name))
-                .select(pl.col(self._time).min(), pl.col(self._time).max().alias("last"))
-                .collect()
-                .row(0)
-            )
-            if first is None:
-                return []
-            lo = lo if lo is not None else first
-            hi = hi if hi is not None else last + timedelta(microseconds=1)
-        edges = []
-        while lo < hi:
-            edges.append((lo, min(lo + window, hi)))
-            lo = edges[-1][1]
-        return edges
-
-    def _spine(
-        self,
-        start: datetime | None,
-        end: datetime | None,
-        table_versions: Mapping[str, int] | None,
-    ) -> _Spine:
-        label = self._label
-        columns = [*label.primary_keys, self._time, *self._label_features(), self.label_col]
-        scan, order = label.scan_by_time(version=(table_versions or {}).get(label.name))
-        frame = _window(scan.select(columns), self._time, _utc(start), _utc(end))
-        return _Spine(frame, True if order == "keys" else "time" if order == "time" else False)
-
-    def _label_features(self) -> list[str]:
-        return [c for c in self._label.features if c != self.label_col]
-
-    def _frame(
-        self,
-        spine: _Spine,
-        table_versions: Mapping[str, int] | None,
-        end: datetime | None,
+        path: str | Path,
+        start: datetime | None = None,
+        end: datetime | None = None,
         *,
-        since: datetime | None = None,
-    ) -> pl.LazyFrame:
-        """Join the groups onto ``spine``; feature rows at or after ``end`` cannot match.
+        window: timedelta = timedelta(days=7),
+        table_versions: Mapping[str, int] | None = None,
+    ) -> int:
+        """Write the training frame to one Parquet file, one event-time window at a time.
 
-        With ``since``, feature rows before it are reduced to the latest one per key (all a
-        label at or after ``since`` can match), so a window reads only its own rows.
+        The way to build a frame larger than memory: each window of label time is joined
+        and written before the next is read, so memory holds about one window's rows (at
+        10M labels, 30-day windows: about a third of what the whole frame needs). Rows,
+        columns and order are ``training_frame(start, end)``'s. The table versions are
+        fixed when the call starts, so inserts during the write do not mix in. The file
+        appears only when complete (written beside it, then renamed).
+
+        Args:
+            path: The Parquet file to write; its folder is created if missing.
+            start: First label event time included, or None.
+            end: Label event times must be earlier than this, or None.
+            window: Length of each window of label time.
+            table_versions: Delta table version per group name (latest when absent).
+
+        Returns:
+            The number of rows written.
+
+        >>> fv.write_training_frame("train.parquet", window=timedelta(days=30))  # doctest: +SKIP
+        1000000
         """
-        label = self._label
-        plans = []
-        for join, group in zip(self.definition.joins, self._groups, strict=True):
-            time = group.event_time
-            scan, order = group.scan_by_time(version=(table_versions or {}).get(group.name))
-            time_sorted = order != "none"
-            if time is not None and end is not None:
-                scan = scan.filter(pl.col(time) < _utc(end))
-            if time is not None and since is not None:
-                columns = [*join.on, time, *join.features]
-                earlier = pl.col(time) < since
-                if join.max_age is not None:
-                    earlier = earlier & (pl.col(time) >= since - join.max_age)
-                latest = (
-                    scan.filter(earlier)
-                    .select(columns)
-                    .group_by(list(join.on))
-                    .agg(pl.all().sort_by(time).last())
-                    .select(columns)
-                )
-                scan = pl.concat([latest, scan.filter(pl.col(time) >= since).select(columns)])
-                time_sorted = False
-            plans.append(
-                JoinPlan(
-                    frame=scan,
-                    on=join.on,
-                    event_time=group.event_time,
-                    features=join.features,
-                    prefix=join.prefix,
-                    max_age=join.max_age,
-                    sorted_by_time=time_sorted,
-                )
-            )
-        joined = point_in_time_join(
-            spine.frame,
-            label_time=self._time,
-            label_keys=label.primary_keys,
-            joins=plans,
-            labels_sorted=spine.order,
-        )
-        columns = [
-            *label.primary_keys,
-            self._time,
-            *self._feature_columns,
-            self.label_col,
-        ]
-        return joined.select(columns)
+        versions = dict(table_versions) if table_versions is not None else self.table_versions()
+        planner = self._planner
+        parts = planner.window_plans(start, end, window, versions)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        schema = planner.plan(start, end, versions).collect_schema()
+        rows = 0
+        try:
+            with pq.ParquetWriter(partial, pl.DataFrame(schema=schema).to_arrow().schema) as out:
+                for part in parts:
+                    frame = _collect(part)
+                    if frame.height:
+                        out.write_table(frame.to_arrow())
+                        rows += frame.height
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return rows
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -504,32 +447,10 @@ class FeatureView:
         if spine is None:
             frame = self.training_frame(start, end)
         else:
-            frame = self._frame(self._spine_from(spine, start, end), None, end)
+            frame = self._planner.join(self._planner.spine_from(spine, start, end), None, end)
         keys = [*label.primary_keys, self._time]
         out = apply_transforms(frame, self._feature_columns, fitted)
         return out.select([*keys, *output_columns(self._feature_columns, fitted)])
-
-    def _spine_from(
-        self, spine: pl.LazyFrame | pl.DataFrame, start: datetime | None, end: datetime | None
-    ) -> _Spine:
-        label = self._label
-        keys = [*label.primary_keys, self._time]
-        frame = spine.lazy()
-        names = frame.collect_schema().names()
-        missing = [k for k in keys if k not in names]
-        if missing:
-            raise DefinitionError(
-                f"the spine lacks column(s) {missing}; it needs the label group's keys and "
-                f"event time: {keys}"
-            )
-        extra = [*self._label_features(), self.label_col]
-        frame = frame.select([*keys, *(c for c in extra if c in names)]).with_columns(
-            [pl.col(c).cast(label.schema[c]) for c in keys if c in names]
-        )
-        frame = frame.with_columns(
-            [pl.lit(None, dtype=label.schema[c]).alias(c) for c in extra if c not in names]
-        ).select([*keys, *extra])
-        return _Spine(_window(frame, self._time, _utc(start), _utc(end)), order=False)
 
     # -- online ------------------------------------------------------------------------------
 
@@ -582,37 +503,14 @@ def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
     Polars' default (streaming) engine runs ``join_asof`` as an in-memory node behind its
     streaming machinery: at 10M labels it took 6.3 s where the in-memory engine took 3.9 s
     (``benchmarks/run.py --size medium``). Frames larger than memory go through
-    ``training_frame(window=...)`` and ``sink_parquet`` instead.
+    :meth:`FeatureView.write_training_frame` instead.
     """
     return frame.collect(engine="in-memory")
 
 
-def _window(
-    frame: pl.LazyFrame, column: str, start: datetime | None, end: datetime | None
-) -> pl.LazyFrame:
-    if start is not None:
-        frame = frame.filter(pl.col(column) >= start)
-    if end is not None:
-        frame = frame.filter(pl.col(column) < end)
-    return frame
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise DefinitionError(f"expected a timezone-aware datetime, got {value!r}")
-    if value.tzinfo is None:
-        raise DefinitionError(
-            f"{value!r} is naive; give a timezone-aware datetime, e.g. "
-            "datetime(2024, 1, 1, tzinfo=timezone.utc)"
-        )
-    return value.astimezone(timezone.utc)
-
-
 def _iso(value: datetime | None) -> str | None:
-    utc = _utc(value)
-    return None if utc is None else utc.isoformat()
+    utc_value = utc(value)
+    return None if utc_value is None else utc_value.isoformat()
 
 
 def _parse_iso(value: str | None) -> datetime | None:

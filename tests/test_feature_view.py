@@ -260,8 +260,12 @@ def test_training_frame_equals_brute_force_reference(world: World) -> None:
         assert got.to_dicts() == reference(world)
         streamed = fv.training_frame().collect(engine="streaming")
         assert streamed.equals(got)
-        windowed = fv.training_frame(window=timedelta(minutes=world.window_minutes))
+        window = timedelta(minutes=world.window_minutes)
+        windowed = fv.training_frame(window=window)
         assert windowed.collect(engine="streaming").equals(got)
+        written = fs.root / "written.parquet"
+        assert fv.write_training_frame(written, window=window) == got.height
+        assert pl.read_parquet(written).equals(got)
 
 
 # -- the seed's feature view, definition checks ------------------------------------------------
@@ -552,6 +556,72 @@ def test_view_definition_is_json_and_reopens(seeded: FeatureStore) -> None:
         seeded.create_feature_view(
             name="recommendation_model_v1", label_fg="user_activity", label_col="conversion"
         )
+
+
+def test_write_training_frame_writes_windows_into_one_file_atomically(
+    seeded: FeatureStore, tmp_path: Any
+) -> None:
+    fv = seed_view(seeded)
+    whole = fv.training_frame().collect()
+    target = tmp_path / "out" / "train.parquet"
+    assert fv.write_training_frame(target, window=timedelta(minutes=3)) == whole.height
+    assert pl.read_parquet(target).equals(whole)
+    # A window of its own: only labels in [start, end), still one file, same as the plan.
+    part = fv.training_frame(at(2), at(9)).collect()
+    assert 0 < part.height < whole.height
+    assert fv.write_training_frame(target, at(2), at(9), window=timedelta(hours=1)) == part.height
+    assert pl.read_parquet(target).equals(part)
+    # No labels at all: an empty file with the frame's columns.
+    assert fv.write_training_frame(target, at(10_000), window=timedelta(minutes=5)) == 0
+    assert pl.read_parquet(target).schema == whole.schema
+    # Versions are fixed at the start: a later insert is not in a pinned write.
+    versions = fv.table_versions()
+    seeded.get_feature_group("user_activity").insert(
+        pl.DataFrame(
+            [(1, 10, at(30), 1.0, 1)],
+            schema={
+                "user_id": pl.Int64,
+                "item_id": pl.Int64,
+                "timestamp": TIME,
+                "duration_sec": pl.Float64,
+                "conversion": pl.Int64,
+            },
+            orient="row",
+        )
+    )
+    pinned = fv.write_training_frame(target, table_versions=versions, window=timedelta(days=1))
+    assert pinned == whole.height
+    assert fv.write_training_frame(target, window=timedelta(days=1)) == whole.height + 1
+    # A bad window is refused before anything is written; no partial files are left.
+    with pytest.raises(mfs.DefinitionError, match="window"):
+        fv.write_training_frame(tmp_path / "never.parquet", window=timedelta(0))
+    assert not (tmp_path / "never.parquet").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["train.parquet"]
+
+
+def test_write_training_frame_that_fails_midway_leaves_the_old_file(
+    seeded: FeatureStore, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import microfs.feature_view as feature_view
+
+    fv = seed_view(seeded)
+    target = tmp_path / "train.parquet"
+    pl.DataFrame({"old": [1]}).write_parquet(target)
+    collect = feature_view._collect
+    calls: list[int] = []
+
+    def failing(frame: pl.LazyFrame) -> pl.DataFrame:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return collect(frame)
+
+    monkeypatch.setattr(feature_view, "_collect", failing)
+    with pytest.raises(OSError, match="disk full"):
+        fv.write_training_frame(target, window=timedelta(minutes=3))
+    assert len(calls) == 2
+    assert pl.read_parquet(target).equals(pl.DataFrame({"old": [1]}))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
 def test_windowed_plan_sinks_to_parquet_with_the_same_rows(

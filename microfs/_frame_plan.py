@@ -1,0 +1,245 @@
+"""The lazy plan behind a feature view's training frame, whole or in event-time windows.
+
+:class:`FramePlanner` turns a view's label group and joins into one
+:func:`microfs.pit.point_in_time_join` plan over the groups' Delta scans: the spine is the
+label rows with ``start <= t < end``, and each joined group contributes its rows earlier
+than ``end``. Tables proven to be stored in event-time order (``FeatureGroup.scan_by_time``)
+are flagged sorted instead of sorted again.
+
+A windowed plan covers ``[start, end)`` with consecutive windows. Each window joins its
+labels to the joined groups' rows inside it plus the latest row per key from before it
+(within ``max_age``), which is all a label in the window can match, so one window's plan
+needs memory for one window. :meth:`FramePlanner.window_plans` gives them one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+import polars as pl
+
+from microfs.errors import DefinitionError
+from microfs.feature_group import FeatureGroup
+from microfs.pit import JoinPlan, point_in_time_join
+from microfs.view_definition import Join
+
+__all__ = ["FramePlanner", "Spine", "utc"]
+
+
+@dataclass(frozen=True)
+class Spine:
+    """Label rows to join onto, and how far they are in the output's order already.
+
+    ``order`` is True for (event time, primary keys), ``"time"`` for event time only.
+    """
+
+    frame: pl.LazyFrame
+    order: bool | Literal["time"]
+
+
+class FramePlanner:
+    """Builds the point-in-time plans of one feature view.
+
+    Args:
+        label: The label group (it has an event time).
+        label_col: The label column.
+        joins: The view's joins, in order.
+        groups: The joined groups, one per join.
+        feature_columns: The untransformed feature columns, in ``X`` order.
+    """
+
+    def __init__(
+        self,
+        label: FeatureGroup,
+        label_col: str,
+        joins: Sequence[Join],
+        groups: Sequence[FeatureGroup],
+        feature_columns: Sequence[str],
+    ) -> None:
+        if label.event_time is None:  # refused at creation; a hand-edited file
+            raise DefinitionError(f"label group {label.name!r} has no event time")
+        self.label = label
+        self.time: str = label.event_time
+        self.label_col = label_col
+        self.joins = tuple(joins)
+        self.groups = tuple(groups)
+        self.feature_columns = tuple(feature_columns)
+
+    def label_features(self) -> list[str]:
+        """The label group's own features (the label excluded)."""
+        return [c for c in self.label.features if c != self.label_col]
+
+    def plan(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+    ) -> pl.LazyFrame:
+        """The whole frame for label times in ``[start, end)`` as one plan."""
+        return self.join(self.spine(start, end, table_versions), table_versions, end)
+
+    def windows(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        window: timedelta,
+        table_versions: Mapping[str, int] | None,
+    ) -> list[tuple[datetime, datetime]]:
+        """Consecutive ``[lo, hi)`` windows covering the label times in ``[start, end)``."""
+        if not isinstance(window, timedelta) or window <= timedelta(0):
+            raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
+        lo, hi = utc(start), utc(end)
+        if lo is None or hi is None:
+            first, last = (
+                self.label.scan(version=(table_versions or {}).get(self.label.name))
+                .select(pl.col(self.time).min(), pl.col(self.time).max().alias("last"))
+                .collect()
+                .row(0)
+            )
+            if first is None:
+                return []
+            lo = lo if lo is not None else first
+            hi = hi if hi is not None else last + timedelta(microseconds=1)
+        edges = []
+        while lo < hi:
+            edges.append((lo, min(lo + window, hi)))
+            lo = edges[-1][1]
+        return edges
+
+    def window_plans(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        window: timedelta,
+        table_versions: Mapping[str, int] | None,
+    ) -> list[pl.LazyFrame]:
+        """One plan per window, in event-time order; together they give :meth:`plan`'s rows."""
+        return [
+            self.join(self.spine(lo, hi, table_versions), table_versions, hi, since=lo)
+            for lo, hi in self.windows(start, end, window, table_versions)
+        ]
+
+    def spine(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+    ) -> Spine:
+        """The label group's rows with ``start <= t < end``, in stored order when proven."""
+        label = self.label
+        columns = [*label.primary_keys, self.time, *self.label_features(), self.label_col]
+        scan, order = label.scan_by_time(version=(table_versions or {}).get(label.name))
+        frame = window_filter(scan.select(columns), self.time, utc(start), utc(end))
+        return Spine(frame, True if order == "keys" else "time" if order == "time" else False)
+
+    def spine_from(
+        self, spine: pl.LazyFrame | pl.DataFrame, start: datetime | None, end: datetime | None
+    ) -> Spine:
+        """A caller's rows of label keys and event time as the spine (label columns null)."""
+        label = self.label
+        keys = [*label.primary_keys, self.time]
+        frame = spine.lazy()
+        names = frame.collect_schema().names()
+        missing = [k for k in keys if k not in names]
+        if missing:
+            raise DefinitionError(
+                f"the spine lacks column(s) {missing}; it needs the label group's keys and "
+                f"event time: {keys}"
+            )
+        extra = [*self.label_features(), self.label_col]
+        frame = frame.select([*keys, *(c for c in extra if c in names)]).with_columns(
+            [pl.col(c).cast(label.schema[c]) for c in keys if c in names]
+        )
+        frame = frame.with_columns(
+            [pl.lit(None, dtype=label.schema[c]).alias(c) for c in extra if c not in names]
+        ).select([*keys, *extra])
+        return Spine(window_filter(frame, self.time, utc(start), utc(end)), order=False)
+
+    def join(
+        self,
+        spine: Spine,
+        table_versions: Mapping[str, int] | None,
+        end: datetime | None,
+        *,
+        since: datetime | None = None,
+    ) -> pl.LazyFrame:
+        """Join the groups onto ``spine``; feature rows at or after ``end`` cannot match.
+
+        With ``since``, feature rows before it are reduced to the latest one per key (all a
+        label at or after ``since`` can match), so a window reads only its own rows.
+        """
+        label = self.label
+        plans = []
+        for join, group in zip(self.joins, self.groups, strict=True):
+            time = group.event_time
+            scan, order = group.scan_by_time(version=(table_versions or {}).get(group.name))
+            time_sorted = order != "none"
+            if time is not None and end is not None:
+                scan = scan.filter(pl.col(time) < utc(end))
+            if time is not None and since is not None:
+                columns = [*join.on, time, *join.features]
+                earlier = pl.col(time) < since
+                if join.max_age is not None:
+                    earlier = earlier & (pl.col(time) >= since - join.max_age)
+                latest = (
+                    scan.filter(earlier)
+                    .select(columns)
+                    .group_by(list(join.on))
+                    .agg(pl.all().sort_by(time).last())
+                    .select(columns)
+                )
+                scan = pl.concat([latest, scan.filter(pl.col(time) >= since).select(columns)])
+                time_sorted = False
+            plans.append(
+                JoinPlan(
+                    frame=scan,
+                    on=join.on,
+                    event_time=group.event_time,
+                    features=join.features,
+                    prefix=join.prefix,
+                    max_age=join.max_age,
+                    sorted_by_time=time_sorted,
+                )
+            )
+        joined = point_in_time_join(
+            spine.frame,
+            label_time=self.time,
+            label_keys=label.primary_keys,
+            joins=plans,
+            labels_sorted=spine.order,
+        )
+        columns = [
+            *label.primary_keys,
+            self.time,
+            *self.feature_columns,
+            self.label_col,
+        ]
+        return joined.select(columns)
+
+
+def window_filter(
+    frame: pl.LazyFrame, column: str, start: datetime | None, end: datetime | None
+) -> pl.LazyFrame:
+    """Rows with ``start <= column < end`` (either bound may be None)."""
+    if start is not None:
+        frame = frame.filter(pl.col(column) >= start)
+    if end is not None:
+        frame = frame.filter(pl.col(column) < end)
+    return frame
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """A timezone-aware datetime in UTC; a naive one is a :class:`DefinitionError`."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise DefinitionError(f"expected a timezone-aware datetime, got {value!r}")
+    if value.tzinfo is None:
+        raise DefinitionError(
+            f"{value!r} is naive; give a timezone-aware datetime, e.g. "
+            "datetime(2024, 1, 1, tzinfo=timezone.utc)"
+        )
+    return value.astimezone(timezone.utc)
