@@ -118,7 +118,7 @@ def _hash_code(canonical: str) -> Callable[[Any], int]:
         return _string_code
     if canonical.startswith("float"):
         return lambda value: _float_code(value) & _M64
-    return lambda value: int(value) & _M64
+    return lambda value: value & _M64  # every other coerced key value is a Python int
 
 
 # -- Polars columns as numpy ----------------------------------------------------------------

@@ -44,6 +44,8 @@ def _coercer(group: str, column: str, canonical: str) -> Callable[[Any], Any]:
         lo, hi = _INT_RANGES[canonical]
 
         def to_int(value: Any) -> Any:
+            if type(value) is int and lo <= value <= hi:  # the common case, first
+                return value
             if value is None:
                 return None
             if isinstance(value, (bool, np.bool_)) or not isinstance(
