@@ -167,6 +167,8 @@ class _State:
         hashes = self.hashes.data.data
         raws = [_raw_reader(self.columns[n]) for n in keys.names]
         pairs = list(zip(coercers, hash_codes, strict=True))
+        floats = [c.startswith("float") for c in keys.canonicals]
+        same = _nan_aware(raws, floats) if any(floats) else None
 
         def find(key: Any) -> int | None:
             values = []
@@ -182,7 +184,11 @@ class _State:
                 p: int = table[s]
                 if p < 0:
                     return None
-                if hashes[p] == h and all(r(p) == v for r, v in zip(raws, values, strict=True)):
+                if hashes[p] == h and (
+                    all(r(p) == v for r, v in zip(raws, values, strict=True))
+                    if same is None
+                    else same(p, values)
+                ):
                     return p
                 s = (s + 1) & mask
 
@@ -377,6 +383,19 @@ class _Request:
         if strings is None:
             strings = self._strings[j] = _arrow_strings(self.series[j])
         return strings.take(pa.array(rows, type=pa.int64()))
+
+
+def _nan_aware(raws: Sequence[Callable[[int], Any]], floats: Sequence[bool]) -> Callable[..., bool]:
+    """Key equality where a float NaN equals NaN, as in the batch codes and Polars' joins."""
+
+    def same(position: int, values: Sequence[Any]) -> bool:
+        for read, value, is_float in zip(raws, values, floats, strict=True):
+            stored = read(position)
+            if stored != value and not (is_float and stored != stored and value != value):
+                return False
+        return True
+
+    return same
 
 
 def _equal_rows(left: _Request | _State, rows: Array, right: _Request | _State, at: Array) -> Array:

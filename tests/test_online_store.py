@@ -752,3 +752,40 @@ def test_memory_is_compact_and_bounded_under_updates(store: FeatureStore) -> Non
         assert table.get((n - 1,), ["a"]) == (float(hours),)
         assert len(table) == n
         assert table.memory_bytes() <= 3 * raw + 8 * n  # stale rows are compacted away
+
+
+@pytest.mark.parametrize("keys", [["bucket"], ["user_id", "bucket"]])
+def test_nan_float_keys_are_found_like_polars_joins_find_them(
+    store: FeatureStore, keys: list[str]
+) -> None:
+    schema = {"user_id": "int64", "bucket": "float64", "ts": "datetime64[ns, utc]", "x": "int64"}
+    group = store.create_feature_group(
+        name="buckets", primary_keys=keys, event_time="ts", schema=schema, online_keys=keys
+    )
+    nan = float("nan")
+    group.insert(
+        frame(
+            schema,
+            [
+                {"user_id": 1, "bucket": nan, "ts": T0, "x": 10},
+                {"user_id": 1, "bucket": 1.5, "ts": T0, "x": 20},
+                {"user_id": 2, "bucket": -0.0, "ts": T0, "x": 30},
+            ],
+        )
+    )
+    table = store.online.table(group)
+    key_of = {"bucket": lambda u, b: (b,), "user_id": lambda u, b: (u, b)}[keys[0]]
+    assert table.get(key_of(1, nan), ("x",)) == (10,)
+    assert table.get(key_of(1, 1.5), ("x",)) == (20,)
+    assert table.get(key_of(2, 0.0), ("x",)) == (30,)  # -0.0 and 0.0 are one key
+    assert table.get(key_of(3, 2.5), ("x",)) is None
+    requests = pl.DataFrame(
+        {"user_id": [1, 1, 2, 3], "bucket": [nan, 1.5, 0.0, 2.5]},
+        schema={"user_id": pl.Int64, "bucket": pl.Float64},
+    ).select(keys)
+    assert table.get_many(requests, ["x"])["x"].to_list() == [10, 20, 30, None]
+    # The offline join matches NaN to NaN as well.
+    offline = requests.join(
+        group.read().select([*keys, "x"]), on=keys, how="left", maintain_order="left"
+    )
+    assert offline["x"].to_list() == [10, 20, 30, None]
