@@ -122,6 +122,36 @@ class FramePlanner:
             for lo, hi in self.windows(start, end, window, table_versions)
         ]
 
+    def latest_rows(
+        self,
+        latest_before: Sequence[pl.DataFrame | None] | None,
+        lo: datetime,
+        hi: datetime,
+        table_versions: Mapping[str, int] | None,
+    ) -> list[pl.DataFrame | None]:
+        """The latest row per key of each timed join's rows before ``hi``, collected.
+
+        From ``latest_before`` (the same for rows before ``lo``) and the rows in
+        ``[lo, hi)``, so walking windows in order reads each feature row once; without
+        it, from all rows before ``hi``. None for a static group. Memory: one row per key.
+        """
+        out: list[pl.DataFrame | None] = []
+        for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
+            time = group.event_time
+            if time is None:
+                out.append(None)
+                continue
+            scan, _ = group.scan_by_time(version=(table_versions or {}).get(group.name))
+            columns = [*join.on, time, *join.features]
+            previous = latest_before[number] if latest_before is not None else None
+            if previous is None:
+                rows = scan.filter(pl.col(time) < hi).select(columns)
+            else:
+                inside = scan.filter((pl.col(time) >= lo) & (pl.col(time) < hi))
+                rows = pl.concat([previous.lazy(), inside.select(columns)])
+            out.append(_latest_per_key(rows, join.on, time).collect(engine="in-memory"))
+        return out
+
     def spine(
         self,
         start: datetime | None,
@@ -165,15 +195,18 @@ class FramePlanner:
         end: datetime | None,
         *,
         since: datetime | None = None,
+        latest_before: Sequence[pl.DataFrame | None] | None = None,
     ) -> pl.LazyFrame:
         """Join the groups onto ``spine``; feature rows at or after ``end`` cannot match.
 
         With ``since``, feature rows before it are reduced to the latest one per key (all a
-        label at or after ``since`` can match), so a window reads only its own rows.
+        label at or after ``since`` can match), so a window reads only its own rows. Those
+        latest rows are computed from the group's earlier rows, or taken from
+        ``latest_before`` (one frame per join, from :meth:`latest_rows`) where given.
         """
         label = self.label
         plans = []
-        for join, group in zip(self.joins, self.groups, strict=True):
+        for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             time = group.event_time
             scan, order = group.scan_by_time(version=(table_versions or {}).get(group.name))
             time_sorted = order != "none"
@@ -181,16 +214,15 @@ class FramePlanner:
                 scan = scan.filter(pl.col(time) < utc(end))
             if time is not None and since is not None:
                 columns = [*join.on, time, *join.features]
-                earlier = pl.col(time) < since
-                if join.max_age is not None:
-                    earlier = earlier & (pl.col(time) >= since - join.max_age)
-                latest = (
-                    scan.filter(earlier)
-                    .select(columns)
-                    .group_by(list(join.on))
-                    .agg(pl.all().sort_by(time).last())
-                    .select(columns)
-                )
+                carried = latest_before[number] if latest_before is not None else None
+                if carried is None:
+                    latest = _latest_per_key(
+                        scan.filter(pl.col(time) < since).select(columns), join.on, time
+                    )
+                else:
+                    latest = carried.lazy()
+                if join.max_age is not None:  # older rows cannot match (fewer to join)
+                    latest = latest.filter(pl.col(time) >= since - join.max_age)
                 scan = pl.concat([latest, scan.filter(pl.col(time) >= since).select(columns)])
                 time_sorted = False
             plans.append(
@@ -218,6 +250,12 @@ class FramePlanner:
             self.label_col,
         ]
         return joined.select(columns)
+
+
+def _latest_per_key(rows: pl.LazyFrame, on: Sequence[str], time: str) -> pl.LazyFrame:
+    """The row with the greatest event time per key (keys cover the primary keys: unique)."""
+    columns = rows.collect_schema().names()
+    return rows.group_by(list(on)).agg(pl.all().sort_by(time).last()).select(columns)
 
 
 def window_filter(

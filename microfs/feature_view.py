@@ -210,7 +210,7 @@ class FeatureView:
         """
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
         planner = self._planner
-        parts = planner.window_plans(start, end, window, versions)
+        edges = planner.windows(start, end, window, versions)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
@@ -218,11 +218,16 @@ class FeatureView:
         rows = 0
         try:
             with pq.ParquetWriter(partial, pl.DataFrame(schema=schema).to_arrow().schema) as out:
-                for part in parts:
+                latest: list[pl.DataFrame | None] | None = None
+                for number, (lo, hi) in enumerate(edges):
+                    spine = planner.spine(lo, hi, versions)
+                    part = planner.join(spine, versions, hi, since=lo, latest_before=latest)
                     frame = _collect(part)
                     if frame.height:
                         out.write_table(frame.to_arrow())
                         rows += frame.height
+                    if number + 1 < len(edges):  # carried forward: each row is read once
+                        latest = planner.latest_rows(latest, lo, hi, versions)
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
