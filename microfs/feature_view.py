@@ -175,7 +175,7 @@ class FeatureView:
         parts = planner.window_plans(start, end, window, versions)
         if not parts:
             return planner.plan(start, end, versions)
-        return pl.concat(parts, how="vertical", parallel=False)
+        return pl.concat(parts, how="vertical")
 
     def write_training_frame(
         self,
