@@ -23,6 +23,7 @@ from typing import Literal
 
 import polars as pl
 
+from microfs._asof_kernel import ROW, asof_rows, kernel_applies
 from microfs.errors import DefinitionError
 
 __all__ = ["JoinPlan", "order_spine", "point_in_time_join"]
@@ -162,6 +163,13 @@ def _branch(
     """
     columns = list(dict.fromkeys([label_time, *plan.on] if plan.event_time else plan.on))
     left = spine.select(columns)
+    label_schema = left.collect_schema()
+    if (
+        plan.event_time is not None
+        and len(plan.on) == 1
+        and kernel_applies(label_schema[plan.on[0]], label_schema[label_time])
+    ):
+        return _kernel_branch(left, plan, right, label_time, time_column)
     if plan.event_time is None:
         joined = left.join(
             right, on=list(plan.on), how="left", nulls_equal=False, maintain_order="left"
@@ -178,6 +186,46 @@ def _branch(
             check_sortedness=False,
         )
     return joined.select(_output_names(plan))
+
+
+def _kernel_branch(
+    left: pl.LazyFrame, plan: JoinPlan, right: pl.LazyFrame, label_time: str, time_column: str
+) -> pl.LazyFrame:
+    """An as-of join on one integer key whose matches :func:`asof_rows` finds.
+
+    It gives exactly the rows of the ``join_asof`` in :func:`_branch`, in about half the
+    CPU time on large label sets (see :mod:`microfs._asof_kernel`). The spine's time and
+    key are stacked over the joined rows' and handed to it whole (its cursors walk the
+    labels in time order); the matched row numbers then gather the features, from the
+    joined rows with one null row appended for labels without a match. The joined rows
+    stay in the plan, so ``explain()`` still shows their scan.
+    """
+    key = plan.on[0]
+    names = list(_output_names(plan))
+    tolerance = _tolerance(plan.max_age)
+    side = "__microfs_joined"
+
+    def match(stacked: pl.DataFrame) -> pl.DataFrame:
+        joined = int(stacked.get_column(side).sum())
+        labels = stacked.slice(0, stacked.height - joined).drop(side)
+        rows = stacked.slice(stacked.height - joined).drop(side)
+        found = asof_rows(
+            labels, rows, time=label_time, key=key, max_age=plan.max_age, tolerance=tolerance
+        )
+        return found.to_frame()
+
+    stacked = pl.concat(
+        [
+            left.with_columns(pl.lit(False).alias(side)),
+            right.select(pl.col(time_column).alias(label_time), key, pl.lit(True).alias(side)),
+        ]
+    )
+    matched = stacked.map_batches(match, schema={ROW: pl.Int64()}, streamable=False)
+    schema = right.select(names).collect_schema()
+    null_row = pl.LazyFrame({name: [None] for name in names}, schema=schema)
+    features = pl.concat([right.select(names), null_row])
+    gathered = pl.col(names).gather(pl.col(ROW).slice(0, pl.col(ROW).count()))
+    return pl.concat([matched, features], how="horizontal_extend").select(gathered)
 
 
 def order_spine(

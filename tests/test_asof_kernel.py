@@ -1,0 +1,161 @@
+"""The compiled as-of kernel against Polars' join_asof and against its own plain-Python run.
+
+tests/test_pit.py holds the brute-force property test of the whole point-in-time join with
+the kernel on and off; here the kernel's own edges: key types and ranges, nulls, time
+units, max_age, and when it must step aside for Polars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from unittest import mock
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from microfs import _asof_kernel
+from microfs._asof_kernel import asof_rows, cursor_asof
+
+KEY_DTYPES = [pl.Int8(), pl.Int32(), pl.Int64(), pl.UInt8(), pl.UInt32(), pl.UInt64()]
+TIME_UNITS = ["ms", "us", "ns"]
+
+
+@contextmanager
+def kernel(*, forced: bool) -> Iterator[mock.MagicMock]:
+    """Force the compiled path (size floor 0) or Polars' (floor out of reach); yield a spy
+    on the compiled function's loader."""
+    floor = 0 if forced else 10**18
+    loader = mock.MagicMock(wraps=_asof_kernel._compiled)
+    with (
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", floor),
+        mock.patch.object(_asof_kernel, "_compiled", loader),
+    ):
+        yield loader
+
+
+def frame(
+    keys: list[int | None], times: list[int], key_dtype: pl.DataType, unit: str
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"t": pl.Series(times, dtype=pl.Int64).cast(pl.Datetime(unit, "UTC")), "k": keys},  # type: ignore[arg-type]
+        schema_overrides={"k": key_dtype},
+    ).sort("t", maintain_order=True)
+
+
+def both_ways(
+    left: pl.DataFrame, right: pl.DataFrame, max_age: timedelta | None
+) -> tuple[list[int], list[int], bool]:
+    tolerance = None if max_age is None else f"{max_age // timedelta(microseconds=1)}us"
+    args = {"time": "t", "key": "k", "max_age": max_age, "tolerance": tolerance}
+    with kernel(forced=True) as loader:
+        compiled = asof_rows(left, right, **args).to_list()  # type: ignore[arg-type]
+    with kernel(forced=False):
+        polars = asof_rows(left, right, **args).to_list()  # type: ignore[arg-type]
+    return compiled, polars, loader.called
+
+
+@st.composite
+def sides(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame, timedelta | None]:
+    key_dtype = draw(st.sampled_from(KEY_DTYPES))
+    unit = draw(st.sampled_from(TIME_UNITS))
+    info = np.iinfo(str(key_dtype).lower())
+    # Keys near the low end of the type, and sometimes near its top: ranges stay dense.
+    base = draw(st.sampled_from([int(info.min), 0, int(info.max) - 8]))
+    keys = st.one_of(st.integers(base, base + 8), st.none())
+    # Times on a coarse grid (many ties) in the column's unit.
+    times = st.integers(0, 12).map(lambda v: v * {"ms": 1, "us": 1_000, "ns": 1_000_000}[unit])
+    left = draw(st.lists(st.tuples(keys, times), max_size=40))
+    right = draw(st.lists(st.tuples(keys, times), max_size=25, unique=True))
+    max_age = draw(st.one_of(st.none(), st.sampled_from([timedelta(0), timedelta(milliseconds=3)])))
+    return (
+        frame([k for k, _ in left], [t for _, t in left], key_dtype, unit),
+        frame([k for k, _ in right], [t for _, t in right], key_dtype, unit),
+        max_age,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=sides())
+def test_the_kernel_matches_exactly_the_rows_polars_join_asof_matches(
+    case: tuple[pl.DataFrame, pl.DataFrame, timedelta | None],
+) -> None:
+    left, right, max_age = case
+    compiled, polars, used = both_ways(left, right, max_age)
+    assert compiled == polars
+    # It serves every such join but one: joined keys beyond int64, which no int64 slot holds.
+    joined_keys = right.get_column("k").drop_nulls()
+    applies = joined_keys.len() > 0 and joined_keys.max() <= np.iinfo(np.int64).max  # type: ignore[operator]
+    assert used == applies
+
+
+def test_plain_python_and_compiled_runs_of_the_kernel_agree() -> None:
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 50, 5_000)
+    times = np.sort(rng.integers(0, 1_000, 5_000))
+    counts = np.bincount(rng.integers(0, 50, 400), minlength=50)
+    starts = np.cumsum(counts) - counts
+    right_times = np.concatenate([np.sort(rng.integers(0, 1_000, c)) for c in counts])
+    right_rows = rng.permutation(right_times.size)
+    args = (keys, keys % 7 != 0, times, 0, starts, counts, right_times, right_rows)
+    matches = []
+    for tolerance in (-1, 25, 0):
+        expected = cursor_asof(*args, tolerance, right_times.size)
+        compiled = _asof_kernel._compiled()(*args, tolerance, right_times.size)
+        assert np.array_equal(compiled, expected)
+        matches.append(int((expected < right_times.size).sum()))
+    assert matches[0] > matches[1] > matches[2] > 0  # a tighter tolerance drops matches
+
+
+def test_sparse_keys_step_aside_for_polars() -> None:
+    left = frame([5, 10**12, None], [1, 2, 3], pl.Int64(), "us")
+    right = frame([5, 10**12], [0, 1], pl.Int64(), "us")
+    compiled, polars, used = both_ways(left, right, None)
+    assert compiled == polars == [0, 1, 2]
+    assert not used
+
+
+def test_unsigned_keys_beyond_the_int64_range_match_nothing_or_step_aside() -> None:
+    big = 2**64 - 1
+    left = frame([big, 3, None], [1, 2, 3], pl.UInt64(), "us")
+    right = frame([3, 4], [0, 0], pl.UInt64(), "us")
+    compiled, polars, used = both_ways(left, right, None)
+    assert compiled == polars == [2, 0, 2]
+    assert used
+    right_big = frame([big, big - 1], [0, 0], pl.UInt64(), "us")
+    compiled, polars, used = both_ways(left, right_big, None)
+    assert compiled == polars == [0, 2, 2]
+    assert not used
+
+
+def test_keys_at_the_far_end_of_int64_do_not_wrap_into_range() -> None:
+    low, high = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    left = frame([low, high, high - 1], [1, 1, 1], pl.Int64(), "us")
+    right = frame([high - 1, high], [0, 0], pl.Int64(), "us")
+    compiled, polars, used = both_ways(left, right, None)
+    assert compiled == polars == [2, 1, 0]
+    assert used
+
+
+def test_null_label_times_step_aside_for_polars() -> None:
+    left = pl.DataFrame(
+        {"t": [None, 5], "k": [1, 1]}, schema={"t": pl.Datetime("us", "UTC"), "k": pl.Int64()}
+    )
+    right = frame([1], [0], pl.Int64(), "us")
+    compiled, polars, used = both_ways(left, right, None)
+    assert compiled == polars
+    assert not used
+
+
+@pytest.mark.parametrize("unit", TIME_UNITS)
+def test_max_age_keeps_a_match_exactly_that_old_in_every_time_unit(unit: str) -> None:
+    step = {"ms": 1, "us": 1_000, "ns": 1_000_000}[unit]  # one millisecond in the unit
+    left = frame([1, 1], [3 * step, 3 * step + 1], pl.Int64(), unit)
+    right = frame([1], [0], pl.Int64(), unit)
+    compiled, polars, used = both_ways(left, right, timedelta(milliseconds=3))
+    assert compiled == polars == [0, 1]  # one unit older than max_age is too old
+    assert used
