@@ -221,10 +221,17 @@ def _kernel_branch(
         ]
     )
     matched = stacked.map_batches(match, schema={ROW: pl.Int64()}, streamable=False)
+    # One chunk, sliced back to its own length before the gather: a gather from the
+    # chunks the side-by-side padding adds costs about three times as much.
     schema = right.select(names).collect_schema()
     null_row = pl.LazyFrame({name: [None] for name in names}, schema=schema)
-    features = pl.concat([right.select(names), null_row])
-    gathered = pl.col(names).gather(pl.col(ROW).slice(0, pl.col(ROW).count()))
+    features = pl.concat([right.select(names), null_row], rechunk=True)
+    features = features.with_columns(pl.lit(True).alias(side))
+    gathered = (
+        pl.col(names)
+        .slice(0, pl.col(side).count())
+        .gather(pl.col(ROW).slice(0, pl.col(ROW).count()))
+    )
     return pl.concat([matched, features], how="horizontal_extend").select(gathered)
 
 
