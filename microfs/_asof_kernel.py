@@ -232,8 +232,11 @@ def cursor_asof(
 
 @cache
 def _compiled() -> Callable[..., Any]:
-    """:func:`cursor_asof` compiled (and cached on disk) on first use."""
+    """:func:`cursor_asof` compiled on first use, and cached on disk where numba can write."""
     import numba  # imported here: loading it costs about half a second
 
-    compiled: Callable[..., Any] = numba.njit(cache=True, nogil=True)(cursor_asof)
+    try:
+        compiled: Callable[..., Any] = numba.njit(cache=True, nogil=True)(cursor_asof)
+    except RuntimeError:  # no writable cache directory: compile in memory each process
+        compiled = numba.njit(cache=False, nogil=True)(cursor_asof)
     return compiled
