@@ -45,7 +45,12 @@ from common import (
 
 ENGINES: tuple[str, ...] = ("microfs", "microfs in-memory", "duckdb", "duckdb ordered", "pandas")
 """Engines run by default, MicroFS first (the reference of the equality check)."""
-ALL_ENGINES: tuple[str, ...] = (*ENGINES, "microfs streaming", "microfs windowed")
+ALL_ENGINES: tuple[str, ...] = (
+    *ENGINES,
+    "microfs streaming",
+    "microfs windowed",
+    "microfs polars join",
+)
 
 
 # -- the workload ---------------------------------------------------------------------------
@@ -121,9 +126,20 @@ Builder = Callable[[dict[str, Any]], Callable[[], Any]]
 """Takes a spec, imports what the engine needs and returns the (timed) work."""
 
 
-def _microfs(engine: Literal["in-memory", "streaming"] | None) -> Builder:
+def _microfs(
+    engine: Literal["in-memory", "streaming"] | None, *, polars_join: bool = False
+) -> Builder:
+    """MicroFS's training frame, collected by ``engine`` (None: Polars' default).
+
+    ``polars_join`` keeps Polars' ``join_asof`` for every join instead of the compiled
+    as-of kernel of integer-keyed joins (``microfs._asof_kernel``): the kernel's gain.
+    """
+
     def build(spec: dict[str, Any]) -> Callable[[], Any]:
-        from microfs import FeatureStore
+        from microfs import FeatureStore, _asof_kernel
+
+        if polars_join:
+            _asof_kernel.KERNEL_MIN_ROWS = sys.maxsize
 
         def work() -> tuple[pl.DataFrame, dict[str, Any]]:
             view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
@@ -272,6 +288,7 @@ _ENGINE_BUILDERS: dict[str, Builder] = {
     "microfs in-memory": _microfs("in-memory"),
     "microfs streaming": _microfs("streaming"),
     "microfs windowed": _microfs_windowed,
+    "microfs polars join": _microfs("in-memory", polars_join=True),
     "duckdb": _duckdb(ordered=False),
     "duckdb ordered": _duckdb(ordered=True),
     "pandas": _pandas,

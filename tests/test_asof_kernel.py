@@ -27,12 +27,13 @@ TIME_UNITS = ["ms", "us", "ns"]
 
 @contextmanager
 def kernel(*, forced: bool) -> Iterator[mock.MagicMock]:
-    """Force the compiled path (size floor 0) or Polars' (floor out of reach); yield a spy
+    """Force the compiled path (size floors 0) or Polars' (floor out of reach); yield a spy
     on the compiled function's loader."""
     floor = 0 if forced else 10**18
     loader = mock.MagicMock(wraps=_asof_kernel._compiled)
     with (
         mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", floor),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
         mock.patch.object(_asof_kernel, "_compiled", loader),
     ):
         yield loader
@@ -159,3 +160,17 @@ def test_max_age_keeps_a_match_exactly_that_old_in_every_time_unit(unit: str) ->
     compiled, polars, used = both_ways(left, right, timedelta(milliseconds=3))
     assert compiled == polars == [0, 1]  # one unit older than max_age is too old
     assert used
+
+
+def test_a_narrow_key_range_stays_with_polars() -> None:
+    # Few keys keep Polars' hash tables in cache; the kernel is kept for wide ranges.
+    left = frame([1, 2, 3], [1, 2, 3], pl.Int64(), "us")
+    right = frame([1, 2], [0, 0], pl.Int64(), "us")
+    loader = mock.MagicMock(wraps=_asof_kernel._compiled)
+    with (
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", 0),
+        mock.patch.object(_asof_kernel, "_compiled", loader),
+    ):
+        rows = asof_rows(left, right, time="t", key="k", max_age=None, tolerance=None)
+    assert rows.to_list() == [0, 1, 2]
+    assert not loader.called
