@@ -21,6 +21,7 @@ from typing import Literal
 
 import polars as pl
 
+from microfs import _asof_kernel
 from microfs.errors import DefinitionError
 from microfs.feature_group import FeatureGroup
 from microfs.pit import JoinPlan, point_in_time_join
@@ -205,10 +206,12 @@ class FramePlanner:
         ``latest_before`` (one frame per join, from :meth:`latest_rows`) where given.
         """
         label = self.label
+        versions = table_versions or {}
+        label_rows = label._rows_and_range(self.time, versions.get(label.name))[0]
         plans = []
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             time = group.event_time
-            scan, order = group.scan_by_time(version=(table_versions or {}).get(group.name))
+            scan, order = group.scan_by_time(version=versions.get(group.name))
             time_sorted = order != "none"
             if time is not None and end is not None:
                 scan = scan.filter(pl.col(time) < utc(end))
@@ -234,6 +237,7 @@ class FramePlanner:
                     prefix=join.prefix,
                     max_age=join.max_age,
                     sorted_by_time=time_sorted,
+                    compiled=_suits_kernel(label_rows, group, join.on, versions.get(group.name)),
                 )
             )
         joined = point_in_time_join(
@@ -250,6 +254,23 @@ class FramePlanner:
             self.label_col,
         ]
         return joined.select(columns)
+
+
+def _suits_kernel(
+    label_rows: int, group: FeatureGroup, on: Sequence[str], version: int | None
+) -> bool:
+    """Whether a join may pay for the compiled as-of kernel, judged from the Delta logs.
+
+    Enough labels (the label table's rows: the window of a frame may hold fewer) and a
+    wide enough range of one integer key in the joined group; the kernel checks the rows
+    themselves again when it runs.
+    """
+    if len(on) != 1 or label_rows < _asof_kernel.KERNEL_MIN_ROWS // 16:
+        return False
+    _, low, high = group._rows_and_range(on[0], version)
+    if not isinstance(low, int) or not isinstance(high, int):
+        return False
+    return high - low + 1 >= _asof_kernel.KERNEL_MIN_KEYS
 
 
 def _latest_per_key(rows: pl.LazyFrame, on: Sequence[str], time: str) -> pl.LazyFrame:

@@ -412,6 +412,22 @@ class FeatureGroup:
             self._row_order[resolved] = known
         return frame, known
 
+    def _rows_and_range(self, column: str, version: int | None = None) -> tuple[int, Any, Any]:
+        """A table version's row count and ``column``'s (min, max), from the Delta log alone.
+
+        No data file is read. The range is (None, None) where the log keeps no statistics
+        for ``column``.
+        """
+        table = self._table(self.resolve_version(version=version))
+        actions = pl.DataFrame(table.get_add_actions(flatten=True))
+        if actions.height == 0 or "num_records" not in actions.columns:
+            return 0, None, None
+        rows = int(actions.get_column("num_records").sum())
+        low, high = f"min.{column}", f"max.{column}"
+        if low not in actions.columns or high not in actions.columns:
+            return rows, None, None
+        return rows, actions.get_column(low).min(), actions.get_column(high).max()
+
     def _orders_path(self) -> Path:
         """Where proven row orders are remembered, beside the table like its lock file."""
         return self.path.parent / f".{self.path.name}.order.json"

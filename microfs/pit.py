@@ -49,6 +49,11 @@ class JoinPlan:
         sorted_by_time: The caller asserts that ``frame`` is already sorted by
             ``event_time`` ascending, so it is flagged sorted instead of sorted again.
             A false claim gives wrong matches.
+        compiled: Run the join with the compiled as-of kernel of
+            :mod:`microfs._asof_kernel` instead of Polars' ``join_asof``: worth it for
+            millions of labels over a wide range of one integer key, slower than Polars
+            for small or narrow joins. The rows are the same either way, and the kernel
+            still leaves the join to Polars when the rows at run time do not suit it.
 
     Example:
         >>> import polars as pl
@@ -59,8 +64,8 @@ class JoinPlan:
         ...     features=("level",),
         ...     prefix="user_",
         ... )
-        >>> plan.on, plan.sorted_by_time
-        (('user_id',), False)
+        >>> plan.on, plan.sorted_by_time, plan.compiled
+        (('user_id',), False, False)
     """
 
     frame: pl.LazyFrame
@@ -70,6 +75,7 @@ class JoinPlan:
     prefix: str = ""
     max_age: timedelta | None = None
     sorted_by_time: bool = False
+    compiled: bool = False
 
 
 def _output_names(plan: JoinPlan) -> tuple[str, ...]:
@@ -165,7 +171,8 @@ def _branch(
     left = spine.select(columns)
     label_schema = left.collect_schema()
     if (
-        plan.event_time is not None
+        plan.compiled
+        and plan.event_time is not None
         and len(plan.on) == 1
         and kernel_applies(label_schema[plan.on[0]], label_schema[label_time])
     ):

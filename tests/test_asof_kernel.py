@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microfs import _asof_kernel
+from microfs import FeatureStore, _asof_kernel, synthetic
 from microfs._asof_kernel import asof_rows, cursor_asof
 
 KEY_DTYPES = [pl.Int8(), pl.Int32(), pl.Int64(), pl.UInt8(), pl.UInt32(), pl.UInt64()]
@@ -174,3 +174,33 @@ def test_a_narrow_key_range_stays_with_polars() -> None:
         rows = asof_rows(left, right, time="t", key="k", max_age=None, tolerance=None)
     assert rows.to_list() == [0, 1, 2]
     assert not loader.called
+
+
+def test_a_feature_view_chooses_the_kernel_from_the_delta_logs_and_gets_the_same_frame(
+    store: FeatureStore,
+) -> None:
+    world = synthetic.generate_world("tiny", seed=1)
+    for name, rows in world.frames().items():
+        store.create_feature_group(name, schema=synthetic.SCHEMAS[name], **synthetic.GROUPS[name])
+        store.get_feature_group(name).insert(rows)
+    view = store.create_feature_view(
+        name="kernel_check",
+        label_fg="user_activity",
+        label_col="conversion",
+        joins=[
+            {"fg_name": "user_profile", "on": ["user_id"]},
+            {"fg_name": "item_feature", "on": ["item_id"], "max_age": timedelta(days=3)},
+        ],
+    )
+    default = view.training_frame()
+    assert "OPAQUE_PYTHON" not in default.explain()  # a tiny lake stays with Polars
+    with kernel(forced=True) as loader:
+        forced = view.training_frame()
+        plan = forced.explain()
+        assert plan.count("OPAQUE_PYTHON") == 2  # both joins, from the logs' statistics
+        assert plan.count("user_profile") >= 1  # the joined scans stay in the plan
+        frame = forced.collect(engine="in-memory")
+    assert loader.called
+    expected = default.collect(engine="in-memory")
+    assert frame.equals(expected)
+    assert expected.get_column("price").null_count() < expected.height  # matches happen

@@ -78,7 +78,7 @@ def reference_join(world: PitWorld) -> pl.DataFrame:
     return pl.DataFrame(out_rows, schema=out_schema, orient="row")
 
 
-def frames(world: PitWorld) -> tuple[pl.LazyFrame, list[JoinPlan]]:
+def frames(world: PitWorld, *, compiled: bool = False) -> tuple[pl.LazyFrame, list[JoinPlan]]:
     labels = pl.DataFrame(world.label_rows, schema=world.label_schema, orient="row")
     plans = [
         JoinPlan(
@@ -89,14 +89,15 @@ def frames(world: PitWorld) -> tuple[pl.LazyFrame, list[JoinPlan]]:
             prefix=g.prefix,
             max_age=g.max_age,
             sorted_by_time=g.sorted_by_time,
+            compiled=compiled,
         )
         for g in world.groups
     ]
     return labels.lazy(), plans
 
 
-def run(world: PitWorld, engine: Engine = "auto") -> pl.DataFrame:
-    labels, plans = frames(world)
+def run(world: PitWorld, engine: Engine = "auto", *, compiled: bool = False) -> pl.DataFrame:
+    labels, plans = frames(world, compiled=compiled)
     lf = point_in_time_join(
         labels,
         label_time=world.label_time,
@@ -122,20 +123,20 @@ USER_SCHEMA: dict[str, pl.DataType] = {"user_id": pl.Int64(), "ts": PIT_TIME, "s
 # --- the property: the plan equals the reference on random worlds ---
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["polars", "compiled-kernel"])
+@pytest.mark.parametrize("mode", ["polars", "kernel-branch-polars-inside", "compiled-kernel"])
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=pit_worlds())
-def test_point_in_time_join_equals_brute_force_reference(world: PitWorld, compiled: bool) -> None:
-    # The compiled as-of kernel serves integer-keyed joins of large label sets over many
-    # keys; with its floors at zero it serves every such join here ("user"; the others
-    # keep Polars).
+def test_point_in_time_join_equals_brute_force_reference(world: PitWorld, mode: str) -> None:
+    # Joins flagged `compiled` run through the compiled as-of kernel's plan branch, which
+    # hands the rows to the kernel or, below its size floors, to Polars' join_asof; with
+    # the floors at zero the kernel serves every integer-keyed join here ("user").
     expected = reference_join(world)
-    floor = 0 if compiled else 10**18
+    floor = 0 if mode == "compiled-kernel" else 10**18
     with (
         mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", floor),
         mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
     ):
-        out = run(world)
+        out = run(world, compiled=mode != "polars")
     assert out.height == len(world.label_rows)
     assert_frame_equal(out, expected)
 
