@@ -200,7 +200,9 @@ def test_a_feature_view_chooses_the_kernel_from_the_delta_logs_and_gets_the_same
         assert plan.count("OPAQUE_PYTHON") == 2  # both joins, from the logs' statistics
         assert plan.count("user_profile") >= 1  # the joined scans stay in the plan
         frame = forced.collect(engine="in-memory")
+        streamed = forced.collect(engine="streaming")
     assert loader.called
+    assert streamed.equals(frame)
     expected = default.collect(engine="in-memory")
     assert frame.equals(expected)
     assert expected.get_column("price").null_count() < expected.height  # matches happen
