@@ -7,11 +7,11 @@ the joined group, a key is its own array index, and one pass over the labels in 
 order with one cursor per key finds every match: each label moves its key's cursor
 forward past the rows at or before its time (``cursor_asof`` below, compiled by numba).
 
-:func:`asof_join` gives exactly what ``join_asof(by=key, strategy="backward")`` gives on
-the same frames (:mod:`microfs.pit` owns that contract), and falls back to that join
-whenever the fast path does not apply: a key that is not an integer, a key range far
-wider than the joined rows, null label times, or too few labels to repay loading the
-compiled kernel.
+:func:`asof_rows` gives exactly the matches of ``join_asof(by=key, strategy="backward")``
+on the same frames (:mod:`microfs.pit` owns that contract), as row numbers, and leaves
+the join to Polars whenever the kernel does not pay or does not apply: too few labels to
+repay loading it, a narrow key range (Polars' tables then stay in cache), a key range
+far wider than the joined rows, joined keys beyond int64, or null label times.
 """
 
 from __future__ import annotations

@@ -169,14 +169,10 @@ def _branch(
     """
     columns = list(dict.fromkeys([label_time, *plan.on] if plan.event_time else plan.on))
     left = spine.select(columns)
-    label_schema = left.collect_schema()
-    if (
-        plan.compiled
-        and plan.event_time is not None
-        and len(plan.on) == 1
-        and kernel_applies(label_schema[plan.on[0]], label_schema[label_time])
-    ):
-        return _kernel_branch(left, plan, right, label_time, time_column)
+    if plan.compiled and plan.event_time is not None and len(plan.on) == 1:
+        schema = left.collect_schema()
+        if kernel_applies(schema[plan.on[0]], schema[label_time]):
+            return _kernel_branch(left, plan, right, label_time, time_column)
     if plan.event_time is None:
         joined = left.join(
             right, on=list(plan.on), how="left", nulls_equal=False, maintain_order="left"
