@@ -30,9 +30,11 @@ __all__ = ["KERNEL_MIN_KEYS", "KERNEL_MIN_ROWS", "ROW", "asof_rows", "kernel_app
 
 KERNEL_MIN_ROWS = 4_000_000
 """Labels below this count are joined by Polars, unless numba is already loaded (then a
-sixteenth of it). Loading numba and the compiled kernel costs about 0.4 s once per
-process; the kernel saves about 50 ns per label and join over 400k keys (10M labels:
-0.54 s against Polars' 1.07 s), so a cold start pays off from about 4M labels."""
+sixteenth of it). Loading numba and the compiled kernel costs about 0.5 s once per
+process (importing numba 0.2 s, loading the cached machine code 0.3 s; the first compile
+ever, 1.3 s); the kernel saves about 50 ns per label and join over 400k keys (10M
+labels: 0.54 s against Polars' 1.07 s), so a cold start pays off from a few million
+labels."""
 
 KERNEL_MIN_KEYS = 65_536
 """Joined key ranges below this are joined by Polars: its hash tables then stay in cache,
@@ -243,7 +245,7 @@ def cursor_asof(
 @cache
 def _compiled() -> Callable[..., Any]:
     """:func:`cursor_asof` compiled on first use, and cached on disk where numba can write."""
-    import numba  # imported here: loading it costs about half a second
+    import numba  # imported here, where it is needed: importing it takes about 0.2 s
 
     try:
         compiled: Callable[..., Any] = numba.njit(cache=True, nogil=True)(cursor_asof)

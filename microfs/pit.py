@@ -54,6 +54,9 @@ class JoinPlan:
             millions of labels over a wide range of one integer key, slower than Polars
             for small or narrow joins. The rows are the same either way, and the kernel
             still leaves the join to Polars when the rows at run time do not suit it.
+            The kernel's plan reads ``frame`` twice; it sorts it by time and key, but a
+            frame flagged ``sorted_by_time`` must give its rows in the same order on
+            every read (a file scan does).
 
     Example:
         >>> import polars as pl
@@ -147,7 +150,7 @@ def point_in_time_join(
         spine = order_spine(labels, label_time, label_keys, time_sorted=labels_sorted == "time")
 
     branches = [
-        _branch(spine, plan, right, label_time, time_column)
+        _branch(spine, plan, right, label_schema, label_time, time_column)
         for plan, right, time_column in zip(joins, rights, time_columns, strict=True)
         if plan.features
     ]
@@ -157,7 +160,12 @@ def point_in_time_join(
 
 
 def _branch(
-    spine: pl.LazyFrame, plan: JoinPlan, right: pl.LazyFrame, label_time: str, time_column: str
+    spine: pl.LazyFrame,
+    plan: JoinPlan,
+    right: pl.LazyFrame,
+    label_schema: pl.Schema,
+    label_time: str,
+    time_column: str,
 ) -> pl.LazyFrame:
     """One join's feature columns, one row per spine row in the spine's order.
 
@@ -169,10 +177,8 @@ def _branch(
     """
     columns = list(dict.fromkeys([label_time, *plan.on] if plan.event_time else plan.on))
     left = spine.select(columns)
-    if plan.compiled and plan.event_time is not None and len(plan.on) == 1:
-        schema = left.collect_schema()
-        if kernel_applies(schema[plan.on[0]], schema[label_time]):
-            return _kernel_branch(left, plan, right, label_time, time_column)
+    if _uses_kernel(plan, label_schema, label_time):
+        return _kernel_branch(left, plan, right, label_time, time_column)
     if plan.event_time is None:
         joined = left.join(
             right, on=list(plan.on), how="left", nulls_equal=False, maintain_order="left"
@@ -189,6 +195,16 @@ def _branch(
             check_sortedness=False,
         )
     return joined.select(_output_names(plan))
+
+
+def _uses_kernel(plan: JoinPlan, label_schema: pl.Schema, label_time: str) -> bool:
+    """Whether a join runs as :func:`_kernel_branch`: flagged, timed, one integer key."""
+    return (
+        plan.compiled
+        and plan.event_time is not None
+        and len(plan.on) == 1
+        and kernel_applies(label_schema[plan.on[0]], label_schema[label_time])
+    )
 
 
 def _kernel_branch(
@@ -362,4 +378,9 @@ def _prepare(
     right = plan.frame.select(pl.col(plan.event_time).alias(time_column), *columns)
     if plan.sorted_by_time:
         return right.set_sorted(time_column)
+    if _uses_kernel(plan, label_schema, label_time):
+        # The kernel's branch reads this frame twice (keys and times, then features) and
+        # matches by row number: both reads must see one order, whatever the engine
+        # caches, so ties in time are ordered by key (unique per time in a group).
+        return right.sort([time_column, *plan.on], maintain_order=True)
     return right.sort(time_column)

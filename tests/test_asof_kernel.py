@@ -17,9 +17,11 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from microfs import FeatureStore, _asof_kernel, synthetic
 from microfs._asof_kernel import asof_rows, cursor_asof
+from microfs.pit import JoinPlan, point_in_time_join
 
 KEY_DTYPES = [pl.Int8(), pl.Int32(), pl.Int64(), pl.UInt8(), pl.UInt32(), pl.UInt64()]
 TIME_UNITS = ["ms", "us", "ns"]
@@ -206,3 +208,37 @@ def test_a_feature_view_chooses_the_kernel_from_the_delta_logs_and_gets_the_same
     expected = default.collect(engine="in-memory")
     assert frame.equals(expected)
     assert expected.get_column("price").null_count() < expected.height  # matches happen
+
+
+def test_the_kernel_branch_does_not_rely_on_the_engine_reading_the_group_once() -> None:
+    # The branch reads the joined rows twice and matches by row number. Without common
+    # subplan elimination each read runs on its own: here a group-by whose row order
+    # changes from one run to the next. Rows sharing a time must still come out of both
+    # reads in one order (the branch sorts them by key too).
+    rng = np.random.default_rng(5)
+    n = 200_000
+    raw = pl.DataFrame(
+        {
+            "k": rng.integers(0, 20_000, n),
+            "ts": pl.Series(rng.integers(0, 50, n) * 1_000_000).cast(pl.Datetime("us", "UTC")),
+            "x": rng.random(n),
+        }
+    )
+    group = raw.lazy().group_by("k", "ts").agg(pl.col("x").max())
+    labels = pl.DataFrame(
+        {
+            "k": rng.integers(0, 20_000, 50_000),
+            "t": pl.Series(rng.integers(0, 50, 50_000) * 1_000_000).cast(pl.Datetime("us", "UTC")),
+        }
+    )
+
+    def joined(*, compiled: bool) -> pl.DataFrame:
+        plan = JoinPlan(group, ("k",), "ts", ("x",), compiled=compiled)
+        lf = point_in_time_join(labels.lazy(), label_time="t", label_keys=["k"], joins=[plan])
+        return lf.collect(optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
+
+    expected = joined(compiled=False)
+    with kernel(forced=True) as loader:
+        assert_frame_equal(joined(compiled=True), expected)
+    assert loader.called
+    assert expected.get_column("x").null_count() < expected.height // 2
