@@ -26,7 +26,14 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-__all__ = ["KERNEL_MIN_KEYS", "KERNEL_MIN_ROWS", "ROW", "asof_rows", "kernel_applies"]
+__all__ = [
+    "KERNEL_MIN_KEYS",
+    "KERNEL_MIN_ROWS",
+    "ROW",
+    "asof_rows",
+    "kernel_applies",
+    "label_floor",
+]
 
 KERNEL_MIN_ROWS = 4_000_000
 """Labels below this count are joined by Polars, unless numba is already loaded (then a
@@ -63,6 +70,14 @@ def kernel_applies(key_dtype: pl.DataType, time_dtype: pl.DataType) -> bool:
     False
     """
     return key_dtype.base_type() in _KEY_DTYPES and isinstance(time_dtype, pl.Datetime)
+
+
+def label_floor() -> int:
+    """The fewest labels for which the kernel pays.
+
+    :data:`KERNEL_MIN_ROWS`, or a sixteenth of it once numba is loaded in this process.
+    """
+    return KERNEL_MIN_ROWS // 16 if "numba" in sys.modules else KERNEL_MIN_ROWS
 
 
 def asof_rows(
@@ -119,8 +134,7 @@ def _matched_rows(
 
     None when Polars should do the join instead.
     """
-    floor = KERNEL_MIN_ROWS // 16 if "numba" in sys.modules else KERNEL_MIN_ROWS
-    if left.height < floor or not kernel_applies(left.schema[key], left.schema[time]):
+    if left.height < label_floor() or not kernel_applies(left.schema[key], left.schema[time]):
         return None
     times = left.get_column(time)
     if times.null_count():

@@ -35,10 +35,13 @@ class Spine:
     """Label rows to join onto, and how far they are in the output's order already.
 
     ``order`` is True for (event time, primary keys), ``"time"`` for event time only.
+    ``rows`` estimates how many rows there are, from the Delta log (None: unknown); it
+    only decides how joins run, never what they give.
     """
 
     frame: pl.LazyFrame
     order: bool | Literal["time"]
+    rows: int | None = None
 
 
 class FramePlanner:
@@ -162,9 +165,14 @@ class FramePlanner:
         """The label group's rows with ``start <= t < end``, in stored order when proven."""
         label = self.label
         columns = [*label.primary_keys, self.time, *self.label_features(), self.label_col]
-        scan, order = label.scan_by_time(version=(table_versions or {}).get(label.name))
+        version = (table_versions or {}).get(label.name)
+        scan, order = label.scan_by_time(version=version)
         frame = window_filter(scan.select(columns), self.time, utc(start), utc(end))
-        return Spine(frame, True if order == "keys" else "time" if order == "time" else False)
+        rows = _rows_between(*label._rows_and_range(self.time, version), utc(start), utc(end))
+        ordered: bool | Literal["time"] = (
+            True if order == "keys" else "time" if order == "time" else False
+        )
+        return Spine(frame, ordered, rows)
 
     def spine_from(
         self, spine: pl.LazyFrame | pl.DataFrame, start: datetime | None, end: datetime | None
@@ -207,7 +215,6 @@ class FramePlanner:
         """
         label = self.label
         versions = table_versions or {}
-        label_rows = label._rows_and_range(self.time, versions.get(label.name))[0]
         plans = []
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             time = group.event_time
@@ -237,7 +244,7 @@ class FramePlanner:
                     prefix=join.prefix,
                     max_age=join.max_age,
                     sorted_by_time=time_sorted,
-                    compiled=_suits_kernel(label_rows, group, join.on, versions.get(group.name)),
+                    compiled=_suits_kernel(spine.rows, group, join.on, versions.get(group.name)),
                 )
             )
         joined = point_in_time_join(
@@ -257,20 +264,42 @@ class FramePlanner:
 
 
 def _suits_kernel(
-    label_rows: int, group: FeatureGroup, on: Sequence[str], version: int | None
+    labels: int | None, group: FeatureGroup, on: Sequence[str], version: int | None
 ) -> bool:
-    """Whether a join may pay for the compiled as-of kernel, judged from the Delta logs.
+    """Whether a join pays for the compiled as-of kernel, judged from the Delta logs.
 
-    Enough labels (the label table's rows: the window of a frame may hold fewer) and a
-    wide enough range of one integer key in the joined group; the kernel checks the rows
-    themselves again when it runs.
+    Enough labels (estimated) and a wide enough range of one integer key in the joined
+    group; the kernel checks the rows themselves again when it runs.
     """
-    if len(on) != 1 or label_rows < _asof_kernel.KERNEL_MIN_ROWS // 16:
+    if len(on) != 1 or labels is None or labels < _asof_kernel.label_floor():
         return False
     _, low, high = group._rows_and_range(on[0], version)
     if not isinstance(low, int) or not isinstance(high, int):
         return False
     return high - low + 1 >= _asof_kernel.KERNEL_MIN_KEYS
+
+
+def _rows_between(
+    rows: int,
+    low: datetime | None,
+    high: datetime | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> int:
+    """Of ``rows`` spread over ``[low, high]``, about how many fall in ``[start, end)``.
+
+    Assumes an even spread; with no time range known, all of them.
+
+    >>> day = lambda d: datetime(2024, 1, d, tzinfo=timezone.utc)
+    >>> _rows_between(1_000, day(1), day(11), day(6), None)
+    500
+    """
+    if low is None or high is None or high <= low:
+        return rows
+    first = low if start is None else min(max(start, low), high)
+    last = high if end is None else min(max(end, low), high)
+    share = max((last - first).total_seconds(), 0.0) / (high - low).total_seconds()
+    return round(rows * share)
 
 
 def _latest_per_key(rows: pl.LazyFrame, on: Sequence[str], time: str) -> pl.LazyFrame:

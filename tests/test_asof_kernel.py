@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from microfs import FeatureStore, _asof_kernel, synthetic
+from microfs import FeatureStore, FeatureView, _asof_kernel, synthetic
 from microfs._asof_kernel import asof_rows, cursor_asof
 from microfs.pit import JoinPlan, point_in_time_join
 
@@ -178,14 +178,12 @@ def test_a_narrow_key_range_stays_with_polars() -> None:
     assert not loader.called
 
 
-def test_a_feature_view_chooses_the_kernel_from_the_delta_logs_and_gets_the_same_frame(
-    store: FeatureStore,
-) -> None:
+def tiny_view(store: FeatureStore) -> FeatureView:
     world = synthetic.generate_world("tiny", seed=1)
     for name, rows in world.frames().items():
         store.create_feature_group(name, schema=synthetic.SCHEMAS[name], **synthetic.GROUPS[name])
         store.get_feature_group(name).insert(rows)
-    view = store.create_feature_view(
+    return store.create_feature_view(
         name="kernel_check",
         label_fg="user_activity",
         label_col="conversion",
@@ -194,6 +192,12 @@ def test_a_feature_view_chooses_the_kernel_from_the_delta_logs_and_gets_the_same
             {"fg_name": "item_feature", "on": ["item_id"], "max_age": timedelta(days=3)},
         ],
     )
+
+
+def test_a_feature_view_chooses_the_kernel_from_the_delta_logs_and_gets_the_same_frame(
+    store: FeatureStore,
+) -> None:
+    view = tiny_view(store)
     default = view.training_frame()
     assert "OPAQUE_PYTHON" not in default.explain()  # a tiny lake stays with Polars
     with kernel(forced=True) as loader:
@@ -208,6 +212,23 @@ def test_a_feature_view_chooses_the_kernel_from_the_delta_logs_and_gets_the_same
     expected = default.collect(engine="in-memory")
     assert frame.equals(expected)
     assert expected.get_column("price").null_count() < expected.height  # matches happen
+
+
+def test_the_planner_counts_a_window_s_labels_from_the_delta_log(store: FeatureStore) -> None:
+    view = tiny_view(store)
+    labels = store.get_feature_group("user_activity").read()
+    times = labels.get_column("timestamp").sort()
+    first, last = times[0], times[-1]
+    tenth = (last - first) / 10
+    with (
+        mock.patch.object(_asof_kernel, "label_floor", return_value=labels.height // 2),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
+    ):
+        assert view.training_frame().explain().count("OPAQUE_PYTHON") == 2
+        narrow = view.training_frame(start=first, end=first + tenth)
+        assert "OPAQUE_PYTHON" not in narrow.explain()
+        wide = view.training_frame(start=first + tenth, end=last)
+        assert wide.explain().count("OPAQUE_PYTHON") == 2
 
 
 def test_the_kernel_branch_does_not_rely_on_the_engine_reading_the_group_once() -> None:
