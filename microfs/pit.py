@@ -222,7 +222,8 @@ def _kernel_branch(
     key = plan.on[0]
     names = list(_output_names(plan))
     tolerance = _tolerance(plan.max_age)
-    side = "__microfs_joined"
+    side = _unused("__microfs_joined", [*names, label_time, key])
+    row = _unused(ROW, names)
 
     def match(stacked: pl.DataFrame) -> pl.DataFrame:
         joined = int(stacked.get_column(side).sum())
@@ -231,7 +232,7 @@ def _kernel_branch(
         found = asof_rows(
             labels, rows, time=label_time, key=key, max_age=plan.max_age, tolerance=tolerance
         )
-        return found.to_frame()
+        return found.alias(row).to_frame()
 
     stacked = pl.concat(
         [
@@ -239,7 +240,7 @@ def _kernel_branch(
             right.select(pl.col(time_column).alias(label_time), key, pl.lit(True).alias(side)),
         ]
     )
-    matched = stacked.map_batches(match, schema={ROW: pl.Int64()}, streamable=False)
+    matched = stacked.map_batches(match, schema={row: pl.Int64()}, streamable=False)
     # One chunk, sliced back to its own length before the gather: a gather from the
     # chunks the side-by-side padding adds costs about three times as much.
     schema = right.select(names).collect_schema()
@@ -249,7 +250,7 @@ def _kernel_branch(
     gathered = (
         pl.col(names)
         .slice(0, pl.col(side).count())
-        .gather(pl.col(ROW).slice(0, pl.col(ROW).count()))
+        .gather(pl.col(row).slice(0, pl.col(row).count()))
     )
     return pl.concat([matched, features], how="horizontal_extend").select(gathered)
 
@@ -315,7 +316,11 @@ def _check_output_names(label_columns: tuple[str, ...], joins: Sequence[JoinPlan
 
 def _time_column(number: int, taken: Collection[str]) -> str:
     """A private name for join ``number``'s event time that no output column has."""
-    name = f"{_TIME_PREFIX}{number}"
+    return _unused(f"{_TIME_PREFIX}{number}", taken)
+
+
+def _unused(name: str, taken: Collection[str]) -> str:
+    """``name``, with underscores put in front until no column in ``taken`` has it."""
     while name in taken:
         name = "_" + name
     return name

@@ -263,3 +263,22 @@ def test_the_kernel_branch_does_not_rely_on_the_engine_reading_the_group_once() 
         assert_frame_equal(joined(compiled=True), expected)
     assert loader.called
     assert expected.get_column("x").null_count() < expected.height // 2
+
+
+def test_features_named_like_the_kernel_branch_s_columns_survive() -> None:
+    names = ["__microfs_row", "__microfs_joined"]
+    group = frame([1, 2, 1], [0, 0, 5], pl.Int64(), "us").with_columns(
+        pl.Series(names[0], [1.0, 2.0, 3.0]), pl.Series(names[1], ["a", "b", "c"])
+    )
+    labels = frame([1, 2, 3, 1], [1, 1, 1, 9], pl.Int64(), "us")
+
+    def joined(*, compiled: bool) -> pl.DataFrame:
+        plan = JoinPlan(group.lazy(), ("k",), "t", tuple(names), compiled=compiled)
+        lf = point_in_time_join(labels.lazy(), label_time="t", label_keys=["k"], joins=[plan])
+        return lf.collect()
+
+    expected = joined(compiled=False)
+    assert expected.get_column(names[0]).to_list() == [1.0, 2.0, None, 3.0]
+    with kernel(forced=True) as loader:
+        assert_frame_equal(joined(compiled=True), expected)
+    assert loader.called
