@@ -33,6 +33,7 @@ __all__ = [
     "asof_rows",
     "kernel_applies",
     "label_floor",
+    "polars_duration",
 ]
 
 KERNEL_MIN_ROWS = 4_000_000
@@ -59,6 +60,7 @@ _KEY_DTYPES = frozenset(
     {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64}
 )
 _I64 = npt.NDArray[np.int64]
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def kernel_applies(key_dtype: pl.DataType, time_dtype: pl.DataType) -> bool:
@@ -87,7 +89,6 @@ def asof_rows(
     time: str,
     key: str,
     max_age: timedelta | None,
-    tolerance: str | None,
 ) -> pl.Series:
     """Each left row's latest right row with its key at or before its time, as a row number.
 
@@ -98,7 +99,6 @@ def asof_rows(
         time: The time column, of the same type on both sides.
         key: The key column, of the same type on both sides. A null key matches nothing.
         max_age: A match older than this is dropped; None keeps every match.
-        tolerance: ``max_age`` as the exact Polars duration ``join_asof`` takes.
 
     Returns:
         An Int64 series with one value per left row: the matched right row's number, or
@@ -108,7 +108,7 @@ def asof_rows(
     Example:
         >>> left = pl.DataFrame({"t": [1, 2, 3, 0], "k": [7, 7, 8, 7]}).sort("t")
         >>> right = pl.DataFrame({"t": [1, 3], "k": [7, 8]})
-        >>> asof_rows(left, right, time="t", key="k", max_age=None, tolerance=None).to_list()
+        >>> asof_rows(left, right, time="t", key="k", max_age=None).to_list()
         [2, 0, 0, 1]
     """
     rows = _matched_rows(left, right, time, key, max_age)
@@ -120,7 +120,7 @@ def asof_rows(
         on=time,
         by=key,
         strategy="backward",
-        tolerance=tolerance,
+        tolerance=None if max_age is None else polars_duration(max_age),
         allow_exact_matches=True,
         check_sortedness=False,
     )
@@ -187,6 +187,15 @@ def _keys_and_validity(keys: pl.Series) -> tuple[_I64, npt.NDArray[np.bool_]]:
     return keys.fill_null(0).to_numpy(), keys.is_not_null().to_numpy()
 
 
+def polars_duration(max_age: timedelta) -> str:
+    """``max_age`` as an exact Polars duration: whole microseconds, never calendar days.
+
+    >>> polars_duration(timedelta(days=1, microseconds=5))
+    '86400000005us'
+    """
+    return f"{max_age // _MICROSECOND}us"
+
+
 def _in_time_units(max_age: timedelta, time_dtype: pl.DataType) -> int:
     """``max_age`` in the time column's unit, rounded down.
 
@@ -196,7 +205,7 @@ def _in_time_units(max_age: timedelta, time_dtype: pl.DataType) -> int:
     >>> _in_time_units(timedelta(seconds=1, microseconds=5), pl.Datetime("ms"))
     1000
     """
-    micros = (max_age.days * 86_400 + max_age.seconds) * 1_000_000 + max_age.microseconds
+    micros = max_age // _MICROSECOND
     unit = time_dtype.time_unit if isinstance(time_dtype, pl.Datetime) else "us"
     if unit == "ns":
         return micros * 1_000

@@ -142,6 +142,7 @@ class FeatureGroup:
         self._on_commit = on_commit
         self._pins = pins
         self._row_order: dict[int, RowOrder] = {}
+        self._file_actions: dict[int, pl.DataFrame] = {}
 
     # -- definition --------------------------------------------------------------------
 
@@ -384,7 +385,7 @@ class FeatureGroup:
         if time is None:
             return self.scan(version=resolved), "none"
         table = self._table(resolved)
-        actions = pl.DataFrame(table.get_add_actions(flatten=True))
+        actions = self._files(resolved, table)
         low, high = f"min.{time}", f"max.{time}"
         if actions.height == 0 or low not in actions.columns or high not in actions.columns:
             return self.scan(version=resolved), "none"
@@ -418,8 +419,7 @@ class FeatureGroup:
         No data file is read. The range is (None, None) where the log keeps no statistics
         for ``column``.
         """
-        table = self._table(self.resolve_version(version=version))
-        actions = pl.DataFrame(table.get_add_actions(flatten=True))
+        actions = self._files(self.resolve_version(version=version))
         if actions.height == 0 or "num_records" not in actions.columns:
             return 0, None, None
         rows = int(actions.get_column("num_records").sum())
@@ -427,6 +427,18 @@ class FeatureGroup:
         if low not in actions.columns or high not in actions.columns:
             return rows, None, None
         return rows, actions.get_column(low).min(), actions.get_column(high).max()
+
+    def _files(self, resolved: int, table: DeltaTable | None = None) -> pl.DataFrame:
+        """A table version's data files with their row counts and column statistics.
+
+        Read from the Delta log once per version: a version never changes.
+        """
+        actions = self._file_actions.get(resolved)
+        if actions is None:
+            table = table if table is not None else self._table(resolved)
+            actions = pl.DataFrame(table.get_add_actions(flatten=True))
+            self._file_actions[resolved] = actions
+        return actions
 
     def _orders_path(self) -> Path:
         """Where proven row orders are remembered, beside the table like its lock file."""

@@ -23,7 +23,7 @@ from typing import Literal
 
 import polars as pl
 
-from microfs._asof_kernel import ROW, asof_rows, kernel_applies
+from microfs._asof_kernel import ROW, asof_rows, kernel_applies, polars_duration
 from microfs.errors import DefinitionError
 
 __all__ = ["JoinPlan", "order_spine", "point_in_time_join"]
@@ -221,7 +221,6 @@ def _kernel_branch(
     """
     key = plan.on[0]
     names = list(_output_names(plan))
-    tolerance = _tolerance(plan.max_age)
     side = _unused("__microfs_joined", [*names, label_time, key])
     row = _unused(ROW, names)
 
@@ -229,9 +228,7 @@ def _kernel_branch(
         joined = int(stacked.get_column(side).sum())
         labels = stacked.slice(0, stacked.height - joined).drop(side)
         rows = stacked.slice(stacked.height - joined).drop(side)
-        found = asof_rows(
-            labels, rows, time=label_time, key=key, max_age=plan.max_age, tolerance=tolerance
-        )
+        found = asof_rows(labels, rows, time=label_time, key=key, max_age=plan.max_age)
         return found.alias(row).to_frame()
 
     stacked = pl.concat(
@@ -328,13 +325,7 @@ def _unused(name: str, taken: Collection[str]) -> str:
 
 def _tolerance(max_age: timedelta | None) -> str | None:
     """``max_age`` as an exact Polars duration (microseconds, never calendar days)."""
-    if max_age is None:
-        return None
-    if max_age < timedelta(0):
-        msg = f"max_age must not be negative, got {max_age!r}"
-        raise DefinitionError(msg)
-    micros = (max_age.days * 86_400 + max_age.seconds) * 1_000_000 + max_age.microseconds
-    return f"{micros}us"
+    return None if max_age is None else polars_duration(max_age)
 
 
 def _prepare(
@@ -349,6 +340,9 @@ def _prepare(
     _require_columns(label_schema, plan.on, f"the label frame (keys of join {number})")
     if not plan.on and not timed:
         msg = f"join {number} has neither key columns (`on`) nor an event time; give it `on`"
+        raise DefinitionError(msg)
+    if plan.max_age is not None and plan.max_age < timedelta(0):
+        msg = f"max_age must not be negative, got {plan.max_age!r}"
         raise DefinitionError(msg)
     not_features = [feature for feature in plan.features if feature in own]
     if not_features:

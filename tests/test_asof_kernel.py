@@ -53,8 +53,7 @@ def frame(
 def both_ways(
     left: pl.DataFrame, right: pl.DataFrame, max_age: timedelta | None
 ) -> tuple[list[int], list[int], bool]:
-    tolerance = None if max_age is None else f"{max_age // timedelta(microseconds=1)}us"
-    args = {"time": "t", "key": "k", "max_age": max_age, "tolerance": tolerance}
+    args = {"time": "t", "key": "k", "max_age": max_age}
     with kernel(forced=True) as loader:
         compiled = asof_rows(left, right, **args).to_list()  # type: ignore[arg-type]
     with kernel(forced=False):
@@ -173,7 +172,7 @@ def test_a_narrow_key_range_stays_with_polars() -> None:
         mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", 0),
         mock.patch.object(_asof_kernel, "_compiled", loader),
     ):
-        rows = asof_rows(left, right, time="t", key="k", max_age=None, tolerance=None)
+        rows = asof_rows(left, right, time="t", key="k", max_age=None)
     assert rows.to_list() == [0, 1, 2]
     assert not loader.called
 
