@@ -16,7 +16,6 @@ far wider than the joined rows, joined keys beyond int64, or null label times.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
@@ -32,17 +31,16 @@ __all__ = [
     "ROW",
     "asof_rows",
     "kernel_applies",
-    "label_floor",
     "polars_duration",
 ]
 
 KERNEL_MIN_ROWS = 4_000_000
-"""Labels below this count are joined by Polars, unless numba is already loaded (then a
-sixteenth of it). Loading numba and the compiled kernel costs about 0.5 s once per
-process (importing numba 0.2 s, loading the cached machine code 0.3 s; the first compile
-ever, 1.3 s); the kernel saves about 50 ns per label and join over 400k keys (10M
-labels: 0.54 s against Polars' 1.07 s), so a cold start pays off from a few million
-labels."""
+"""Labels below this count are joined by Polars, whatever this process ran before (the
+same frame takes the same path in a fresh process and in a warm one). Loading numba and
+the compiled kernel costs about 0.5 s once per process (importing numba 0.2 s, loading
+the cached machine code 0.3 s; the first compile ever, 1.3 s); the kernel saves about
+50 ns per label and join over 400k keys (10M labels: 0.54 s against Polars' 1.07 s), so
+it pays off from a few million labels in a fresh process."""
 
 KERNEL_MIN_KEYS = 65_536
 """Joined key ranges below this are joined by Polars: its hash tables then stay in cache,
@@ -72,14 +70,6 @@ def kernel_applies(key_dtype: pl.DataType, time_dtype: pl.DataType) -> bool:
     False
     """
     return key_dtype.base_type() in _KEY_DTYPES and isinstance(time_dtype, pl.Datetime)
-
-
-def label_floor() -> int:
-    """The fewest labels for which the kernel pays.
-
-    :data:`KERNEL_MIN_ROWS`, or a sixteenth of it once numba is loaded in this process.
-    """
-    return KERNEL_MIN_ROWS // 16 if "numba" in sys.modules else KERNEL_MIN_ROWS
 
 
 def asof_rows(
@@ -134,7 +124,7 @@ def _matched_rows(
 
     None when Polars should do the join instead.
     """
-    if left.height < label_floor() or not kernel_applies(left.schema[key], left.schema[time]):
+    if left.height < KERNEL_MIN_ROWS or not kernel_applies(left.schema[key], left.schema[time]):
         return None
     times = left.get_column(time)
     if times.null_count():

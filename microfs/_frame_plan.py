@@ -3,8 +3,8 @@
 :class:`FramePlanner` turns a view's label group and joins into one
 :func:`microfs.pit.point_in_time_join` plan over the groups' Delta scans: the spine is the
 label rows with ``start <= t < end``, and each joined group contributes its rows earlier
-than ``end``. Tables proven to be stored in event-time order (``FeatureGroup.scan_by_time``)
-are flagged sorted instead of sorted again.
+than ``end``. Tables proven to be stored in event-time order
+(``FeatureGroup.scan_and_record_order``) are flagged sorted instead of sorted again.
 
 A windowed plan covers ``[start, end)`` with consecutive windows. Each window joins its
 labels to the joined groups' rows inside it plus the latest row per key from before it
@@ -16,31 +16,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Literal
+from datetime import datetime, timedelta
 
 import polars as pl
 
 from microfs import _asof_kernel
 from microfs.errors import DefinitionError
-from microfs.feature_group import FeatureGroup
-from microfs.pit import JoinPlan, point_in_time_join
-from microfs.view_definition import Join
+from microfs.feature_group import Extent, FeatureGroup
+from microfs.pit import JoinPlan, RowOrder, point_in_time_join
+from microfs.schema import aware_utc
+from microfs.view_definition import FeatureViewDefinition
 
-__all__ = ["FramePlanner", "Spine", "utc"]
+__all__ = ["FramePlanner", "Spine", "window_filter"]
 
 
 @dataclass(frozen=True)
 class Spine:
     """Label rows to join onto, and how far they are in the output's order already.
 
-    ``order`` is True for (event time, primary keys), ``"time"`` for event time only.
     ``rows`` estimates how many rows there are, from the Delta log (None: unknown); it
     only decides how joins run, never what they give.
     """
 
     frame: pl.LazyFrame
-    order: bool | Literal["time"]
+    order: RowOrder
     rows: int | None = None
 
 
@@ -48,33 +47,29 @@ class FramePlanner:
     """Builds the point-in-time plans of one feature view.
 
     Args:
+        definition: The view's definition.
         label: The label group (it has an event time).
-        label_col: The label column.
-        joins: The view's joins, in order.
-        groups: The joined groups, one per join.
-        feature_columns: The untransformed feature columns, in ``X`` order.
+        groups: The joined groups, one per join, in join order.
     """
 
     def __init__(
         self,
+        definition: FeatureViewDefinition,
         label: FeatureGroup,
-        label_col: str,
-        joins: Sequence[Join],
         groups: Sequence[FeatureGroup],
-        feature_columns: Sequence[str],
     ) -> None:
         if label.event_time is None:  # refused at creation; a hand-edited file
             raise DefinitionError(f"label group {label.name!r} has no event time")
         self.label = label
         self.time: str = label.event_time
-        self.label_col = label_col
-        self.joins = tuple(joins)
+        self.label_col = definition.label_col
+        self.joins = definition.joins
         self.groups = tuple(groups)
-        self.feature_columns = tuple(feature_columns)
-
-    def label_features(self) -> list[str]:
-        """The label group's own features (the label excluded)."""
-        return [c for c in self.label.features if c != self.label_col]
+        self.label_features = definition.label_features(label.definition)
+        self.feature_schema = definition.feature_schema(
+            label.definition, [g.definition for g in self.groups]
+        )
+        self.feature_columns = tuple(self.feature_schema)
 
     def plan(
         self,
@@ -95,7 +90,7 @@ class FramePlanner:
         """Consecutive ``[lo, hi)`` windows covering the label times in ``[start, end)``."""
         if not isinstance(window, timedelta) or window <= timedelta(0):
             raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
-        lo, hi = utc(start), utc(end)
+        lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
         if lo is None or hi is None:
             first, last = (
                 self.label.scan(version=(table_versions or {}).get(self.label.name))
@@ -145,7 +140,7 @@ class FramePlanner:
             if time is None:
                 out.append(None)
                 continue
-            scan, _ = group.scan_by_time(version=(table_versions or {}).get(group.name))
+            scan, _ = group.scan_and_record_order(version=(table_versions or {}).get(group.name))
             columns = [*join.on, time, *join.features]
             previous = latest_before[number] if latest_before is not None else None
             if previous is None:
@@ -164,15 +159,12 @@ class FramePlanner:
     ) -> Spine:
         """The label group's rows with ``start <= t < end``, in stored order when proven."""
         label = self.label
-        columns = [*label.primary_keys, self.time, *self.label_features(), self.label_col]
+        columns = [*label.primary_keys, self.time, *self.label_features, self.label_col]
         version = (table_versions or {}).get(label.name)
-        scan, order = label.scan_by_time(version=version)
-        frame = window_filter(scan.select(columns), self.time, utc(start), utc(end))
-        rows = _rows_between(*label._rows_and_range(self.time, version), utc(start), utc(end))
-        ordered: bool | Literal["time"] = (
-            True if order == "keys" else "time" if order == "time" else False
-        )
-        return Spine(frame, ordered, rows)
+        scan, order = label.scan_and_record_order(version=version)
+        lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
+        frame = window_filter(scan.select(columns), self.time, lo, hi)
+        return Spine(frame, order, _rows_between(label.extent(self.time, version=version), lo, hi))
 
     def spine_from(
         self, spine: pl.LazyFrame | pl.DataFrame, start: datetime | None, end: datetime | None
@@ -188,14 +180,15 @@ class FramePlanner:
                 f"the spine lacks column(s) {missing}; it needs the label group's keys and "
                 f"event time: {keys}"
             )
-        extra = [*self.label_features(), self.label_col]
+        extra = [*self.label_features, self.label_col]
         frame = frame.select([*keys, *(c for c in extra if c in names)]).with_columns(
             [pl.col(c).cast(label.schema[c]) for c in keys if c in names]
         )
         frame = frame.with_columns(
             [pl.lit(None, dtype=label.schema[c]).alias(c) for c in extra if c not in names]
         ).select([*keys, *extra])
-        return Spine(window_filter(frame, self.time, utc(start), utc(end)), order=False)
+        lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
+        return Spine(window_filter(frame, self.time, lo, hi), order="none")
 
     def join(
         self,
@@ -218,10 +211,10 @@ class FramePlanner:
         plans = []
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             time = group.event_time
-            scan, order = group.scan_by_time(version=versions.get(group.name))
+            scan, order = group.scan_and_record_order(version=versions.get(group.name))
             time_sorted = order != "none"
             if time is not None and end is not None:
-                scan = scan.filter(pl.col(time) < utc(end))
+                scan = scan.filter(pl.col(time) < aware_utc(end, what="end"))
             if time is not None and since is not None:
                 columns = [*join.on, time, *join.features]
                 carried = latest_before[number] if latest_before is not None else None
@@ -252,7 +245,7 @@ class FramePlanner:
             label_time=self.time,
             label_keys=label.primary_keys,
             joins=plans,
-            labels_sorted=spine.order,
+            labels_order=spine.order,
         )
         columns = [
             *label.primary_keys,
@@ -271,34 +264,30 @@ def _suits_kernel(
     Enough labels (estimated) and a wide enough range of one integer key in the joined
     group; the kernel checks the rows themselves again when it runs.
     """
-    if len(on) != 1 or labels is None or labels < _asof_kernel.label_floor():
+    if len(on) != 1 or labels is None or labels < _asof_kernel.KERNEL_MIN_ROWS:
         return False
-    _, low, high = group._rows_and_range(on[0], version)
-    if not isinstance(low, int) or not isinstance(high, int):
+    keys = group.extent(on[0], version=version)
+    if not isinstance(keys.low, int) or not isinstance(keys.high, int):
         return False
-    return high - low + 1 >= _asof_kernel.KERNEL_MIN_KEYS
+    return keys.high - keys.low + 1 >= _asof_kernel.KERNEL_MIN_KEYS
 
 
-def _rows_between(
-    rows: int,
-    low: datetime | None,
-    high: datetime | None,
-    start: datetime | None,
-    end: datetime | None,
-) -> int:
-    """Of ``rows`` spread over ``[low, high]``, about how many fall in ``[start, end)``.
+def _rows_between(extent: Extent, start: datetime | None, end: datetime | None) -> int:
+    """Of a table's rows spread over its time range, about how many fall in ``[start, end)``.
 
     Assumes an even spread; with no time range known, all of them.
 
+    >>> from datetime import timezone
     >>> day = lambda d: datetime(2024, 1, d, tzinfo=timezone.utc)
-    >>> _rows_between(1_000, day(1), day(11), day(6), None)
+    >>> _rows_between(Extent(1_000, day(1), day(11)), day(6), None)
     500
     """
+    rows, low, high = extent.rows, extent.low, extent.high
     if low is None or high is None or high <= low:
         return rows
     first = low if start is None else min(max(start, low), high)
     last = high if end is None else min(max(end, low), high)
-    share = max((last - first).total_seconds(), 0.0) / (high - low).total_seconds()
+    share: float = max((last - first).total_seconds(), 0.0) / (high - low).total_seconds()
     return round(rows * share)
 
 
@@ -317,17 +306,3 @@ def window_filter(
     if end is not None:
         frame = frame.filter(pl.col(column) < end)
     return frame
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """A timezone-aware datetime in UTC; a naive one is a :class:`DefinitionError`."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise DefinitionError(f"expected a timezone-aware datetime, got {value!r}")
-    if value.tzinfo is None:
-        raise DefinitionError(
-            f"{value!r} is naive; give a timezone-aware datetime, e.g. "
-            "datetime(2024, 1, 1, tzinfo=timezone.utc)"
-        )
-    return value.astimezone(timezone.utc)

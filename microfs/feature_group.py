@@ -40,22 +40,21 @@ from microfs.errors import (
     CommitConflictError,
     DefinitionError,
     NotFoundError,
-    SchemaError,
 )
 from microfs.group_definition import FeatureGroupDefinition
-from microfs.pit import order_spine
-from microfs.schema import DATETIME, prepare_batch
+from microfs.pit import RowOrder, order_spine
+from microfs.schema import DATETIME, aware_utc, prepare_batch
 
 __all__ = [
     "Commit",
     "CompactResult",
+    "Extent",
     "FeatureGroup",
     "FeatureGroupDefinition",
     "InsertResult",
     "VacuumResult",
 ]
 
-RowOrder = Literal["keys", "time", "none"]
 _MAX_ATTEMPTS = 8
 _BACKOFF_SECONDS = 0.05
 _DEFAULT_RETENTION = timedelta(days=7)
@@ -87,6 +86,21 @@ class InsertResult:
     rows_inserted: int
     rows_updated: int
     mode: Literal["append", "merge", "noop"]
+
+
+@dataclass(frozen=True)
+class Extent:
+    """A table version's row count and one column's range, read from the Delta log alone.
+
+    Attributes:
+        rows: Rows in the table version.
+        low: The column's least value, or None where the log keeps no statistics for it.
+        high: Its greatest value, or None likewise.
+    """
+
+    rows: int
+    low: Any
+    high: Any
 
 
 @dataclass(frozen=True)
@@ -337,11 +351,7 @@ class FeatureGroup:
             return version
         if as_of is None:
             return latest
-        if not isinstance(as_of, datetime) or as_of.tzinfo is None:
-            raise SchemaError(
-                f"as_of={as_of!r} must be a timezone-aware datetime, e.g. "
-                "datetime(2024, 1, 1, tzinfo=timezone.utc)"
-            )
+        as_of = aware_utc(as_of, what="as_of")
         history = self.history()
         chosen = [c.version for c in history if c.timestamp <= as_of]
         if not chosen:
@@ -367,8 +377,11 @@ class FeatureGroup:
             )
         return pl.scan_delta(str(self.path), version=resolved)
 
-    def scan_by_time(self, version: int | None = None) -> tuple[pl.LazyFrame, RowOrder]:
+    def scan_and_record_order(self, version: int | None = None) -> tuple[pl.LazyFrame, RowOrder]:
         """A scan whose rows follow event time where the stored files allow, and their order.
+
+        A read that may write: the first proof of a table version's order is recorded on
+        disk (see below), which is why the name says so.
 
         The table version's files are read in the order of their event-time statistics.
         Inserts write each batch sorted by event time, then primary keys, and appends come
@@ -413,20 +426,19 @@ class FeatureGroup:
             self._row_order[resolved] = known
         return frame, known
 
-    def _rows_and_range(self, column: str, version: int | None = None) -> tuple[int, Any, Any]:
-        """A table version's row count and ``column``'s (min, max), from the Delta log alone.
+    def extent(self, column: str, *, version: int | None = None) -> Extent:
+        """A table version's row count and ``column``'s range, from the Delta log alone.
 
-        No data file is read. The range is (None, None) where the log keeps no statistics
-        for ``column``.
+        No data file is read; a planner uses it to estimate sizes before reading.
         """
         actions = self._files(self.resolve_version(version=version))
         if actions.height == 0 or "num_records" not in actions.columns:
-            return 0, None, None
+            return Extent(0, None, None)
         rows = int(actions.get_column("num_records").sum())
         low, high = f"min.{column}", f"max.{column}"
         if low not in actions.columns or high not in actions.columns:
-            return rows, None, None
-        return rows, actions.get_column(low).min(), actions.get_column(high).max()
+            return Extent(rows, None, None)
+        return Extent(rows, actions.get_column(low).min(), actions.get_column(high).max())
 
     def _files(self, resolved: int, table: DeltaTable | None = None) -> pl.DataFrame:
         """A table version's data files with their row counts and column statistics.

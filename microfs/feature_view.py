@@ -19,27 +19,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from microfs._frame_plan import FramePlanner, utc
+from microfs._frame_plan import FramePlanner
 from microfs.errors import DefinitionError, NotFittedError, NotFoundError
 from microfs.feature_group import FeatureGroup
-from microfs.registry import PARAMS, TRAINING_DATASETS
+from microfs.online import OnlineStore
+from microfs.registry import PARAMS, Registry
+from microfs.schema import aware_utc
+from microfs.serving import VectorServer
 from microfs.transformations import (
     FittedParams,
     apply_transforms,
     fit_transforms,
     output_columns,
 )
-from microfs.view_definition import FeatureViewDefinition, Join
-
-if TYPE_CHECKING:
-    from microfs.serving import VectorServer
-    from microfs.store import FeatureStore
+from microfs.view_definition import (
+    FeatureViewDefinition,
+    Join,
+    PinnedGroup,
+    SplitMode,
+    TrainingDatasetRecord,
+)
 
 __all__ = [
     "FeatureView",
@@ -48,8 +53,6 @@ __all__ = [
     "SplitMode",
     "TrainingDataset",
 ]
-
-SplitMode = Literal["time", "random"]
 
 
 @dataclass(frozen=True)
@@ -72,27 +75,43 @@ class TrainingDataset:
     seed: int
     params: FittedParams
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    record: TrainingDatasetRecord | None = None
 
 
 class FeatureView:
     """A label group joined point-in-time to feature groups, with fitted transformations.
 
     Get one from :meth:`microfs.FeatureStore.create_feature_view` or
-    :meth:`microfs.FeatureStore.get_feature_view`.
+    :meth:`microfs.FeatureStore.get_feature_view`, which give it what it reads: its
+    definition, its groups, the registry that holds its parameters and training datasets,
+    and the online store its vectors come from.
+
+    Args:
+        definition: The view's definition.
+        label: The label group (the spine).
+        groups: The joined groups, one per join, in join order.
+        registry: Where fitted parameters and training dataset records are stored.
+        online: The online store that serves the groups' latest rows.
     """
 
-    def __init__(self, store: FeatureStore, definition: FeatureViewDefinition) -> None:
-        self.store = store
+    def __init__(
+        self,
+        definition: FeatureViewDefinition,
+        *,
+        label: FeatureGroup,
+        groups: Sequence[FeatureGroup],
+        registry: Registry,
+        online: OnlineStore,
+    ) -> None:
         self.definition = definition
-        self._label = store.get_feature_group(definition.label_fg, definition.label_fg_version)
-        self._groups = [store.get_feature_group(j.fg_name, j.fg_version) for j in definition.joins]
-        self._feature_columns = definition.feature_columns(store)
-        self._planner = FramePlanner(
-            self._label, definition.label_col, definition.joins, self._groups, self._feature_columns
-        )
+        self._label = label
+        self._groups = list(groups)
+        self._registry = registry
+        self._online = online
+        self._planner = FramePlanner(definition, label, self._groups)
+        self._feature_columns = list(self._planner.feature_columns)
         self._time: str = self._planner.time
         self._server: tuple[int, VectorServer] | None = None
-        self._recent_dataset: TrainingDataset | None = None
 
     # -- definition ----------------------------------------------------------------------
 
@@ -242,7 +261,7 @@ class FeatureView:
         return fitted
 
     def _store_params(self, fitted: FittedParams) -> int:
-        registry = self.store.registry
+        registry = self._registry
         self._server = None
         payload = {"params": fitted.to_dict()}
         latest = registry.get_record("feature_views", self.name, self.version, PARAMS)
@@ -256,7 +275,7 @@ class FeatureView:
         Raises:
             NotFittedError: no parameters were fitted yet (and the view has transforms).
         """
-        record = self.store.registry.get_record("feature_views", self.name, self.version, PARAMS)
+        record = self._registry.get_record("feature_views", self.name, self.version, PARAMS)
         if record is None:
             if not self.definition.transforms:
                 return fit_transforms(pl.LazyFrame(), ())
@@ -345,70 +364,43 @@ class FeatureView:
             else _split(frame, self._time, test_size, split, seed)
         )
         fitted = fit_transforms(train.lazy(), self.definition.transforms)
-        params_number = self._store_params(fitted)
-        groups = [(self._label.name, self._label.version)] + [
-            (g.name, g.version) for g in self._groups
-        ]
-        record = {
-            "feature_groups": [
-                {"name": n, "version": v, "table_version": versions[n]} for n, v in groups
-            ],
-            "start": _iso(start),
-            "end": _iso(end),
-            "test_size": test_size,
-            "split": split,
-            "seed": seed,
-            "params": fitted.to_dict(),
-            "params_number": params_number,
-            "rows": {"train": train.height, "test": test.height if test_size else None},
-            "created_at": datetime.now(timezone.utc).isoformat(),
-        }
-        number = self.store.registry.add_record(
-            "feature_views", self.name, self.version, TRAINING_DATASETS, record
+        record = TrainingDatasetRecord(
+            feature_groups=tuple(
+                PinnedGroup(g.name, g.version, versions[g.name])
+                for g in [self._label, *self._groups]
+            ),
+            start=aware_utc(start, what="start"),
+            end=aware_utc(end, what="end"),
+            test_size=test_size,
+            split=split,
+            seed=seed,
+            params=fitted,
+            params_number=self._store_params(fitted),
+            rows_train=train.height,
+            rows_test=test.height if test_size else None,
+            created_at=datetime.now(timezone.utc),
         )
-        stored = self.store.registry.get_record(
-            "feature_views", self.name, self.version, TRAINING_DATASETS, number
-        )
-        assert stored is not None
-        # The data was just built: keep it for a get_training_dataset() that follows.
-        self._recent_dataset = self._dataset(number, stored, frame)
-        return number
+        return self._registry.add_training_dataset(self.name, self.version, record)
 
     def get_training_dataset(self, version: int) -> TrainingDataset:
         """Rebuild a recorded training dataset: identical data, whatever changed since."""
-        recent = self._recent_dataset
-        if recent is not None and recent.version == version:
-            return recent
-        record = self.store.registry.get_record(
-            "feature_views", self.name, self.version, TRAINING_DATASETS, version
-        )
+        record = self._registry.training_dataset(self.name, self.version, version)
         if record is None:
-            existing = self.store.registry.records(
-                "feature_views", self.name, self.version, TRAINING_DATASETS
-            )
+            existing = self._registry.training_datasets(self.name, self.version)
             raise NotFoundError(
                 f"feature view {self.name!r} v{self.version} has no training dataset {version!r}; "
                 f"existing: {', '.join(map(str, existing)) or '(none)'}"
             )
-        versions = {e["name"]: int(e["table_version"]) for e in record["feature_groups"]}
-        start, end = _parse_iso(record["start"]), _parse_iso(record["end"])
-        frame = _collect(self.training_frame(start, end, table_versions=versions))
-        return self._dataset(version, record, frame)
-
-    def _dataset(
-        self, version: int, record: Mapping[str, Any], frame: pl.DataFrame
-    ) -> TrainingDataset:
-        """A training dataset from its record and its (pinned) training frame."""
-        fitted = FittedParams.from_dict(record["params"])
-        test_size = record["test_size"]
-        split: SplitMode = record["split"]
-        seed = int(record["seed"])
-        if test_size is None:
+        frame = _collect(
+            self.training_frame(record.start, record.end, table_versions=record.table_versions)
+        )
+        fitted = record.params
+        if record.test_size is None:
             X_train, y_train = self._xy(frame, fitted)
             X_test: pl.DataFrame | None = None
             y_test: pl.Series | None = None
         else:
-            train, test = _split(frame, self._time, test_size, split, seed)
+            train, test = _split(frame, self._time, record.test_size, record.split, record.seed)
             X_train, y_train = self._xy(train, fitted)
             X_test, y_test = self._xy(test, fitted)
         return TrainingDataset(
@@ -417,21 +409,29 @@ class FeatureView:
             y_train=y_train,
             X_test=X_test,
             y_test=y_test,
-            table_versions={e["name"]: int(e["table_version"]) for e in record["feature_groups"]},
-            start=_parse_iso(record["start"]),
-            end=_parse_iso(record["end"]),
-            test_size=test_size,
-            split=split,
-            seed=seed,
+            table_versions=record.table_versions,
+            start=record.start,
+            end=record.end,
+            test_size=record.test_size,
+            split=record.split,
+            seed=record.seed,
             params=fitted,
-            metadata=dict(record),
+            metadata={**record.to_dict(), "number": version},
+            record=record,
         )
 
     def list_training_datasets(self) -> list[int]:
         """Versions of the recorded training datasets."""
-        return self.store.registry.records(
-            "feature_views", self.name, self.version, TRAINING_DATASETS
-        )
+        return self._registry.training_datasets(self.name, self.version)
+
+    def training_dataset_record(self, version: int) -> TrainingDatasetRecord:
+        """What training dataset ``version`` pins, without rebuilding its data."""
+        record = self._registry.training_dataset(self.name, self.version, version)
+        if record is None:
+            raise NotFoundError(
+                f"feature view {self.name!r} v{self.version} has no training dataset {version!r}"
+            )
+        return record
 
     def get_batch_data(
         self,
@@ -494,11 +494,12 @@ class FeatureView:
 
     def _vector_server(self) -> VectorServer:
         """The compiled online path for the latest parameters (recompiled after a refresh)."""
-        generation = self.store.generation
+        generation = self._online.generation
         if self._server is None or self._server[0] != generation:
-            from microfs.serving import VectorServer
-
-            self._server = (generation, VectorServer(self, self.params()))
+            server = VectorServer(
+                self.definition, self._label, self._groups, self._online, self.params()
+            )
+            self._server = (generation, server)
         return self._server[1]
 
 
@@ -511,15 +512,6 @@ def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
     :meth:`FeatureView.write_training_frame` instead.
     """
     return frame.collect(engine="in-memory")
-
-
-def _iso(value: datetime | None) -> str | None:
-    utc_value = utc(value)
-    return None if utc_value is None else utc_value.isoformat()
-
-
-def _parse_iso(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
 
 
 def _split(

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from microfs.errors import DefinitionError
-from microfs.schema import check_name, normalize_schema, polars_dtype
+from microfs.schema import check_name, check_version, normalize_schema, polars_dtype
 
 __all__ = ["FeatureGroupDefinition"]
 
@@ -54,8 +54,7 @@ class FeatureGroupDefinition:
     ) -> FeatureGroupDefinition:
         """Check a user-given definition and return it with canonical types."""
         check_name(name, what="feature group name")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise DefinitionError(f"version must be a positive integer, got {version!r}")
+        check_version(version)
         canonical = normalize_schema(schema)
         if isinstance(primary_keys, str):
             primary_keys = [primary_keys]

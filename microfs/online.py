@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -46,9 +46,6 @@ from microfs._online_index import (
 from microfs._online_keys import _Keys
 from microfs.errors import DefinitionError, NotFoundError, SchemaError
 from microfs.feature_group import FeatureGroup, InsertResult
-
-if TYPE_CHECKING:
-    from microfs.store import FeatureStore
 
 __all__ = ["FoundRows", "OnlineStore", "OnlineTable"]
 
@@ -419,18 +416,24 @@ class OnlineStore:
     and kept up to date: inserts made in this process reach the next lookup, commits of
     other processes arrive with :meth:`refresh`.
 
-    >>> import tempfile, microfs
-    >>> store = microfs.FeatureStore(tempfile.mkdtemp()).online
+    >>> store = OnlineStore()
     >>> store.refresh()
+    >>> store.generation
+    1
     """
 
-    def __init__(self, store: FeatureStore) -> None:
-        self._store = store
+    def __init__(self) -> None:
         self._tables: dict[tuple[str, int], OnlineTable] = {}
         self._lock = threading.Lock()
+        self._generation = 0
 
     def __repr__(self) -> str:
-        return f"OnlineStore({self._store!r}, tables={sorted(self._tables)})"
+        return f"OnlineStore(tables={sorted(self._tables)})"
+
+    @property
+    def generation(self) -> int:
+        """A counter that :meth:`refresh` bumps, so compiled vector paths recompile."""
+        return self._generation
 
     def table(self, group: FeatureGroup) -> OnlineTable:
         """The online table of ``group`` (built on first use, then cached per name and version).
@@ -469,5 +472,6 @@ class OnlineStore:
 
         >>> fs.online.refresh()  # doctest: +SKIP
         """
+        self._generation += 1
         for table in list(self._tables.values()):
             table._refresh()

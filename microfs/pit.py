@@ -25,8 +25,13 @@ import polars as pl
 
 from microfs._asof_kernel import ROW, asof_rows, kernel_applies, polars_duration
 from microfs.errors import DefinitionError
+from microfs.view_definition import output_names
 
-__all__ = ["JoinPlan", "order_spine", "point_in_time_join"]
+__all__ = ["JoinPlan", "RowOrder", "order_spine", "point_in_time_join"]
+
+RowOrder = Literal["keys", "time", "none"]
+"""How far rows are known to be in a point-in-time frame's order already: ``"keys"``
+sorted by event time then keys, ``"time"`` by event time alone, ``"none"`` unknown."""
 
 _TIME_PREFIX = "__microfs_pit_time_"
 
@@ -83,7 +88,7 @@ class JoinPlan:
 
 def _output_names(plan: JoinPlan) -> tuple[str, ...]:
     """The names a join's features take in the output, in order."""
-    return tuple(plan.prefix + feature for feature in plan.features)
+    return output_names(plan.prefix, plan.features)
 
 
 def point_in_time_join(
@@ -92,7 +97,7 @@ def point_in_time_join(
     label_time: str,
     label_keys: Sequence[str],
     joins: Sequence[JoinPlan],
-    labels_sorted: bool | Literal["time"] = False,
+    labels_order: RowOrder = "none",
 ) -> pl.LazyFrame:
     """Join feature groups onto the label rows as of each label's event time.
 
@@ -107,10 +112,10 @@ def point_in_time_join(
             join's ``event_time`` dtype.
         label_keys: The label frame's key columns: the order of the output after time.
         joins: The feature groups to join, in output order.
-        labels_sorted: The caller asserts that ``labels`` is already sorted by
-            ``(label_time, *label_keys)``; it is then not sorted again. ``"time"``
-            asserts order by ``label_time`` alone: then only rows that share an event
-            time are sorted by their keys (see :func:`order_spine`).
+        labels_order: What the caller asserts of the order of ``labels``: ``"keys"``,
+            sorted by ``(label_time, *label_keys)`` (then not sorted again); ``"time"``,
+            by ``label_time`` alone (then only rows that share an event time are sorted
+            by their keys, see :func:`order_spine`); ``"none"``, nothing.
 
     Returns:
         The lazy joined frame.
@@ -144,10 +149,10 @@ def point_in_time_join(
     ]
     _check_output_names(tuple(label_schema.names()), joins)
 
-    if labels_sorted is True:
+    if labels_order == "keys":
         spine = labels.set_sorted(label_time)
     else:
-        spine = order_spine(labels, label_time, label_keys, time_sorted=labels_sorted == "time")
+        spine = order_spine(labels, label_time, label_keys, time_sorted=labels_order == "time")
 
     branches = [
         _branch(spine, plan, right, label_schema, label_time, time_column)

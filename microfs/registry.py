@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from microfs.errors import AlreadyExistsError, NotFoundError
-from microfs.schema import check_name
+from microfs.schema import check_name, check_version
+from microfs.view_definition import TrainingDatasetRecord
 
-__all__ = ["PARAMS", "TRAINING_DATASETS", "Kind", "Registry"]
+__all__ = ["PARAMS", "Kind", "Registry"]
 
 PARAMS = "params"
 TRAINING_DATASETS = "training_datasets"
@@ -48,10 +49,10 @@ class Registry:
 
     def folder(self, kind: Kind, name: str, version: int) -> Path:
         """The folder that holds data belonging to one version of a definition."""
-        return self.root / kind / check_name(name) / f"v{_check_version(version)}"
+        return self.root / kind / check_name(name) / f"v{check_version(version)}"
 
     def _definition_path(self, kind: Kind, name: str, version: int) -> Path:
-        return self.root / kind / check_name(name) / f"v{_check_version(version)}.json"
+        return self.root / kind / check_name(name) / f"v{check_version(version)}.json"
 
     # -- definitions ------------------------------------------------------------------
 
@@ -140,6 +141,23 @@ class Registry:
             return None
         return _read(self.folder(kind, name, version) / collection / f"{number}.json")
 
+    # -- training datasets -----------------------------------------------------------------
+
+    def add_training_dataset(self, view: str, version: int, record: TrainingDatasetRecord) -> int:
+        """Store a training dataset record of view ``view`` v``version``; return its number."""
+        return self.add_record("feature_views", view, version, TRAINING_DATASETS, record.to_dict())
+
+    def training_dataset(
+        self, view: str, version: int, number: int
+    ) -> TrainingDatasetRecord | None:
+        """Training dataset ``number`` of view ``view`` v``version``, or None."""
+        data = self.get_record("feature_views", view, version, TRAINING_DATASETS, number)
+        return None if data is None else TrainingDatasetRecord.from_dict(data)
+
+    def training_datasets(self, view: str, version: int) -> list[int]:
+        """Numbers of the training datasets recorded for view ``view`` v``version``."""
+        return self.records("feature_views", view, version, TRAINING_DATASETS)
+
     def pinned_table_versions(self, group: str, version: int) -> dict[int, list[str]]:
         """Table versions of one feature group that recorded training datasets read.
 
@@ -150,13 +168,13 @@ class Registry:
         pins: dict[int, list[str]] = {}
         for view in self.names("feature_views"):
             for view_version in self.versions("feature_views", view):
-                for number in self.records("feature_views", view, view_version, TRAINING_DATASETS):
-                    record = self.get_record(
-                        "feature_views", view, view_version, TRAINING_DATASETS, number
-                    )
-                    for entry in (record or {}).get("feature_groups", []):
-                        if entry["name"] == group and int(entry["version"]) == version:
-                            pins.setdefault(int(entry["table_version"]), []).append(
+                for number in self.training_datasets(view, view_version):
+                    record = self.training_dataset(view, view_version, number)
+                    if record is None:
+                        continue
+                    for pinned in record.feature_groups:
+                        if pinned.name == group and pinned.version == version:
+                            pins.setdefault(pinned.table_version, []).append(
                                 f"{view} v{view_version} training dataset {number}"
                             )
         return pins
@@ -168,12 +186,6 @@ class Registry:
             return []
         found = (_NUMBERED_FILE.match(p.name) for p in folder.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
-
-
-def _check_version(version: object) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise NotFoundError(f"version must be a positive integer, got {version!r}")
-    return version
 
 
 def _normalise(payload: Mapping[str, Any]) -> dict[str, Any]:

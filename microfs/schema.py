@@ -24,17 +24,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, overload
 
 import polars as pl
 
-from microfs.errors import DuplicateKeyError, InvalidNameError, SchemaError, TimestampError
+from microfs.errors import (
+    DefinitionError,
+    DuplicateKeyError,
+    InvalidNameError,
+    SchemaError,
+    TimestampError,
+)
 
 __all__ = [
     "CANONICAL_TYPES",
     "DATETIME",
+    "aware_utc",
     "canonical_type",
     "check_name",
+    "check_version",
     "normalize_schema",
     "polars_dtype",
     "prepare_batch",
@@ -72,6 +81,60 @@ _ALIASES = {
 }
 _DATETIME_SPELLING = re.compile(r"^datetime(64)?(\[.*\])?$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+@overload
+def aware_utc(value: None, *, what: str) -> None: ...
+@overload
+def aware_utc(value: datetime, *, what: str) -> datetime: ...
+
+
+def aware_utc(value: object, *, what: str) -> datetime | None:
+    """``value`` as a timezone-aware datetime in UTC (None stays None), or a TimestampError.
+
+    The one check of every time a caller gives (a window bound, ``as_of``, a request's
+    event time): a naive datetime is refused rather than guessed, since reading it as
+    local time or as UTC could move a label across a feature's timestamp.
+
+    Args:
+        value: The caller's value.
+        what: What the value is, for the message (``"start"``, ``"as_of"`` ...).
+
+    >>> aware_utc(datetime(2024, 1, 1, tzinfo=timezone.utc), what="start").isoformat()
+    '2024-01-01T00:00:00+00:00'
+    >>> aware_utc(datetime(2024, 1, 1), what="start")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    microfs.errors.TimestampError: start=datetime.datetime(2024, 1, 1, 0, 0) is naive; ...
+    """
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TimestampError(
+            f"{what}={value!r} must be a timezone-aware datetime, e.g. "
+            "datetime(2024, 1, 1, tzinfo=timezone.utc)"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TimestampError(
+            f"{what}={value!r} is naive; give a timezone-aware datetime, e.g. "
+            "datetime(2024, 1, 1, tzinfo=timezone.utc)"
+        )
+    return value.astimezone(timezone.utc)
+
+
+def check_version(version: object, *, what: str = "version") -> int:
+    """``version`` if it is a positive integer (a definition version), else a DefinitionError.
+
+    >>> check_version(2)
+    2
+    >>> check_version(True)
+    Traceback (most recent call last):
+    ...
+    microfs.errors.DefinitionError: version must be a positive integer, got True
+    """
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DefinitionError(f"{what} must be a positive integer, got {version!r}")
+    return version
 
 
 def check_name(name: object, *, what: str = "name") -> str:

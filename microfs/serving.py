@@ -19,22 +19,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from microfs.errors import DefinitionError, NotFoundError, SchemaError
 from microfs.feature_group import FeatureGroup
+from microfs.online import OnlineStore
+from microfs.schema import aware_utc
 from microfs.transformations import (
     FittedParams,
     apply_transforms,
     compile_row_transform,
     output_columns,
 )
-
-if TYPE_CHECKING:
-    from microfs.feature_view import FeatureView
+from microfs.view_definition import FeatureViewDefinition
 
 __all__ = ["ReturnType", "VectorServer"]
 
@@ -55,26 +55,40 @@ class _Source:
 
 
 class VectorServer:
-    """Builds online vectors for one feature view with one set of fitted parameters."""
+    """Builds online vectors for one feature view with one set of fitted parameters.
 
-    def __init__(self, view: FeatureView, params: FittedParams) -> None:
-        self.features = view.feature_columns
+    Args:
+        definition: The view's definition.
+        label: Its label group.
+        groups: Its joined groups, one per join, in join order.
+        online: The online store whose tables the vectors read.
+        params: The fitted transformation parameters.
+    """
+
+    def __init__(
+        self,
+        definition: FeatureViewDefinition,
+        label: FeatureGroup,
+        groups: Sequence[FeatureGroup],
+        online: OnlineStore,
+        params: FittedParams,
+    ) -> None:
+        self._schema = definition.feature_schema(label.definition, [g.definition for g in groups])
+        self.features = list(self._schema)
         self.params = params
         self.columns = output_columns(self.features, params)
-        self.label_time = view.label_group.event_time
+        self.label_time = label.event_time
         self._row = compile_row_transform(self.features, params)
         self._index = {name: i for i, name in enumerate(self.features)}
-        self._schema = _raw_schema(view)
         self._output_schema = (
             pl.LazyFrame(schema=self._schema)
             .pipe(apply_transforms, self.features, params)
             .select(self.columns)
             .collect_schema()
         )
-        self.sources = _sources(view, self._index)
+        self.sources = _sources(definition, label, groups, self._index)
         # Online tables are built once per store and kept fresh in place, so the server
         # holds on to them instead of asking the store on every lookup.
-        online = view.store.online
         self._tables = [online.table(source.group) for source in self.sources]
         self.required_keys = tuple(dict.fromkeys(k for s in self.sources for k in s.keys))
 
@@ -148,12 +162,8 @@ class VectorServer:
         value = entity.get(self.label_time) if self.label_time else None
         if value is None:
             return datetime.now(timezone.utc)
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise SchemaError(
-                f"{self.label_time!r} in the request must be a timezone-aware datetime, got "
-                f"{value!r}"
-            )
-        return value
+        moment: datetime = aware_utc(value, what=f"the request's {self.label_time}")
+        return moment
 
     def _missing(self, entity: Mapping[str, Any]) -> DefinitionError:
         missing = [k for k in self.required_keys if k not in entity]
@@ -258,22 +268,14 @@ def _frame(entities: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
         raise SchemaError(f"could not read the entities as a table: {exc}") from exc
 
 
-def _raw_schema(view: FeatureView) -> dict[str, pl.DataType]:
-    schema: dict[str, pl.DataType] = {}
-    label = view.label_group
-    for column in view.feature_columns:
-        if column in label.schema:
-            schema[column] = label.schema[column]
-    for join, group in zip(view.definition.joins, view.joined_groups, strict=True):
-        for feature, name in zip(join.features, join.output_names(), strict=True):
-            schema[name] = group.schema[feature]
-    return {c: schema[c] for c in view.feature_columns}
-
-
-def _sources(view: FeatureView, index: Mapping[str, int]) -> list[_Source]:
+def _sources(
+    definition: FeatureViewDefinition,
+    label: FeatureGroup,
+    groups: Sequence[FeatureGroup],
+    index: Mapping[str, int],
+) -> list[_Source]:
     sources: list[_Source] = []
-    label = view.label_group
-    label_features = [c for c in label.features if c != view.label_col]
+    label_features = definition.label_features(label.definition)
     if label_features:
         if label.online_keys is None:
             raise DefinitionError(
@@ -284,19 +286,19 @@ def _sources(view: FeatureView, index: Mapping[str, int]) -> list[_Source]:
             _Source(
                 label,
                 tuple(label.online_keys),
-                tuple(label_features),
-                tuple(label_features),
+                label_features,
+                label_features,
                 tuple(index[c] for c in label_features),
                 None,
                 label.event_time,
             )
         )
-    for join, group in zip(view.definition.joins, view.joined_groups, strict=True):
+    for join, group in zip(definition.joins, groups, strict=True):
         if not join.features:
             continue
         if group.online_keys is None or set(group.online_keys) != set(join.on):
             raise DefinitionError(
-                f"feature group {group.name!r} cannot serve view {view.name!r} online: it is "
+                f"feature group {group.name!r} cannot serve view {definition.name!r} online: it is "
                 f"joined on {list(join.on)} but served by online keys {group.online_keys}; "
                 f"create the group with online_keys={list(join.on)}"
             )

@@ -5,20 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from microfs.errors import DefinitionError
 from microfs.feature_group import FeatureGroup, FeatureGroupDefinition, InsertResult
+from microfs.feature_view import FeatureView, FeatureViewDefinition
+from microfs.online import OnlineStore
 from microfs.registry import Registry
 from microfs.schema import check_name
 
-if TYPE_CHECKING:
-    from microfs.feature_view import FeatureView
-    from microfs.online import OnlineStore
-
-__all__ = ["DEFAULT_LAKE", "FeatureStore"]
+__all__ = ["DEFAULT_LAKE", "LAKE_ENV", "FeatureStore"]
 
 DEFAULT_LAKE = "lake"
+LAKE_ENV = "MICROFS_LAKE"
+"""The environment variable that names the lake when no path is given."""
 _LAKE_README = """# MicroFS lake
 
 This folder is a MicroFS lake: everything a `FeatureStore` knows lives here.
@@ -37,6 +37,11 @@ Copy the folder and it opens elsewhere; nothing is kept outside it.
 class FeatureStore:
     """A feature store rooted at one folder (the lake).
 
+    The store wires the parts together and nothing calls back into it: each feature group
+    is given its folder and two callbacks (commits reach the online store; vacuum asks
+    which table versions training datasets pin), each feature view is given its
+    definition, its groups, the registry and the online store.
+
     Args:
         path: the lake folder; ``$MICROFS_LAKE`` or ``"lake"`` (relative to the working
             directory) when None. It is created if missing.
@@ -49,15 +54,14 @@ class FeatureStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         if path is None:
-            path = os.environ.get("MICROFS_LAKE") or DEFAULT_LAKE
+            path = os.environ.get(LAKE_ENV) or DEFAULT_LAKE
         self.root = Path(path)
         self.root.mkdir(parents=True, exist_ok=True)
         readme = self.root / "README.md"
         if not readme.exists():
             readme.write_text(_LAKE_README, encoding="utf-8")
         self.registry = Registry(self.root)
-        self._online: OnlineStore | None = None
-        self._generation = 0
+        self._online = OnlineStore()
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.root)!r})"
@@ -136,8 +140,7 @@ class FeatureStore:
         )
 
     def _committed(self, group: FeatureGroup, result: InsertResult) -> None:
-        if self._online is not None:
-            self._online.committed(group, result)
+        self._online.committed(group, result)
 
     def _pins(self, name: str, version: int) -> dict[int, list[str]]:
         """Table versions of one group that recorded training datasets need."""
@@ -157,11 +160,9 @@ class FeatureStore:
         description: str = "",
     ) -> FeatureView:
         """Create a feature view: a label group joined point-in-time to feature groups."""
-        from microfs.feature_view import FeatureView, FeatureViewDefinition
-
         check_name(name, what="feature view name")
         definition = FeatureViewDefinition.build(
-            self,
+            self._group_definition,
             name=name,
             version=version,
             label_fg=label_fg,
@@ -171,14 +172,24 @@ class FeatureStore:
             description=description,
         )
         stored = self.registry.create("feature_views", name, version, definition.to_dict())
-        return FeatureView(self, FeatureViewDefinition.from_dict(stored))
+        return self._view(FeatureViewDefinition.from_dict(stored))
 
     def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
         """A feature view: the latest version, or ``version``."""
-        from microfs.feature_view import FeatureView, FeatureViewDefinition
-
         data = self.registry.get("feature_views", name, version)
-        return FeatureView(self, FeatureViewDefinition.from_dict(data))
+        return self._view(FeatureViewDefinition.from_dict(data))
+
+    def _view(self, definition: FeatureViewDefinition) -> FeatureView:
+        return FeatureView(
+            definition,
+            label=self.get_feature_group(definition.label_fg, definition.label_fg_version),
+            groups=[self.get_feature_group(j.fg_name, j.fg_version) for j in definition.joins],
+            registry=self.registry,
+            online=self._online,
+        )
+
+    def _group_definition(self, name: str, version: int | None) -> FeatureGroupDefinition:
+        return FeatureGroupDefinition.from_dict(self.registry.get("feature_groups", name, version))
 
     def list_feature_views(self) -> list[str]:
         """Names of the feature views in the lake, sorted."""
@@ -188,20 +199,14 @@ class FeatureStore:
 
     @property
     def online(self) -> OnlineStore:
-        """The in-process online store (built lazily, group by group)."""
-        if self._online is None:
-            from microfs.online import OnlineStore
-
-            self._online = OnlineStore(self)
+        """The in-process online store (its tables are built lazily, group by group)."""
         return self._online
 
     @property
     def generation(self) -> int:
         """A counter that :meth:`refresh` bumps, so compiled online paths recompile."""
-        return self._generation
+        return self._online.generation
 
     def refresh(self) -> None:
         """Bring the online store up to date with other processes' commits and parameters."""
-        self._generation += 1
-        if self._online is not None:
-            self._online.refresh()
+        self._online.refresh()

@@ -8,20 +8,32 @@ definition version of every group it reads.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import polars as pl
 
 from microfs.errors import DefinitionError
-from microfs.feature_group import FeatureGroup
-from microfs.schema import check_name
-from microfs.transformations import Transform, parse_transforms, validate_transforms
+from microfs.group_definition import FeatureGroupDefinition
+from microfs.schema import aware_utc, check_name, check_version
+from microfs.transformations import FittedParams, Transform, parse_transforms, validate_transforms
 
-if TYPE_CHECKING:
-    from microfs.store import FeatureStore
+__all__ = [
+    "FeatureViewDefinition",
+    "GroupLookup",
+    "Join",
+    "PinnedGroup",
+    "SplitMode",
+    "TrainingDatasetRecord",
+    "output_names",
+]
 
-__all__ = ["FeatureViewDefinition", "Join", "feature_schema"]
+SplitMode = Literal["time", "random"]
+
+GroupLookup = Callable[[str, "int | None"], FeatureGroupDefinition]
+"""Finds a feature group's definition by name and definition version (None: the latest)."""
 
 _JOIN_KEYS = {"fg_name", "on", "fg_version", "features", "prefix", "max_age"}
 
@@ -50,7 +62,7 @@ class Join:
 
     def output_names(self) -> tuple[str, ...]:
         """The joined features' names in the view."""
-        return tuple(self.prefix + f for f in self.features)
+        return output_names(self.prefix, self.features)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form (``max_age`` as whole microseconds)."""
@@ -93,7 +105,7 @@ class FeatureViewDefinition:
     @classmethod
     def build(
         cls,
-        store: FeatureStore,
+        groups: GroupLookup,
         *,
         name: str,
         label_fg: str,
@@ -103,11 +115,10 @@ class FeatureViewDefinition:
         version: int = 1,
         description: str = "",
     ) -> FeatureViewDefinition:
-        """Check a user-given definition against the store's groups."""
+        """Check a user-given definition against the groups that ``groups`` finds."""
         check_name(name, what="feature view name")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise DefinitionError(f"version must be a positive integer, got {version!r}")
-        label = store.get_feature_group(label_fg)
+        check_version(version)
+        label = groups(label_fg, None)
         if label.event_time is None:
             raise DefinitionError(
                 f"label group {label_fg!r} has no event time; the label group is the spine of "
@@ -120,8 +131,10 @@ class FeatureViewDefinition:
             )
         taken = {*label.primary_keys, label.event_time, *label.features}
         parsed: list[Join] = []
+        joined: list[FeatureGroupDefinition] = []
         for number, spec in enumerate(joins):
-            join = _build_join(store, label, spec, number)
+            join, group = _build_join(groups, label, spec, number)
+            joined.append(group)
             for out in join.output_names():
                 if out in taken:
                     raise DefinitionError(
@@ -141,7 +154,7 @@ class FeatureViewDefinition:
             transforms=parse_transforms(transforms),
             description=description,
         )
-        schema = feature_schema(store, definition)
+        schema = definition.feature_schema(label, joined)
         for transform in definition.transforms:
             if transform.column == label_col:
                 raise DefinitionError(
@@ -151,9 +164,29 @@ class FeatureViewDefinition:
         validate_transforms(definition.transforms, schema)
         return definition
 
-    def feature_columns(self, store: FeatureStore) -> list[str]:
-        """The view's untransformed feature columns, in ``X`` order."""
-        return list(feature_schema(store, self))
+    def label_features(self, label: FeatureGroupDefinition) -> tuple[str, ...]:
+        """The label group's columns that are features of the view, in schema order.
+
+        Its columns that are not primary keys, event time or the label.
+        """
+        return tuple(c for c in label.features if c != self.label_col)
+
+    def feature_schema(
+        self, label: FeatureGroupDefinition, joined: Sequence[FeatureGroupDefinition]
+    ) -> dict[str, pl.DataType]:
+        """The view's untransformed feature columns and their dtypes, in ``X`` order.
+
+        Args:
+            label: The label group's definition.
+            joined: The joined groups' definitions, one per join, in join order.
+        """
+        label_types = label.polars_schema()
+        schema: dict[str, pl.DataType] = {c: label_types[c] for c in self.label_features(label)}
+        for join, group in zip(self.joins, joined, strict=True):
+            types = group.polars_schema()
+            for feature, out in zip(join.features, join.output_names(), strict=True):
+                schema[out] = types[feature]
+        return schema
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form."""
@@ -184,8 +217,8 @@ class FeatureViewDefinition:
 
 
 def _build_join(
-    store: FeatureStore, label: FeatureGroup, spec: Mapping[str, Any], number: int
-) -> Join:
+    groups: GroupLookup, label: FeatureGroupDefinition, spec: Mapping[str, Any], number: int
+) -> tuple[Join, FeatureGroupDefinition]:
     if not isinstance(spec, Mapping):
         raise DefinitionError(
             f"join #{number} must be a mapping like {{'fg_name': 'user_profile', 'on': "
@@ -199,7 +232,7 @@ def _build_join(
         )
     if "fg_name" not in spec or "on" not in spec:
         raise DefinitionError(f"join #{number} needs 'fg_name' and 'on', got {dict(spec)!r}")
-    group = store.get_feature_group(spec["fg_name"], spec.get("fg_version"))
+    group = groups(spec["fg_name"], spec.get("fg_version"))
     on_spec = spec["on"]
     on = (on_spec,) if isinstance(on_spec, str) else tuple(on_spec)
     if not on:
@@ -208,12 +241,12 @@ def _build_join(
         if column not in label.schema:
             raise DefinitionError(
                 f"join key {column!r} of the join with {group.name!r} is not a column of label "
-                f"group {label.name!r}; its columns: {', '.join(label.schema.names())}"
+                f"group {label.name!r}; its columns: {', '.join(label.schema)}"
             )
         if column not in group.schema:
             raise DefinitionError(
                 f"join key {column!r} is not a column of feature group {group.name!r}; its "
-                f"columns: {', '.join(group.schema.names())}"
+                f"columns: {', '.join(group.schema)}"
             )
         if label.schema[column] != group.schema[column]:
             raise DefinitionError(
@@ -251,7 +284,7 @@ def _build_join(
             raise DefinitionError(
                 f"max_age is given for {group.name!r}, which has no event time; drop max_age"
             )
-    return Join(
+    join = Join(
         fg_name=group.name,
         fg_version=group.version,
         on=on,
@@ -259,20 +292,109 @@ def _build_join(
         prefix=prefix,
         max_age=max_age,
     )
+    return join, group
 
 
-def feature_schema(store: FeatureStore, definition: FeatureViewDefinition) -> dict[str, Any]:
-    """The view's untransformed feature columns and their dtypes, in ``X`` order."""
-    label = store.get_feature_group(definition.label_fg, definition.label_fg_version)
-    schema: dict[str, Any] = {
-        c: label.schema[c] for c in label.features if c != definition.label_col
-    }
-    for join in definition.joins:
-        group = store.get_feature_group(join.fg_name, join.fg_version)
-        for feature, out in zip(join.features, join.output_names(), strict=True):
-            schema[out] = group.schema[feature]
-    return schema
+def output_names(prefix: str, features: Sequence[str]) -> tuple[str, ...]:
+    """The names joined features take in a view: each feature with the join's prefix.
+
+    >>> output_names("now_", ["price", "stock"])
+    ('now_price', 'now_stock')
+    """
+    return tuple(prefix + feature for feature in features)
 
 
 def _micros(delta: timedelta) -> int:
     return delta // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class PinnedGroup:
+    """A feature group version and the Delta table version a training dataset read."""
+
+    name: str
+    version: int
+    table_version: int
+
+
+@dataclass(frozen=True)
+class TrainingDatasetRecord:
+    """What a training dataset pins, stored as one immutable JSON record beside its view.
+
+    Attributes:
+        feature_groups: Every group read, with its table version (the label group first).
+        start: First label event time included, or None.
+        end: Label event times are earlier than this, or None.
+        test_size: The test share, or None without a split.
+        split: How the test rows were chosen.
+        seed: The seed of a random split.
+        params: The transformation parameters fitted on the train part.
+        params_number: The number of the view's parameter record that holds them.
+        rows_train: Rows in the train part.
+        rows_test: Rows in the test part, or None without a split.
+        created_at: When the record was written.
+    """
+
+    feature_groups: tuple[PinnedGroup, ...]
+    start: datetime | None
+    end: datetime | None
+    test_size: float | None
+    split: SplitMode
+    seed: int
+    params: FittedParams
+    params_number: int
+    rows_train: int
+    rows_test: int | None
+    created_at: datetime
+
+    @property
+    def table_versions(self) -> dict[str, int]:
+        """The pinned Delta table version per group name."""
+        return {g.name: g.table_version for g in self.feature_groups}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (times as ISO 8601 text)."""
+        return {
+            "feature_groups": [
+                {"name": g.name, "version": g.version, "table_version": g.table_version}
+                for g in self.feature_groups
+            ],
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "test_size": self.test_size,
+            "split": self.split,
+            "seed": self.seed,
+            "params": self.params.to_dict(),
+            "params_number": self.params_number,
+            "rows": {"train": self.rows_train, "test": self.rows_test},
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingDatasetRecord:
+        """Read the form written by :meth:`to_dict`."""
+        rows = data.get("rows") or {}
+        return cls(
+            feature_groups=tuple(
+                PinnedGroup(str(g["name"]), int(g["version"]), int(g["table_version"]))
+                for g in data["feature_groups"]
+            ),
+            start=_parse_iso(data.get("start")),
+            end=_parse_iso(data.get("end")),
+            test_size=data.get("test_size"),
+            split=data["split"],
+            seed=int(data["seed"]),
+            params=FittedParams.from_dict(data["params"]),
+            params_number=int(data["params_number"]),
+            rows_train=int(rows.get("train", 0)),
+            rows_test=None if rows.get("test") is None else int(rows["test"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else aware_utc(value, what="time").isoformat()
+
+
+def _parse_iso(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

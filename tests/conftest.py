@@ -11,6 +11,8 @@ import polars as pl
 import pytest
 
 from microfs import FeatureGroup, FeatureStore
+from microfs.transformations import fit_transforms
+from microfs.view_definition import PinnedGroup, TrainingDatasetRecord
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 """A fixed, time-zone aware instant the tests count event times from."""
@@ -96,3 +98,20 @@ def sorted_rows(frame: pl.DataFrame) -> pl.DataFrame:
 def lake_files(root: Path) -> list[str]:
     """Every file and folder under ``root``, relative and sorted (a snapshot of the tree)."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def training_dataset_record(*pins: tuple[str, int, int]) -> TrainingDatasetRecord:
+    """A training dataset record without a split that pins ``(group, version, table_version)``."""
+    return TrainingDatasetRecord(
+        feature_groups=tuple(PinnedGroup(*pin) for pin in pins),
+        start=None,
+        end=None,
+        test_size=None,
+        split="time",
+        seed=0,
+        params=fit_transforms(pl.LazyFrame(), ()),
+        params_number=1,
+        rows_train=0,
+        rows_test=None,
+        created_at=T0,
+    )

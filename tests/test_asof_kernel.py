@@ -220,7 +220,7 @@ def test_the_planner_counts_a_window_s_labels_from_the_delta_log(store: FeatureS
     first, last = times[0], times[-1]
     tenth = (last - first) / 10
     with (
-        mock.patch.object(_asof_kernel, "label_floor", return_value=labels.height // 2),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", labels.height // 2),
         mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
     ):
         assert view.training_frame().explain().count("OPAQUE_PYTHON") == 2

@@ -15,7 +15,15 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import ACTIVITY_KEYS, ACTIVITY_SCHEMA, T0, activity_rows, lake_files, sorted_rows
+from conftest import (
+    ACTIVITY_KEYS,
+    ACTIVITY_SCHEMA,
+    T0,
+    activity_rows,
+    lake_files,
+    sorted_rows,
+    training_dataset_record,
+)
 from deltalake import DeltaTable
 from hypothesis import given, settings
 from polars.testing import assert_frame_equal
@@ -33,7 +41,6 @@ from microfs import (
     SchemaError,
     TimestampError,
 )
-from microfs.registry import TRAINING_DATASETS
 
 UTC_US = pl.Datetime("us", "UTC")
 ACTIVITY_POLARS = pl.Schema(
@@ -604,12 +611,8 @@ def test_vacuum_keeps_versions_pinned_by_training_datasets(
 ) -> None:
     _upserted(activity)
     store.registry.create("feature_views", "model", 1, {"name": "model"})
-    store.registry.add_record(
-        "feature_views",
-        "model",
-        1,
-        TRAINING_DATASETS,
-        {"feature_groups": [{"name": "user_activity", "version": 1, "table_version": 1}]},
+    store.registry.add_training_dataset(
+        "model", 1, training_dataset_record(("user_activity", 1, 1))
     )
     kept = activity.vacuum(timedelta(0))
     assert kept.files == ()
@@ -716,7 +719,7 @@ def test_proven_row_order_is_remembered_beside_the_table(
     store: FeatureStore, activity: FeatureGroup
 ) -> None:
     activity.insert(activity_rows([2, 1, 3], [1.0, 1.0, 2.0]))
-    _, order = activity.scan_by_time()
+    _, order = activity.scan_and_record_order()
     assert order == "keys"
     remembered = activity.path.parent / f".{activity.path.name}.order.json"
     stored = json.loads(remembered.read_text())
@@ -725,11 +728,14 @@ def test_proven_row_order_is_remembered_beside_the_table(
     # answer shows it was read, and a new table version is proven afresh.
     remembered.write_text(json.dumps(dict.fromkeys(stored, "none")))
     reopened = FeatureStore(store.root).get_feature_group("user_activity")
-    assert reopened.scan_by_time()[1] == "none"
+    assert reopened.scan_and_record_order()[1] == "none"
     activity.insert(activity_rows([1], [3.0]))
-    assert reopened.scan_by_time()[1] == "keys"
+    assert reopened.scan_and_record_order()[1] == "keys"
     assert len(json.loads(remembered.read_text())) == 2
     # A damaged file is ignored and rewritten.
     remembered.write_text("{not json")
-    assert FeatureStore(store.root).get_feature_group("user_activity").scan_by_time()[1] == "keys"
+    assert (
+        FeatureStore(store.root).get_feature_group("user_activity").scan_and_record_order()[1]
+        == "keys"
+    )
     assert list(json.loads(remembered.read_text()).values()) == ["keys"]

@@ -654,7 +654,7 @@ def test_time_ordered_tables_skip_the_sort_and_keep_key_order_within_ties(
     )
     activity.insert(frame([(2, 12, at(3), 4.0, 1), (1, 12, at(3), 5.0, 0)], schema))
     # Each batch is written in (event time, keys) order, so the spine needs no sort at all.
-    assert activity.scan_by_time()[1] == "keys"
+    assert activity.scan_and_record_order()[1] == "keys"
     fv = store.create_feature_view(name="ties", label_fg="user_activity", label_col="conversion")
     plan = fv.training_frame()
     got = plan.collect()
@@ -664,7 +664,7 @@ def test_time_ordered_tables_skip_the_sort_and_keep_key_order_within_ties(
     # then only the tied rows are sorted by key and merged back.
     activity.insert(frame([(3, 20, at(9), 1.0, 0)], schema))
     activity.insert(frame([(1, 21, at(9), 1.0, 0)], schema))
-    assert activity.scan_by_time()[1] in ("keys", "time")
+    assert activity.scan_and_record_order()[1] in ("keys", "time")
     tail = store.get_feature_view("ties").training_frame().collect().tail(2)
     assert tail.select("user_id", "item_id").rows() == [(1, 21), (3, 20)]
     activity = store.get_feature_group("user_activity")

@@ -103,7 +103,7 @@ def run(world: PitWorld, engine: Engine = "auto", *, compiled: bool = False) -> 
         label_time=world.label_time,
         label_keys=world.label_keys,
         joins=plans,
-        labels_sorted=world.labels_sorted,
+        labels_order="keys" if world.labels_sorted else "none",
     )
     assert isinstance(lf, pl.LazyFrame)
     return lf.collect(engine=engine)
@@ -180,7 +180,7 @@ def test_sorted_flags_skip_the_sorts() -> None:
         label_time="t",
         label_keys=["user_id"],
         joins=[JoinPlan(plans[0].frame, ("user_id",), "ts", ("score",), sorted_by_time=True)],
-        labels_sorted=True,
+        labels_order="keys",
     )
     assert "SORT" not in flagged.explain()
     assert flagged.collect()["score"].to_list() == [1.0]

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import lake_files
+from conftest import lake_files, training_dataset_record
 
-from microfs.errors import AlreadyExistsError, InvalidNameError, NotFoundError
-from microfs.registry import PARAMS, TRAINING_DATASETS, Registry
+from microfs.errors import AlreadyExistsError, DefinitionError, InvalidNameError, NotFoundError
+from microfs.registry import PARAMS, Registry
 from microfs.schema import check_name
 
 
@@ -98,7 +98,7 @@ def test_not_found_messages(registry: Registry) -> None:
 
 @pytest.mark.parametrize("version", [0, -1, True, "1", 1.0])
 def test_bad_versions_are_refused(registry: Registry, version: Any) -> None:
-    with pytest.raises(NotFoundError, match="version"):
+    with pytest.raises(DefinitionError, match="version must be a positive integer"):
         registry.create("feature_groups", "g", version, {})
     assert not registry.root.exists()
 
@@ -136,18 +136,11 @@ def test_pinned_table_versions(registry: Registry) -> None:
     registry.create("feature_views", "model", 1, {})
     registry.create("feature_views", "model", 2, {})
     for view_version, table_version in ((1, 3), (2, 3), (2, 5)):
-        registry.add_record(
-            "feature_views",
-            "model",
-            view_version,
-            TRAINING_DATASETS,
-            {
-                "feature_groups": [
-                    {"name": "user_profile", "version": 1, "table_version": table_version},
-                    {"name": "item_feature", "version": 1, "table_version": 99},
-                ]
-            },
+        record = training_dataset_record(
+            ("user_profile", 1, table_version), ("item_feature", 1, 99)
         )
+        number = registry.add_training_dataset("model", view_version, record)
+        assert registry.training_dataset("model", view_version, number) == record
     assert registry.pinned_table_versions("user_profile", 1) == {
         3: ["model v1 training dataset 1", "model v2 training dataset 1"],
         5: ["model v2 training dataset 2"],

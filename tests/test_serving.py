@@ -213,10 +213,12 @@ def test_seed_inference_call_and_return_types(served: mfs.FeatureView) -> None:
         served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="xml")  # type: ignore[arg-type]
 
 
-def test_an_insert_is_visible_to_the_next_lookup(served: mfs.FeatureView) -> None:
+def test_an_insert_is_visible_to_the_next_lookup(
+    store: FeatureStore, served: mfs.FeatureView
+) -> None:
     before = served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="dict")
     assert before["user_level_gold"] == 1
-    served.store.get_feature_group("user_profile").insert(
+    store.get_feature_group("user_profile").insert(
         pl.DataFrame([(1, at(50), "silver", 31)], schema=PROFILE, orient="row")
     )
     after = served.get_inference_vector({"user_id": 1, "item_id": 102}, return_type="dict")
@@ -257,8 +259,9 @@ def test_vectors_keep_request_order_and_accept_a_frame(served: mfs.FeatureView) 
         assert all(same(a, b) for a, b in zip(got.row(position), single, strict=True))
 
 
-def test_refresh_brings_in_new_parameters_fitted_elsewhere(served: mfs.FeatureView) -> None:
-    store = served.store
+def test_refresh_brings_in_new_parameters_fitted_elsewhere(
+    store: FeatureStore, served: mfs.FeatureView
+) -> None:
     served.get_inference_vector({"user_id": 1, "item_id": 102})
     other = FeatureStore(store.root).get_feature_view("recommendation_model_v1")
     other.get_training_data(compute_params=True, end=at(6))  # another "process" refits
@@ -286,8 +289,9 @@ def fresh_prices(store: FeatureStore) -> mfs.FeatureView:
     )
 
 
-def test_max_age_online_is_measured_from_the_request_time(served: mfs.FeatureView) -> None:
-    store = served.store
+def test_max_age_online_is_measured_from_the_request_time(
+    store: FeatureStore, served: mfs.FeatureView
+) -> None:
     fv = fresh_prices(store)
     entity = {"user_id": 1, "item_id": 102}
     assert fv.get_inference_vector({**entity, "timestamp": at(10)}) == [30.0, 9.5]
@@ -398,8 +402,9 @@ def test_batch_equals_single_vectors_for_string_int_and_composite_keys(
         fv.get_inference_vectors(pl.DataFrame({"city": ["oslo"]}))
 
 
-def test_max_age_in_a_batch_is_measured_as_for_a_single_vector(served: mfs.FeatureView) -> None:
-    store = served.store
+def test_max_age_in_a_batch_is_measured_as_for_a_single_vector(
+    store: FeatureStore, served: mfs.FeatureView
+) -> None:
     now = datetime.now(timezone.utc)
     store.get_feature_group("item_feature").insert(
         pl.DataFrame([(103, now - timedelta(minutes=5), 4.0, "y")], schema=ITEM, orient="row")
