@@ -52,6 +52,10 @@ Rules shared by all types:
   has two steps. ``one_hot_encode`` must be the last step of its chain.
 * A transformation fitted from data raises :class:`~microfs.errors.NotFittedError` when
   the training rows hold no usable value for it (for example an empty frame).
+* The single-row function takes, for a transformed column, a Python value of the kind its
+  first step was fitted on (a number for ``int`` and ``float``, a ``str``, a ``bool``; numpy
+  scalars too) or None; any other value (text for a scale, say) is a
+  :class:`~microfs.errors.SchemaError` naming the feature.
 * ``Transform.type`` keeps the spelling of the definition (``scale`` stays ``scale``);
   :attr:`Transform.kind` gives the canonical name.
 
@@ -133,13 +137,14 @@ _DTYPES: dict[str, type[pl.DataType]] = {
     "string": pl.String,
     "bool": pl.Boolean,
 }
-# The Python types a single row may hold for a value of each kind, checked by exact type
-# first (the common case); subclasses and numpy scalars go through _fits_kind.
+# The Python types a single row may hold for a value of each kind (None is missing),
+# checked by exact type first, the common case; subclasses and numpy scalars go through
+# _fits_kind.
 _ROW_TYPES: dict[str, frozenset[type]] = {
-    "int": frozenset({int, float}),
-    "float": frozenset({int, float}),
-    "string": frozenset({str}),
-    "bool": frozenset({bool}),
+    "int": frozenset({int, float, type(None)}),
+    "float": frozenset({int, float, type(None)}),
+    "string": frozenset({str, type(None)}),
+    "bool": frozenset({bool, type(None)}),
 }
 _ROW_WANTED = {"int": "a number", "float": "a number", "string": "a string", "bool": "a boolean"}
 
@@ -1200,7 +1205,7 @@ def compile_row_transform(
             if fn is None:
                 out.append(value)
                 continue
-            if type(value) not in exact and value is not None:
+            if type(value) not in exact:
                 kind = fitted.params[chains[names[pos]][0]]["input_kind"]
                 if not _fits_kind(value, kind):
                     raise refuse(pos, value)
