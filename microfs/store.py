@@ -192,7 +192,7 @@ class FeatureStore:
         if self._online is None:
             from microfs.online import OnlineStore
 
-            self._online = OnlineStore(self)
+            self._online = OnlineStore(self.root)
         return self._online
 
     @property

@@ -1,0 +1,84 @@
+"""The online store of one process: an :class:`OnlineTable` per served feature group version.
+
+The feature store owns one :class:`OnlineStore`, tells it about each insert it commits
+(:meth:`OnlineStore.committed`) and asks it to catch up with other processes' commits
+(:meth:`OnlineStore.refresh`). It is given nothing but the lake folder it serves, for its
+repr: tables are built from the feature groups handed to :meth:`OnlineStore.table`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from microfs.feature_group import FeatureGroup, InsertResult
+from microfs.online.table import OnlineTable
+
+__all__ = ["OnlineStore"]
+
+
+class OnlineStore:
+    """The in-process online store: one :class:`OnlineTable` per served feature group version.
+
+    Tables are built from a group's latest Delta snapshot the first time they are needed
+    and kept up to date: inserts made in this process reach the next lookup, commits of
+    other processes arrive with :meth:`refresh`.
+
+    Args:
+        root: the lake folder the tables come from (shown in the repr only).
+
+    >>> store = OnlineStore("lake")
+    >>> store.refresh()
+    >>> store
+    OnlineStore('lake', tables=[])
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = None if root is None else Path(root)
+        self._tables: dict[tuple[str, int], OnlineTable] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        lake = "" if self.root is None else f"{str(self.root)!r}, "
+        return f"OnlineStore({lake}tables={sorted(self._tables)})"
+
+    def table(self, group: FeatureGroup) -> OnlineTable:
+        """The online table of ``group`` (built on first use, then cached per name and version).
+
+        Raises:
+            DefinitionError: the group has no ``online_keys``.
+
+        >>> fs.online.table(fs.get_feature_group("user_profile")).key_columns  # doctest: +SKIP
+        ('user_id',)
+        """
+        table = self._tables.get((group.name, group.version))
+        if table is None:
+            with self._lock:
+                table = self._tables.get((group.name, group.version))
+                if table is None:
+                    table = OnlineTable(group)
+                    self._tables[(group.name, group.version)] = table
+        return table
+
+    def committed(self, group: FeatureGroup, result: InsertResult) -> None:
+        """Note an insert made in this process: the next lookup of the group applies it.
+
+        Called by the feature store after each insert; cheap (nothing is read here).
+
+        >>> fs.online.committed(fg, fg.insert(batch))  # doctest: +SKIP
+        """
+        table = self._tables.get((group.name, group.version))
+        if table is not None:
+            table._committed(result)
+
+    def refresh(self) -> None:
+        """Catch up with every commit since each table was built (other processes' too).
+
+        Reads only the files added since when every commit since was an append, else
+        rebuilds the table from the latest snapshot.
+
+        >>> fs.online.refresh()  # doctest: +SKIP
+        """
+        for table in list(self._tables.values()):
+            table._refresh()
