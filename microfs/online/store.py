@@ -4,6 +4,12 @@ The feature store owns one :class:`OnlineStore`, tells it about each insert it c
 (:meth:`OnlineStore.committed`) and asks it to catch up with other processes' commits
 (:meth:`OnlineStore.refresh`). It is given nothing but the lake folder it serves, for its
 repr: tables are built from the feature groups handed to :meth:`OnlineStore.table`.
+
+Freshness across threads: once an insert returns, every lookup started afterwards, from
+any thread, sees it. The store notes each commit's table version per group before the
+insert returns, and hands a table built concurrently the versions noted meanwhile; the
+table's lookups catch up to the noted version or wait for the one catching up
+(:meth:`OnlineTable.committed`).
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ class OnlineStore:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = None if root is None else Path(root)
         self._tables: dict[tuple[str, int], OnlineTable] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while a table is built
+        self._noted = threading.Lock()  # orders commit notes against tables being added
+        self._committed: dict[tuple[str, int], int] = {}  # newest committed table versions
 
     def __repr__(self) -> str:
         lake = "" if self.root is None else f"{str(self.root)!r}, "
@@ -52,25 +60,38 @@ class OnlineStore:
         >>> fs.online.table(fs.get_feature_group("user_profile")).key_columns  # doctest: +SKIP
         ('user_id',)
         """
-        table = self._tables.get((group.name, group.version))
+        key = (group.name, group.version)
+        table = self._tables.get(key)
         if table is None:
             with self._lock:
-                table = self._tables.get((group.name, group.version))
+                table = self._tables.get(key)
                 if table is None:
                     table = OnlineTable(group)
-                    self._tables[(group.name, group.version)] = table
+                    # an insert that returned while the table was built may be missing
+                    # from the snapshot it was built from: the table owes it
+                    with self._noted:
+                        if key in self._committed:
+                            table.committed(self._committed[key])
+                        self._tables[key] = table
         return table
 
     def committed(self, group: FeatureGroup, result: InsertResult) -> None:
-        """Note an insert made in this process: the next lookup of the group applies it.
+        """Note an insert made in this process: every lookup from now on reflects it.
 
-        Called by the feature store after each insert; cheap (nothing is read here).
+        Called by the feature store after each insert, before the insert returns; cheap
+        (nothing is read here): the next lookup of the group catches up.
 
         >>> fs.online.committed(fg, fg.insert(batch))  # doctest: +SKIP
         """
-        table = self._tables.get((group.name, group.version))
+        if result.mode == "noop":
+            return
+        key = (group.name, group.version)
+        with self._noted:
+            if result.version > self._committed.get(key, -1):
+                self._committed[key] = result.version
+            table = self._tables.get(key)
         if table is not None:
-            table._committed(result)
+            table.committed(result.version)
 
     def refresh(self) -> None:
         """Catch up with every commit since each table was built (other processes' too).
@@ -81,4 +102,4 @@ class OnlineStore:
         >>> fs.online.refresh()  # doctest: +SKIP
         """
         for table in list(self._tables.values()):
-            table._refresh()
+            table.refresh()

@@ -14,13 +14,20 @@ and for many keys (vectorised in numpy); both are held by one ``Snapshot``, whic
 module swaps or extends as commits arrive. :class:`~microfs.online.OnlineStore` holds the
 tables of a process.
 
-Freshness: an insert made in this process marks the table stale, and the next lookup
-applies what was committed since: only the appended rows when every commit since was an
-append (``FeatureGroup.added_since``), else a rebuild from the latest snapshot.
-:meth:`OnlineStore.refresh` does the same for commits made by other processes. Updates
-append the newer rows and repoint the index; stale rows are dropped by a compaction once
-they outnumber live ones. Lookups take no lock: an update that must grow a buffer builds
-a new snapshot and swaps it in, so a concurrent lookup sees the old or the new row.
+Freshness: an insert made in this process notes its table version
+(:meth:`OnlineTable.committed`), and the next lookup applies what was committed since: only
+the appended rows when every commit since was an append (``FeatureGroup.added_since``),
+else a rebuild from the latest snapshot. :meth:`OnlineTable.refresh` does the same for
+commits made by other processes. Updates append the newer rows and repoint the index;
+stale rows are dropped by a compaction once they outnumber live ones.
+
+Threads: once an insert returns, every lookup started afterwards, from any thread, sees
+it. A lookup compares two integers, the newest noted version and the version the snapshot
+reflects; when they differ it takes the table's lock and catches up, or waits for the
+lookup that is catching up, and the reflected version moves only once the new snapshot is
+in place. Lookups of an up-to-date table take no lock: an update that must grow a buffer
+builds a new snapshot and swaps it in, so a lookup that started before the insert returned
+sees the old or the new row.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import numpy as np
 import polars as pl
 
 from microfs.errors import DefinitionError, NotFoundError, SchemaError
-from microfs.feature_group import FeatureGroup, InsertResult
+from microfs.feature_group import FeatureGroup
 from microfs.online.hashing import Array, key_hashes
 from microfs.online.index import Request, RowReader, Snapshot, latest_rows, row_reader
 from microfs.online.keys import Keys
@@ -90,9 +97,10 @@ class OnlineTable:
             *(k for k in definition.primary_keys if k not in online),
         )
         self._nullable = [k for k in online if k not in definition.primary_keys]
-        self._lock = threading.RLock()
-        self._pending = False
-        self._version = -1
+        self._lock = threading.RLock()  # held by a catch-up; the lookups waiting for it queue here
+        self._noted = threading.Lock()  # guards raising _wanted
+        self._wanted = -1  # the newest table version a commit in this process made
+        self._version = -1  # the table version the snapshot reflects
         self._state: Snapshot
         # Arrow's take (string columns of batch lookups) imports pyarrow.compute on first
         # use, about 80 ms: paid here, with the build, rather than by the first batch.
@@ -109,12 +117,12 @@ class OnlineTable:
     @property
     def table_version(self) -> int:
         """The Delta table version the rows reflect."""
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         return self._version
 
     def __len__(self) -> int:
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         return self._state.count
 
@@ -127,7 +135,7 @@ class OnlineTable:
         >>> table.row_index((1,))  # doctest: +SKIP
         0
         """
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         return self._state.find(key)
 
@@ -142,7 +150,7 @@ class OnlineTable:
         >>> table.get((1,), ("age", "level"))  # doctest: +SKIP
         (34, 'gold')
         """
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         state = self._state
         position = state.find(key)
@@ -181,7 +189,7 @@ class OnlineTable:
         >>> table.find_many(pl.DataFrame({"user_id": [2, 3]})).found  # doctest: +SKIP
         array([ True, False])
         """
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         state = self._state
         if not isinstance(keys, pl.DataFrame):
@@ -210,7 +218,7 @@ class OnlineTable:
         >>> table.memory_bytes()  # doctest: +SKIP
         1234
         """
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         return self._state.nbytes()
 
@@ -238,20 +246,39 @@ class OnlineTable:
             state.rows[names] = read
         return read
 
-    def _committed(self, result: InsertResult) -> None:
-        if result.mode != "noop" and result.version > self._version:
-            self._pending = True
+    def committed(self, version: int) -> None:
+        """Note that table ``version`` was committed: every lookup from now on reflects it.
 
-    def _sync(self) -> None:
-        with self._lock:
-            if self._pending:
-                self._pending = False
-                self._catch_up()
+        Cheap (nothing is read here): the next lookup catches up, and lookups that start
+        while it does wait for it. :meth:`OnlineStore.committed` calls this after each
+        insert of the feature store; a table made by hand is told by its caller.
 
-    def _refresh(self) -> None:
+        >>> table.committed(group.insert(batch).version)  # doctest: +SKIP
+        """
+        with self._noted:
+            if version > self._wanted:
+                self._wanted = version
+
+    def refresh(self) -> None:
+        """Catch up with every commit since the snapshot (other processes' too).
+
+        >>> table.refresh()  # doctest: +SKIP
+        """
         with self._lock:
             if self._group.table_version() != self._version:
-                self._pending = False
+                self._catch_up()
+
+    def _sync(self) -> None:
+        """Catch up with the noted commits, or wait for the lookup already doing it.
+
+        Only a finished catch-up moves ``_version`` (after the snapshot it built is in
+        place), so a lookup that sees ``_wanted <= _version`` reads a snapshot holding
+        every commit noted before it started; one that does not comes here, where the
+        lock makes it wait for a catch-up in progress and then finds nothing left to do.
+        A catch-up that fails leaves ``_version`` behind, so the next lookup tries again.
+        """
+        with self._lock:
+            if self._wanted > self._version:
                 self._catch_up()
 
     def _catch_up(self) -> None:
