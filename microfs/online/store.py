@@ -45,7 +45,7 @@ class OnlineStore:
         self._tables: dict[tuple[str, int], OnlineTable] = {}
         self._lock = threading.Lock()  # held while a table is built
         self._noted = threading.Lock()  # orders commit notes against tables being added
-        self._committed: dict[tuple[str, int], int] = {}  # newest committed table versions
+        self._noted_versions: dict[tuple[str, int], int] = {}  # newest committed table versions
 
     def __repr__(self) -> str:
         lake = "" if self.root is None else f"{str(self.root)!r}, "
@@ -70,8 +70,8 @@ class OnlineStore:
                     # an insert that returned while the table was built may be missing
                     # from the snapshot it was built from: the table owes it
                     with self._noted:
-                        if key in self._committed:
-                            table.committed(self._committed[key])
+                        if key in self._noted_versions:
+                            table.committed(self._noted_versions[key])
                         self._tables[key] = table
         return table
 
@@ -87,8 +87,8 @@ class OnlineStore:
             return
         key = (group.name, group.version)
         with self._noted:
-            if result.version > self._committed.get(key, -1):
-                self._committed[key] = result.version
+            if result.version > self._noted_versions.get(key, -1):
+                self._noted_versions[key] = result.version
             table = self._tables.get(key)
         if table is not None:
             table.committed(result.version)
