@@ -61,7 +61,7 @@ class FeatureStore:
         if not readme.exists():
             readme.write_text(_LAKE_README, encoding="utf-8")
         self.registry = Registry(self.root)
-        self._online = OnlineStore()
+        self._online = OnlineStore(self.root)
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.root)!r})"

@@ -3,7 +3,7 @@
 An open-addressing hash table maps an online key to the position of its latest row:
 an array of ``1 << bits`` slots (``int32``; ``int64`` from 2**31 - 1 rows), each -1 or a
 row position, kept at most 70% full (``_MAX_LOAD``). A key's 64-bit hash (see
-:mod:`microfs._online_hashing`) picks its first slot by Fibonacci hashing: the hash is a
+:mod:`microfs.online.hashing`) picks its first slot by Fibonacci hashing: the hash is a
 product with the golden ratio constant, and its top ``bits`` bits are the slot. Collisions
 probe linearly, to the next slot, until a free one.
 
@@ -14,9 +14,12 @@ their values second. One key is looked up in Python, many keys vectorised in num
 probe round moves all unresolved keys at once, no Python loop over rows); both use the
 same hash.
 
-``_State`` is the snapshot a lookup reads: the columns, the row hashes, the slots and the
-lookup function over them. An update that must grow a buffer builds a new ``_State`` and
-swaps it in, so lookups take no lock.
+``Snapshot`` is what a lookup reads: the columns (:mod:`microfs.online.columns`), the row
+hashes, the slots and the lookup function over them. ``Snapshot.merged`` appends rows:
+in place when every buffer has room, else into a new ``Snapshot`` that the online table
+swaps in, so lookups take no lock. ``latest_rows`` picks each key's winning row of a
+frame (the table's build and each appended batch); ``Request`` holds the keys of a batch
+lookup.
 """
 
 from __future__ import annotations
@@ -29,30 +32,19 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from microfs._online_hashing import _GOLDEN, _M64, Array, _hash, _numpy, _series_codes
-from microfs._online_keys import _Keys
-from microfs._online_storage import (
-    _INT_RANGES,
+from microfs.online.columns import (
+    INT_RANGES,
+    Column,
+    FixedColumn,
     Reader,
-    _arrow_strings,
-    _Column,
-    _column,
-    _FixedColumn,
-    _raw_reader,
+    arrow_strings,
+    column_of,
+    raw_reader,
 )
+from microfs.online.hashing import GOLDEN, M64, Array, key_hashes, numpy_values, series_codes
+from microfs.online.keys import Keys
 
-__all__ = [
-    "_MAX_LOAD",
-    "RowReader",
-    "_bits_for",
-    "_empty_slots",
-    "_latest",
-    "_never",
-    "_place",
-    "_Request",
-    "_row_reader",
-    "_State",
-]
+__all__ = ["Request", "RowReader", "Snapshot", "latest_rows", "row_reader"]
 
 RowReader = Callable[[int], tuple[Any, ...]]
 Finder = Callable[[Any], "int | None"]
@@ -94,7 +86,7 @@ def _never(a: Array, b: Array) -> Array:
     return np.zeros(len(a), dtype=np.bool_)
 
 
-class _State:
+class Snapshot:
     """Columns, the slot array and the lookup function over them, as one snapshot.
 
     Rows ``0..n-1`` are stored; ``count`` of them are live (pointed to by a slot), the
@@ -103,9 +95,9 @@ class _State:
 
     def __init__(
         self,
-        keys: _Keys,
-        columns: dict[str, _Column],
-        hashes: _FixedColumn | None,
+        keys: Keys,
+        columns: dict[str, Column],
+        hashes: FixedColumn | None,
         slots: Array,
         bits: int,
         count: int,
@@ -119,12 +111,12 @@ class _State:
 
     @classmethod
     def build(
-        cls, keys: _Keys, canonical: dict[str, str], frame: pl.DataFrame, order: Sequence[str]
-    ) -> _State:
+        cls, keys: Keys, canonical: dict[str, str], frame: pl.DataFrame, order: Sequence[str]
+    ) -> Snapshot:
         """Index ``frame``: per key, the last row in ``order`` is kept."""
-        frame, h, slots, bits = _latest(keys, frame, order)
-        columns = {c: _column(frame.get_column(c), canonical[c]) for c in frame.columns}
-        hashes = None if keys.exact else _FixedColumn("hash", "hash", h, None, len(h))
+        frame, h, slots, bits = latest_rows(keys, frame, order)
+        columns = {c: column_of(frame.get_column(c), canonical[c]) for c in frame.columns}
+        hashes = None if keys.exact else FixedColumn("hash", "hash", h, None, len(h))
         return cls(keys, columns, hashes, slots, bits, frame.height, 0)
 
     def _finder(self) -> Finder:
@@ -137,12 +129,12 @@ class _State:
         coercers, hash_codes, as_tuple = keys.coercers, keys.hash_codes, keys.as_tuple
         if keys.exact:
             column = self.columns[keys.names[0]]
-            assert isinstance(column, _FixedColumn)
+            assert isinstance(column, FixedColumn)
             data = column.data.data
             coerce = coercers[0]
             # the fast path takes a plain int for an integer column (an empty range otherwise)
-            lo, hi = _INT_RANGES.get(keys.canonicals[0], (1, 0))
-            m64, golden = _M64, _GOLDEN
+            lo, hi = INT_RANGES.get(keys.canonicals[0], (1, 0))
+            m64, golden = M64, GOLDEN
 
             def find_exact(key: Any) -> int | None:
                 if type(key) is tuple and len(key) == 1:
@@ -165,7 +157,7 @@ class _State:
             return find_exact
         assert self.hashes is not None
         hashes = self.hashes.data.data
-        raws = [_raw_reader(self.columns[n]) for n in keys.names]
+        raws = [raw_reader(self.columns[n]) for n in keys.names]
         pairs = list(zip(coercers, hash_codes, strict=True))
         floats = [c.startswith("float") for c in keys.canonicals]
         same = _nan_aware(raws, floats) if any(floats) else None
@@ -178,7 +170,7 @@ class _State:
                 if value is None:
                     return None
                 values.append(value)
-                h = ((h ^ code(value)) * _GOLDEN) & _M64
+                h = ((h ^ code(value)) * GOLDEN) & M64
             s = h >> shift
             while True:
                 p: int = table[s]
@@ -200,10 +192,10 @@ class _State:
             stored: Array = self.hashes.data[positions]
             return stored
         column = self.columns[self.keys.names[0]]
-        assert isinstance(column, _FixedColumn)
-        return _hash([column.data[positions].astype(np.int64)])
+        assert isinstance(column, FixedColumn)
+        return key_hashes([column.data[positions].astype(np.int64)])
 
-    def probe(self, request: _Request, h: Array) -> tuple[Array, Array]:
+    def probe(self, request: Request, h: Array) -> tuple[Array, Array]:
         """Positions (-1: unknown) and slots of the request's keys (no nulls), vectorised.
 
         Each round moves every unresolved key one slot along its probe sequence. A stored
@@ -217,7 +209,7 @@ class _State:
         mask = (1 << self.bits) - 1
         if self.keys.exact:
             column = self.columns[self.keys.names[0]]
-            assert isinstance(column, _FixedColumn)
+            assert isinstance(column, FixedColumn)
             stored_keys, wanted = column.data, request.codes[0]
         else:
             assert self.hashes is not None
@@ -250,17 +242,56 @@ class _State:
             rows, slot = found[~same], (slot[~same] + 1) & mask
         return positions, found_slots
 
+    def merged(self, rows: pl.DataFrame, h: Array, positions: Array, slots: Array) -> Snapshot:
+        """The snapshot with ``rows`` appended and indexed: this one, or a grown copy.
+
+        ``h`` holds the rows' key hashes, ``positions`` and ``slots`` where :meth:`probe`
+        found each row's key (-1 for a new key): a found key's slot is repointed to its new
+        row, which leaves the old row stale. When every buffer has room and the index stays
+        under its load limit, the rows are written in place past ``n`` and the slots are
+        repointed last, so a concurrent lookup reads the old row or the new one; otherwise
+        a new snapshot is built and returned (the caller swaps it in).
+        """
+        added = np.arange(self.n, self.n + rows.height, dtype=np.int64)
+        replaced = positions >= 0
+        columns = {c: col.extended(rows.get_column(c)) for c, col in self.columns.items()}
+        hashes = None
+        if self.hashes is not None:
+            hashes = self.hashes.extended(pl.Series("hash", h))
+        count = self.count + int((~replaced).sum())
+        stale = self.stale + int(replaced.sum())
+        moved = hashes is not self.hashes or any(
+            columns[c] is not col for c, col in self.columns.items()
+        )
+        if count > (1 << self.bits) * _MAX_LOAD:
+            bits = _bits_for(count)
+            table = _empty_slots(bits, self.n + rows.height)
+            live = self.slots[self.slots >= 0].astype(np.int64)
+            dropped = np.zeros(self.n, dtype=np.bool_)
+            dropped[positions[replaced]] = True
+            everything = np.concatenate([live[~dropped[live]], added])
+            grown = Snapshot(self.keys, columns, hashes, table, bits, count, stale)
+            _place(table, bits, grown.hash_at(everything), everything, _never)
+            return grown
+        table = self.slots.copy() if moved else self.slots
+        table[slots[replaced]] = added[replaced]
+        _place(table, self.bits, h[~replaced], added[~replaced], _never)
+        if moved:
+            return Snapshot(self.keys, columns, hashes, table, self.bits, count, stale)
+        self.n, self.count, self.stale = self.n + rows.height, count, stale
+        return self
+
     def key_codes(self, j: int, positions: Array) -> Array:
         """Hash codes of key column ``j`` at stored ``positions`` (not a string column)."""
         column = self.columns[self.keys.names[j]]
-        assert isinstance(column, _FixedColumn)
+        assert isinstance(column, FixedColumn)
         return column.codes_at(positions)
 
     def key_strings(self, j: int, positions: Array) -> pa.Array:
         """Values of string key column ``j`` at stored ``positions``."""
         return self.columns[self.keys.names[j]].strings_at(positions)
 
-    def compacted(self, canonical: dict[str, str]) -> _State:
+    def compacted(self, canonical: dict[str, str]) -> Snapshot:
         """The same live rows without the stale ones (slots keep their places)."""
         occupied = self.slots >= 0
         live = np.sort(self.slots[occupied]).astype(np.int64)
@@ -268,19 +299,20 @@ class _State:
         remap[live] = np.arange(len(live), dtype=self.slots.dtype)
         slots = self.slots.copy()
         slots[occupied] = remap[self.slots[occupied]]
-        columns = {c: _column(col.gather(live), canonical[c]) for c, col in self.columns.items()}
+        columns = {c: column_of(col.gather(live), canonical[c]) for c, col in self.columns.items()}
         hashes = None
         if self.hashes is not None:
-            hashes = _FixedColumn("hash", "hash", self.hashes.data[live], None, len(live))
-        return _State(self.keys, columns, hashes, slots, self.bits, len(live), 0)
+            hashes = FixedColumn("hash", "hash", self.hashes.data[live], None, len(live))
+        return Snapshot(self.keys, columns, hashes, slots, self.bits, len(live), 0)
 
     def nbytes(self) -> int:
+        """Bytes held by the column buffers, the row hashes and the slots."""
         held = sum(c.nbytes() for c in self.columns.values()) + int(self.slots.nbytes)
         return held + (self.hashes.nbytes() if self.hashes is not None else 0)
 
 
-def _latest(
-    keys: _Keys, frame: pl.DataFrame, order: Sequence[str]
+def latest_rows(
+    keys: Keys, frame: pl.DataFrame, order: Sequence[str]
 ) -> tuple[pl.DataFrame, Array, Array, int]:
     """The winning row of each key of ``frame``, with their hashes and an index over them.
 
@@ -289,8 +321,8 @@ def _latest(
     result holds the winners in that order, else the frame as it was.
     """
     n = frame.height
-    request = _Request(keys, [frame.get_column(name) for name in keys.names])
-    h = _hash(request.codes) if n else np.zeros(0, dtype=np.uint64)
+    request = Request(keys, [frame.get_column(name) for name in keys.names])
+    h = key_hashes(request.codes) if n else np.zeros(0, dtype=np.uint64)
     rank = _rank(frame, order)
     if rank is not None:
         h = h[rank]
@@ -340,7 +372,7 @@ def _rank(frame: pl.DataFrame, order: Sequence[str]) -> Array | None:
         return None
     numeric = first.dtype.is_integer() or isinstance(first.dtype, (pl.Date, pl.Datetime))
     if len(order) == 1 and numeric and not first.null_count():
-        values = _numpy(first)
+        values = numpy_values(first)
         if values.dtype.kind == "M":
             values = values.view(np.int64)
         rank: Array = np.argsort(values, kind="stable")
@@ -352,7 +384,7 @@ def _empty_slots(bits: int, rows: int) -> Array:
     return np.full(1 << bits, -1, dtype=np.int32 if rows < 2**31 - 1 else np.int64)
 
 
-def _row_reader(readers: Sequence[Reader]) -> RowReader:
+def row_reader(readers: Sequence[Reader]) -> RowReader:
     """One function reading a row's values as a tuple.
 
     Generated like the stdlib's namedtuple and dataclass methods: a literal tuple of calls
@@ -365,23 +397,25 @@ def _row_reader(readers: Sequence[Reader]) -> RowReader:
     return row
 
 
-class _Request:
+class Request:
     """Key columns of many rows (no nulls): their hash codes and, for strings, their values."""
 
-    def __init__(self, keys: _Keys, series: Sequence[pl.Series]) -> None:
+    def __init__(self, keys: Keys, series: Sequence[pl.Series]) -> None:
         self.keys = keys
         self.series = series
-        self.codes = [_series_codes(s, c) for s, c in zip(series, keys.canonicals, strict=True)]
+        self.codes = [series_codes(s, c) for s, c in zip(series, keys.canonicals, strict=True)]
         self._strings: dict[int, pa.Array] = {}
 
     def key_codes(self, j: int, rows: Array) -> Array:
+        """Hash codes of key column ``j`` at request ``rows``."""
         codes: Array = self.codes[j][rows]
         return codes
 
     def key_strings(self, j: int, rows: Array) -> pa.Array:
+        """Values of string key column ``j`` at request ``rows``, as an Arrow array."""
         strings = self._strings.get(j)
         if strings is None:
-            strings = self._strings[j] = _arrow_strings(self.series[j])
+            strings = self._strings[j] = arrow_strings(self.series[j])
         return strings.take(pa.array(rows, type=pa.int64()))
 
 
@@ -398,7 +432,9 @@ def _nan_aware(raws: Sequence[Callable[[int], Any]], floats: Sequence[bool]) -> 
     return same
 
 
-def _equal_rows(left: _Request | _State, rows: Array, right: _Request | _State, at: Array) -> Array:
+def _equal_rows(
+    left: Request | Snapshot, rows: Array, right: Request | Snapshot, at: Array
+) -> Array:
     """Whether the keys of ``left`` at ``rows`` equal those of ``right`` at ``at``.
 
     Codes are compared for every column (a bijection of the value but for strings), and

@@ -1,4 +1,4 @@
-"""The online store: the latest row per online key of each served feature group, in memory.
+"""An online table: the latest row per online key of one feature group, in memory.
 
 Every feature group with ``online_keys`` is served online. Its :class:`OnlineTable` holds,
 for each online key, the row with the greatest event time. Two rows with the same online
@@ -8,17 +8,26 @@ static group (no event time) orders by those remaining columns alone; when its o
 cover its primary keys every row is its own latest. Rows with a null online key are not
 served (a null key matches nothing, as in the point-in-time join).
 
-Layout: the columns live in growable numpy buffers (``microfs._online_storage``); a hash
-index (``microfs._online_index``) maps a key to its row position, for one key (in Python)
-and for many keys (vectorised in numpy).
+Layout: the columns live in growable numpy buffers (:mod:`microfs.online.columns`); a hash
+index (:mod:`microfs.online.index`) maps a key to its row position, for one key (in Python)
+and for many keys (vectorised in numpy); both are held by one ``Snapshot``, which this
+module swaps or extends as commits arrive. :class:`~microfs.online.OnlineStore` holds the
+tables of a process.
 
-Freshness: an insert made in this process marks the table stale, and the next lookup
-applies what was committed since: only the appended rows when every commit since was an
-append (``FeatureGroup.added_since``), else a rebuild from the latest snapshot.
-:meth:`OnlineStore.refresh` does the same for commits made by other processes. Updates
-append the newer rows and repoint the index; stale rows are dropped by a compaction once
-they outnumber live ones. Lookups take no lock: an update that must grow a buffer builds
-a new snapshot and swaps it in, so a concurrent lookup sees the old or the new row.
+Freshness: an insert made in this process notes its table version
+(:meth:`OnlineTable.committed`), and the next lookup applies what was committed since: only
+the appended rows when every commit since was an append (``FeatureGroup.added_since``),
+else a rebuild from the latest snapshot. :meth:`OnlineTable.refresh` does the same for
+commits made by other processes. Updates append the newer rows and repoint the index;
+stale rows are dropped by a compaction once they outnumber live ones.
+
+Threads: once an insert returns, every lookup started afterwards, from any thread, sees
+it. A lookup compares two integers, the newest noted version and the version the snapshot
+reflects; when they differ it takes the table's lock and catches up, or waits for the
+lookup that is catching up, and the reflected version moves only once the new snapshot is
+in place. Lookups of an up-to-date table take no lock: an update that must grow a buffer
+builds a new snapshot and swaps it in, so a lookup that started before the insert returned
+sees the old or the new row.
 """
 
 from __future__ import annotations
@@ -30,24 +39,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from microfs._online_hashing import Array, _hash
-from microfs._online_index import (
-    _MAX_LOAD,
-    RowReader,
-    _bits_for,
-    _empty_slots,
-    _latest,
-    _never,
-    _place,
-    _Request,
-    _row_reader,
-    _State,
-)
-from microfs._online_keys import _Keys
 from microfs.errors import DefinitionError, NotFoundError, SchemaError
-from microfs.feature_group import FeatureGroup, InsertResult
+from microfs.feature_group import FeatureGroup
+from microfs.online.hashing import Array, key_hashes
+from microfs.online.index import Request, RowReader, Snapshot, latest_rows, row_reader
+from microfs.online.keys import Keys
 
-__all__ = ["FoundRows", "OnlineStore", "OnlineTable"]
+__all__ = ["FoundRows", "OnlineTable"]
 
 _MIN_COMPACT = 4_096  # stale rows tolerated before a compaction is considered
 _FOUND = "__found"
@@ -92,17 +90,18 @@ class OnlineTable:
         self.columns = tuple(c for c in definition.schema if c not in self.key_columns)
         self._group = group
         self._canonical = dict(definition.schema)
-        self._keys = _Keys(group.name, online, [self._canonical[k] for k in online])
+        self._keys = Keys(group.name, online, [self._canonical[k] for k in online])
         # rows of one online key are ordered by event time, then the other primary keys
         self._order = (
             *([definition.event_time] if definition.event_time else []),
             *(k for k in definition.primary_keys if k not in online),
         )
         self._nullable = [k for k in online if k not in definition.primary_keys]
-        self._lock = threading.RLock()
-        self._pending = False
-        self._version = -1
-        self._state: _State
+        self._lock = threading.RLock()  # held by a catch-up; the lookups waiting for it queue here
+        self._noted = threading.Lock()  # guards raising _wanted
+        self._wanted = -1  # the newest table version a commit in this process made
+        self._version = -1  # the table version the snapshot reflects
+        self._state: Snapshot
         # Arrow's take (string columns of batch lookups) imports pyarrow.compute on first
         # use, about 80 ms: paid here, with the build, rather than by the first batch.
         import pyarrow.compute  # noqa: F401
@@ -118,12 +117,12 @@ class OnlineTable:
     @property
     def table_version(self) -> int:
         """The Delta table version the rows reflect."""
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         return self._version
 
     def __len__(self) -> int:
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         return self._state.count
 
@@ -136,7 +135,7 @@ class OnlineTable:
         >>> table.row_index((1,))  # doctest: +SKIP
         0
         """
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         return self._state.find(key)
 
@@ -151,7 +150,7 @@ class OnlineTable:
         >>> table.get((1,), ("age", "level"))  # doctest: +SKIP
         (34, 'gold')
         """
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         state = self._state
         position = state.find(key)
@@ -190,7 +189,7 @@ class OnlineTable:
         >>> table.find_many(pl.DataFrame({"user_id": [2, 3]})).found  # doctest: +SKIP
         array([ True, False])
         """
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         state = self._state
         if not isinstance(keys, pl.DataFrame):
@@ -206,11 +205,11 @@ class OnlineTable:
                 known = valid if known is None else known & valid
         if known is not None:
             rows = np.flatnonzero(known)
-            request = _Request(self._keys, [column.gather(rows) for column in series])
-            positions[rows] = state.probe(request, _hash(request.codes))[0]
+            request = Request(self._keys, [column.gather(rows) for column in series])
+            positions[rows] = state.probe(request, key_hashes(request.codes))[0]
         elif keys.height:
-            request = _Request(self._keys, series)
-            positions = state.probe(request, _hash(request.codes))[0]
+            request = Request(self._keys, series)
+            positions = state.probe(request, key_hashes(request.codes))[0]
         return FoundRows(self, state, positions)
 
     def memory_bytes(self) -> int:
@@ -219,7 +218,7 @@ class OnlineTable:
         >>> table.memory_bytes()  # doctest: +SKIP
         1234
         """
-        if self._pending:
+        if self._wanted > self._version:
             self._sync()
         return self._state.nbytes()
 
@@ -240,27 +239,46 @@ class OnlineTable:
             )
         return names
 
-    def _row_reader(self, state: _State, columns: Sequence[str]) -> RowReader:
+    def _row_reader(self, state: Snapshot, columns: Sequence[str]) -> RowReader:
         names = self._checked(columns)
-        read = _row_reader([state.columns[name].reader() for name in names])
+        read = row_reader([state.columns[name].reader() for name in names])
         if len(state.rows) < 256:
             state.rows[names] = read
         return read
 
-    def _committed(self, result: InsertResult) -> None:
-        if result.mode != "noop" and result.version > self._version:
-            self._pending = True
+    def committed(self, version: int) -> None:
+        """Note that table ``version`` was committed: every lookup from now on reflects it.
 
-    def _sync(self) -> None:
-        with self._lock:
-            if self._pending:
-                self._pending = False
-                self._catch_up()
+        Cheap (nothing is read here): the next lookup catches up, and lookups that start
+        while it does wait for it. :meth:`OnlineStore.committed` calls this after each
+        insert of the feature store; a table made by hand is told by its caller.
 
-    def _refresh(self) -> None:
+        >>> table.committed(group.insert(batch).version)  # doctest: +SKIP
+        """
+        with self._noted:
+            if version > self._wanted:
+                self._wanted = version
+
+    def refresh(self) -> None:
+        """Catch up with every commit since the snapshot (other processes' too).
+
+        >>> table.refresh()  # doctest: +SKIP
+        """
         with self._lock:
             if self._group.table_version() != self._version:
-                self._pending = False
+                self._catch_up()
+
+    def _sync(self) -> None:
+        """Catch up with the noted commits, or wait for the lookup already doing it.
+
+        Only a finished catch-up moves ``_version`` (after the snapshot it built is in
+        place), so a lookup that sees ``_wanted <= _version`` reads a snapshot holding
+        every commit noted before it started; one that does not comes here, where the
+        lock makes it wait for a catch-up in progress and then finds nothing left to do.
+        A catch-up that fails leaves ``_version`` behind, so the next lookup tries again.
+        """
+        with self._lock:
+            if self._wanted > self._version:
                 self._catch_up()
 
     def _catch_up(self) -> None:
@@ -294,17 +312,17 @@ class OnlineTable:
     def _rebuild(self) -> None:
         version = self._group.table_version()
         frame = self._prepared(self._group.scan(version=version).collect())
-        self._state = _State.build(self._keys, self._canonical, frame, self._order)
+        self._state = Snapshot.build(self._keys, self._canonical, frame, self._order)
         self._version = version
 
     def _apply(self, frame: pl.DataFrame, version: int) -> None:
         """Merge appended rows: a row replaces its key's row only if it is not older."""
         state, keys = self._state, self._keys
-        batch, h, _, _ = _latest(keys, self._prepared(frame), self._order)
+        batch, h, _, _ = latest_rows(keys, self._prepared(frame), self._order)
         if not batch.height:
             self._version = version
             return
-        request = _Request(keys, [batch.get_column(name) for name in keys.names])
+        request = Request(keys, [batch.get_column(name) for name in keys.names])
         positions, slots_found = state.probe(request, h)
         found = positions >= 0
         wins = np.ones(batch.height, dtype=np.bool_)
@@ -314,42 +332,12 @@ class OnlineTable:
         if not take.size:
             self._version = version
             return
-        rows = batch[take]
-        added = np.arange(state.n, state.n + len(take), dtype=np.int64)
-        replaced = found[take]
-        columns = {c: col.extended(rows.get_column(c)) for c, col in state.columns.items()}
-        hashes = None
-        if state.hashes is not None:
-            hashes = state.hashes.extended(pl.Series("hash", h[take]))
-        count = state.count + int((~replaced).sum())
-        grow = count > (1 << state.bits) * _MAX_LOAD
-        moved = hashes is not state.hashes or any(
-            columns[c] is not col for c, col in state.columns.items()
-        )
-        stale = state.stale + int(replaced.sum())
-        if grow:
-            bits = _bits_for(count)
-            slots = _empty_slots(bits, state.n + len(take))
-            live = state.slots[state.slots >= 0].astype(np.int64)
-            dropped = np.zeros(state.n, dtype=np.bool_)
-            dropped[positions[take[replaced]]] = True
-            everything = np.concatenate([live[~dropped[live]], added])
-            fresh = _State(keys, columns, hashes, slots, bits, count, stale)
-            _place(slots, bits, fresh.hash_at(everything), everything, _never)
-            self._state = fresh
-        else:
-            slots = state.slots.copy() if moved else state.slots
-            slots[slots_found[take[replaced]]] = added[replaced]
-            _place(slots, state.bits, h[take[~replaced]], added[~replaced], _never)
-            if moved:
-                self._state = _State(keys, columns, hashes, slots, state.bits, count, stale)
-            else:
-                state.n, state.count, state.stale = state.n + len(take), count, stale
+        self._state = state.merged(batch[take], h[take], positions[take], slots_found[take])
         if self._state.stale > max(_MIN_COMPACT, self._state.count):
             self._state = self._state.compacted(self._canonical)
         self._version = version
 
-    def _newer(self, batch: pl.DataFrame, state: _State, positions: Array) -> Array:
+    def _newer(self, batch: pl.DataFrame, state: Snapshot, positions: Array) -> Array:
         """Whether each batch row orders at or after the stored row (ties: the batch wins)."""
         result: pl.Series | None = None
         for name in reversed(self._order):
@@ -372,7 +360,7 @@ class FoundRows:
 
     __slots__ = ("_state", "_table", "positions")
 
-    def __init__(self, table: OnlineTable, state: _State, positions: Array) -> None:
+    def __init__(self, table: OnlineTable, state: Snapshot, positions: Array) -> None:
         self._table, self._state, self.positions = table, state, positions
 
     def __len__(self) -> int:
@@ -407,71 +395,3 @@ class FoundRows:
         """
         self._table._checked((name,))
         return self._state.columns[name].gather(self.positions)
-
-
-class OnlineStore:
-    """The in-process online store: one :class:`OnlineTable` per served feature group version.
-
-    Tables are built from a group's latest Delta snapshot the first time they are needed
-    and kept up to date: inserts made in this process reach the next lookup, commits of
-    other processes arrive with :meth:`refresh`.
-
-    >>> store = OnlineStore()
-    >>> store.refresh()
-    >>> store.generation
-    1
-    """
-
-    def __init__(self) -> None:
-        self._tables: dict[tuple[str, int], OnlineTable] = {}
-        self._lock = threading.Lock()
-        self._generation = 0
-
-    def __repr__(self) -> str:
-        return f"OnlineStore(tables={sorted(self._tables)})"
-
-    @property
-    def generation(self) -> int:
-        """A counter that :meth:`refresh` bumps, so compiled vector paths recompile."""
-        return self._generation
-
-    def table(self, group: FeatureGroup) -> OnlineTable:
-        """The online table of ``group`` (built on first use, then cached per name and version).
-
-        Raises:
-            DefinitionError: the group has no ``online_keys``.
-
-        >>> fs.online.table(fs.get_feature_group("user_profile")).key_columns  # doctest: +SKIP
-        ('user_id',)
-        """
-        table = self._tables.get((group.name, group.version))
-        if table is None:
-            with self._lock:
-                table = self._tables.get((group.name, group.version))
-                if table is None:
-                    table = OnlineTable(group)
-                    self._tables[(group.name, group.version)] = table
-        return table
-
-    def committed(self, group: FeatureGroup, result: InsertResult) -> None:
-        """Note an insert made in this process: the next lookup of the group applies it.
-
-        Called by the feature store after each insert; cheap (nothing is read here).
-
-        >>> fs.online.committed(fg, fg.insert(batch))  # doctest: +SKIP
-        """
-        table = self._tables.get((group.name, group.version))
-        if table is not None:
-            table._committed(result)
-
-    def refresh(self) -> None:
-        """Catch up with every commit since each table was built (other processes' too).
-
-        Reads only the files added since when every commit since was an append, else
-        rebuilds the table from the latest snapshot.
-
-        >>> fs.online.refresh()  # doctest: +SKIP
-        """
-        self._generation += 1
-        for table in list(self._tables.values()):
-            table._refresh()

@@ -6,8 +6,10 @@ they have many distinct values), with a validity array only for columns holding 
 A column appends in place when its buffers have room, else into a grown copy that the
 next snapshot uses.
 
-The key hashes are in :mod:`microfs._online_hashing`, request keys in
-:mod:`microfs._online_keys`, the index over the rows in :mod:`microfs._online_index`.
+Also here: the stored form of each type that request keys are coerced to as well
+(``EPOCH``, ``EPOCH_ORDINAL``, ``INT_RANGES``, ``polars_type``). The key hashes are in
+:mod:`microfs.online.hashing`, request keys in
+:mod:`microfs.online.keys`, the index over the rows in :mod:`microfs.online.index`.
 """
 
 from __future__ import annotations
@@ -22,30 +24,30 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from microfs._online_hashing import Array, _float_codes, _string_pieces
+from microfs.online.hashing import Array, float_codes, string_pieces
 from microfs.schema import polars_dtype
 
 __all__ = [
-    "_EPOCH",
-    "_EPOCH_ORDINAL",
-    "_INT_RANGES",
+    "EPOCH",
+    "EPOCH_ORDINAL",
+    "INT_RANGES",
     "Reader",
-    "_arrow_strings",
-    "_Column",
-    "_column",
-    "_FixedColumn",
-    "_polars_type",
-    "_raw_reader",
+    "arrow_strings",
+    "Column",
+    "column_of",
+    "FixedColumn",
+    "polars_type",
+    "raw_reader",
 ]
 
 Reader = Callable[[int], Any]
 
 _DICT_LIMIT = 65_536  # most distinct values a string column keeps as a dictionary
 _UTC = ZoneInfo("UTC")
-_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
-_INT_RANGES = {
+INT_RANGES = {
     f"{sign}int{bits}": (
         (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if sign == "" else (0, (1 << bits) - 1)
     )
@@ -53,7 +55,7 @@ _INT_RANGES = {
     for bits in (8, 16, 32, 64)
 }
 _NUMPY_TYPES: dict[str, Any] = {
-    **{name: np.dtype(name) for name in _INT_RANGES},
+    **{name: np.dtype(name) for name in INT_RANGES},
     "float32": np.dtype(np.float32),
     "float64": np.dtype(np.float64),
     "bool": np.dtype(np.bool_),
@@ -94,7 +96,7 @@ def _with_nulls(values: Array, valid: Array, arrow_type: pa.DataType | None = No
     return pa.Array.from_buffers(arrow_type, len(values), [bitmap, data])
 
 
-class _Column:
+class Column:
     """One column's rows ``0..n-1`` in growable numpy buffers (capacity beyond ``n``)."""
 
     name: str
@@ -102,7 +104,7 @@ class _Column:
     n: int
     valid: Array | None
 
-    def extended(self, series: pl.Series) -> _Column:
+    def extended(self, series: pl.Series) -> Column:
         """Append ``series``: in place when it fits, else into a grown copy (returned)."""
         raise NotImplementedError
 
@@ -136,7 +138,7 @@ class _Column:
         old = self.valid[: self.n] if self.valid is not None else np.ones(self.n, dtype=np.bool_)
         return _grown(old, capacity, True)
 
-    def _extend_valid(self, target: _Column, valid: Array | None, m: int) -> None:
+    def _extend_valid(self, target: Column, valid: Array | None, m: int) -> None:
         if target.valid is not None:
             target.valid[self.n : self.n + m] = True if valid is None else valid
 
@@ -147,29 +149,31 @@ class _Column:
         return lambda i: read(i) if valid[i] else None
 
 
-def _column(series: pl.Series, canonical: str) -> _Column:
+def column_of(series: pl.Series, canonical: str) -> Column:
     """A column holding exactly ``series`` (numeric buffers are shared, not copied)."""
     if canonical != "string":
-        return _FixedColumn.of(series, canonical)
+        return FixedColumn.of(series, canonical)
     distinct = series.drop_nulls().unique()
     if distinct.len() <= _DICT_LIMIT:
         return _DictColumn.of(series, distinct)
     return _BytesColumn.of(series)
 
 
-class _FixedColumn(_Column):
+class FixedColumn(Column):
     """Numbers, booleans, dates (days) and datetimes (microseconds, UTC)."""
 
     def __init__(self, name: str, canonical: str, data: Array, valid: Array | None, n: int) -> None:
         self.name, self.canonical, self.data, self.valid, self.n = name, canonical, data, valid, n
-        self.dtype = _polars_type(canonical)
+        self.dtype = polars_type(canonical)
 
     @classmethod
-    def of(cls, series: pl.Series, canonical: str) -> _FixedColumn:
+    def of(cls, series: pl.Series, canonical: str) -> FixedColumn:
+        """A column holding exactly ``series``, sharing its numeric buffer when it can."""
         data, valid = _fixed_pieces(series, canonical)
         return cls(series.name, canonical, data, valid, len(data))
 
-    def extended(self, series: pl.Series) -> _FixedColumn:
+    def extended(self, series: pl.Series) -> FixedColumn:
+        """Append ``series``: in place when it fits, else into a grown copy (returned)."""
         data, valid = _fixed_pieces(series, self.canonical)
         m, need = len(data), self.n + len(data)
         target = self
@@ -179,7 +183,7 @@ class _FixedColumn(_Column):
             or (valid is not None and self.valid is None)
         ):
             capacity = _capacity(need, len(self.data))
-            target = _FixedColumn(
+            target = FixedColumn(
                 self.name,
                 self.canonical,
                 _grown(self.data[: self.n], capacity),
@@ -192,33 +196,37 @@ class _FixedColumn(_Column):
         return target
 
     def reader(self) -> Reader:
+        """A function from row position to the Python value: dates, UTC datetimes, None."""
         view = self.data.data
         read: Reader = view.__getitem__
         if self.canonical == "date":
             ordinal = date.fromordinal
-            read = lambda i: ordinal(_EPOCH_ORDINAL + view[i])  # noqa: E731
+            read = lambda i: ordinal(EPOCH_ORDINAL + view[i])  # noqa: E731
         elif self.canonical == "datetime":
-            read = lambda i: _EPOCH + timedelta(0, 0, view[i])  # noqa: E731
+            read = lambda i: EPOCH + timedelta(0, 0, view[i])  # noqa: E731
         return self._valid_reader(read)
 
     def codes_at(self, positions: Array) -> Array:
         """Hash codes (int64) of the values at ``positions`` (all stored rows, no nulls)."""
         values = self.data[positions]
         if self.canonical.startswith("float"):
-            return _float_codes(values)
+            return float_codes(values)
         codes: Array = values.astype(np.int64, copy=False)
         return codes
 
     def gather(self, positions: Array) -> pl.Series:
+        """Values at ``positions`` (-1 gives null) as a Series of the stored dtype."""
         values = self.data[np.where(positions >= 0, positions, 0)]
         array = _with_nulls(values, self._valid_at(positions), _ARROW_TYPES.get(self.canonical))
         return pl.Series(self.name, array, dtype=self.dtype)
 
     def nbytes(self) -> int:
+        """Bytes held by the value and validity buffers."""
         return int(self.data.nbytes) + (int(self.valid.nbytes) if self.valid is not None else 0)
 
 
-def _polars_type(canonical: str) -> pl.DataType:
+def polars_type(canonical: str) -> pl.DataType:
+    """The Polars type of a canonical type name (``"hash"``: the row hashes, ``UInt64``)."""
     return polars_dtype(canonical) if canonical != "hash" else pl.UInt64()
 
 
@@ -232,7 +240,7 @@ def _fixed_pieces(series: pl.Series, canonical: str) -> tuple[Array, Array | Non
     return (values if values.dtype == wanted else values.astype(wanted)), valid
 
 
-class _DictColumn(_Column):
+class _DictColumn(Column):
     """Strings with few distinct values: the distinct values once, an int32 code per row."""
 
     def __init__(
@@ -241,7 +249,7 @@ class _DictColumn(_Column):
         self.name, self.values, self.codes, self.valid, self.n = name, values, codes, valid, n
         self.dtype = pl.String()
         self.series = pl.Series(name, values, dtype=pl.String)
-        self.arrow = _arrow_strings(self.series)
+        self.arrow = arrow_strings(self.series)
 
     @classmethod
     def of(cls, series: pl.Series, distinct: pl.Series) -> _DictColumn:
@@ -250,7 +258,7 @@ class _DictColumn(_Column):
         valid = series.is_not_null().to_numpy() if series.null_count() else None
         return cls(series.name, values.to_list(), codes, valid, len(codes))
 
-    def extended(self, series: pl.Series) -> _Column:
+    def extended(self, series: pl.Series) -> Column:
         distinct = series.drop_nulls().unique()
         new = distinct.filter(~distinct.is_in(self.series.implode()))
         if len(self.values) + new.len() > _DICT_LIMIT:
@@ -258,7 +266,7 @@ class _DictColumn(_Column):
         if new.len():
             self.values.extend(new.sort().to_list())  # readers share the list: append only
             self.series = pl.Series(self.name, self.values, dtype=pl.String)
-            self.arrow = _arrow_strings(self.series)
+            self.arrow = arrow_strings(self.series)
         codes = _codes(series, self.series)
         valid = series.is_not_null().to_numpy() if series.null_count() else None
         m, need = len(codes), self.n + len(codes)
@@ -299,7 +307,8 @@ class _DictColumn(_Column):
         return int(self.codes.nbytes) + valid + held
 
 
-def _arrow_strings(series: pl.Series) -> pa.Array:
+def arrow_strings(series: pl.Series) -> pa.Array:
+    """A string column as one Arrow array (one chunk), for Arrow's take and compare."""
     array = series.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
@@ -309,7 +318,7 @@ def _codes(series: pl.Series, values: pl.Series) -> Array:
     return np.asarray(physical.to_numpy()).astype(np.int32)
 
 
-class _BytesColumn(_Column):
+class _BytesColumn(Column):
     """Strings with many distinct values: UTF-8 bytes and int64 offsets (Arrow layout)."""
 
     def __init__(self, name: str, offsets: Array, data: Array, valid: Array | None, n: int) -> None:
@@ -318,11 +327,11 @@ class _BytesColumn(_Column):
 
     @classmethod
     def of(cls, series: pl.Series) -> _BytesColumn:
-        offsets, data, valid = _string_pieces(series)
+        offsets, data, valid = string_pieces(series)
         return cls(series.name, offsets, data, valid, len(offsets) - 1)
 
-    def extended(self, series: pl.Series) -> _Column:
-        offsets, data, valid = _string_pieces(series)
+    def extended(self, series: pl.Series) -> Column:
+        offsets, data, valid = string_pieces(series)
         m, need = len(offsets) - 1, self.n + len(offsets) - 1
         used = int(self.offsets[self.n])
         target = self
@@ -374,9 +383,9 @@ class _BytesColumn(_Column):
         return int(self.offsets.nbytes) + int(self.data.nbytes) + valid
 
 
-def _raw_reader(column: _Column) -> Reader:
+def raw_reader(column: Column) -> Reader:
     """Stored values as compared with coerced request values (dates as days, ...)."""
-    if isinstance(column, _FixedColumn):
+    if isinstance(column, FixedColumn):
         read: Reader = column.data.data.__getitem__
         return read
     return column.reader()

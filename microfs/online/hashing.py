@@ -4,11 +4,12 @@ A key's hash starts at 0 and, for each key column, becomes ``(h ^ code) * GOLDEN
 (mod 2**64), where a column's code is its integer value (dates as days, datetimes as
 microseconds, booleans as 0/1), a float's IEEE bits (one NaN pattern, -0.0 as 0.0) or a
 string's CRC-32. It is computed the same way for a whole column (vectorised in numpy,
-``_series_codes`` and ``_hash``) and for one coerced request value (in Python,
-``_hash_code``); the two must agree, so they live side by side here.
+``series_codes`` and ``key_hashes``) and for one coerced request value (in Python,
+``hash_code``); the two must agree, so they live side by side here. This is the bottom
+of the online subpackage: it imports no other MicroFS module.
 
-Also here: the readers of a Polars column into numpy (``_numpy``, ``_string_pieces``) that
-both the codes and the column buffers of :mod:`microfs._online_storage` use.
+Also here: the readers of a Polars column into numpy (``numpy_values``, ``string_pieces``)
+that both the codes and the column buffers of :mod:`microfs.online.columns` use.
 """
 
 from __future__ import annotations
@@ -25,21 +26,21 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 __all__ = [
-    "_GOLDEN",
-    "_M64",
+    "GOLDEN",
+    "M64",
     "Array",
-    "_float_codes",
-    "_hash",
-    "_hash_code",
-    "_numpy",
-    "_series_codes",
-    "_string_pieces",
+    "float_codes",
+    "key_hashes",
+    "hash_code",
+    "numpy_values",
+    "series_codes",
+    "string_pieces",
 ]
 
 Array = NDArray[Any]
 
-_M64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
 
 
 def _crc_table() -> Array:
@@ -81,50 +82,51 @@ def _crc32(offsets: Array, data: Array) -> Array:
     return out
 
 
-def _series_codes(series: pl.Series, canonical: str) -> Array:
+def series_codes(series: pl.Series, canonical: str) -> Array:
     """Hash codes (int64) of a key column without nulls."""
     if canonical == "string":
-        offsets, data, _ = _string_pieces(series)
+        offsets, data, _ = string_pieces(series)
         return _crc32(offsets, data).astype(np.int64)
     if canonical.startswith("float"):
-        return _float_codes(series.cast(pl.Float64).to_numpy())
+        return float_codes(series.cast(pl.Float64).to_numpy())
     # not Series.to_physical: numpy's view of dates and datetimes costs nothing
-    values = _numpy(series)
+    values = numpy_values(series)
     if values.dtype.kind == "M":
         values = values.view(np.int64)
     codes: Array = values.astype(np.int64, copy=False)
     return codes
 
 
-def _float_codes(values: Array) -> Array:
+def float_codes(values: Array) -> Array:
     """IEEE bits (int64) of floats, with one NaN pattern and -0.0 as 0.0 (as ``_float_code``)."""
     values = values.astype(np.float64, copy=False) + 0.0
     codes: Array = np.where(np.isnan(values), np.nan, values).view(np.int64)
     return codes
 
 
-def _hash(codes: Sequence[Array]) -> Array:
+def key_hashes(codes: Sequence[Array]) -> Array:
+    """The 64-bit hash (uint64) of each row from its key columns' codes, in key order."""
     h = np.zeros(len(codes[0]), dtype=np.uint64)
-    golden = np.uint64(_GOLDEN)
+    golden = np.uint64(GOLDEN)
     for code in codes:
         h ^= code.view(np.uint64)
         h *= golden
     return h
 
 
-def _hash_code(canonical: str) -> Callable[[Any], int]:
-    """The hash code (unsigned 64-bit) of a coerced value, matching ``_series_codes``."""
+def hash_code(canonical: str) -> Callable[[Any], int]:
+    """The hash code (unsigned 64-bit) of a coerced value, matching ``series_codes``."""
     if canonical == "string":
         return _string_code
     if canonical.startswith("float"):
-        return lambda value: _float_code(value) & _M64
-    return lambda value: value & _M64  # every other coerced key value is a Python int
+        return lambda value: _float_code(value) & M64
+    return lambda value: value & M64  # every other coerced key value is a Python int
 
 
 # -- Polars columns as numpy ----------------------------------------------------------------
 
 
-def _string_pieces(series: pl.Series) -> tuple[Array, Array, Array | None]:
+def string_pieces(series: pl.Series) -> tuple[Array, Array, Array | None]:
     """Arrow-style int64 offsets, UTF-8 bytes and validity (None without nulls)."""
     array = series.cast(pl.String).rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(array, pa.ChunkedArray):
@@ -141,7 +143,7 @@ def _string_pieces(series: pl.Series) -> tuple[Array, Array, Array | None]:
     return offsets, data[start:end], valid
 
 
-def _numpy(series: pl.Series) -> Array:
+def numpy_values(series: pl.Series) -> Array:
     """The values of a column without nulls, joined by numpy when it has several chunks.
 
     ``Series.to_numpy`` joins chunks into a new Polars buffer, which Polars' allocator

@@ -1,9 +1,9 @@
 """Online key columns: how request values become the stored form of a lookup.
 
-``_Keys`` holds a table's online key columns, a coercer per column (one request value to
+``Keys`` holds a table's online key columns, a coercer per column (one request value to
 the comparable stored form: integers, days for dates, microseconds for datetimes, 0/1 for
 booleans, floats, text) and the matching hash code function of
-:mod:`microfs._online_hashing`. A value of the wrong type raises an error that names the
+:mod:`microfs.online.hashing`. A value of the wrong type raises an error that names the
 value and the column's type; a request frame's key columns are cast to the stored types
 when that loses nothing.
 """
@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from microfs._online_hashing import _hash_code
-from microfs._online_storage import _EPOCH, _EPOCH_ORDINAL, _INT_RANGES, _polars_type
 from microfs.errors import SchemaError, TimestampError
+from microfs.online.columns import EPOCH, EPOCH_ORDINAL, INT_RANGES, polars_type
+from microfs.online.hashing import hash_code
 
-__all__ = ["_Keys"]
+__all__ = ["Keys"]
 
 _US = timedelta(microseconds=1)
 
@@ -40,8 +40,8 @@ def _coercer(group: str, column: str, canonical: str) -> Callable[[Any], Any]:
             f"the request gives {value!r} ({type(value).__name__}){why}"
         )
 
-    if canonical in _INT_RANGES:
-        lo, hi = _INT_RANGES[canonical]
+    if canonical in INT_RANGES:
+        lo, hi = INT_RANGES[canonical]
 
         def to_int(value: Any) -> Any:
             if type(value) is int and lo <= value <= hi:  # the common case, first
@@ -106,7 +106,7 @@ def _coercer(group: str, column: str, canonical: str) -> Callable[[Any], Any]:
                 return None
             if isinstance(value, datetime) or not isinstance(value, date):
                 raise wrong(value, "; give a datetime.date")
-            return value.toordinal() - _EPOCH_ORDINAL
+            return value.toordinal() - EPOCH_ORDINAL
 
         return to_days
 
@@ -123,13 +123,13 @@ def _coercer(group: str, column: str, canonical: str) -> Callable[[Any], Any]:
             )
         if getattr(value, "nanosecond", 0):
             raise wrong(value, ", finer than a microsecond")
-        micros: int = (value - _EPOCH) // _US
+        micros: int = (value - EPOCH) // _US
         return micros
 
     return to_micros
 
 
-class _Keys:
+class Keys:
     """The online key columns of one table and how request values become lookups."""
 
     def __init__(self, group: str, names: Sequence[str], canonicals: Sequence[str]) -> None:
@@ -139,11 +139,16 @@ class _Keys:
         self.coercers = [
             _coercer(group, n, c) for n, c in zip(self.names, self.canonicals, strict=True)
         ]
-        self.hash_codes = [_hash_code(c) for c in self.canonicals]
+        self.hash_codes = [hash_code(c) for c in self.canonicals]
         # one integer-like key: its hash is a bijection of its value, so equal hash = equal key
         self.exact = len(self.names) == 1 and canonicals[0] not in ("string", "float32", "float64")
 
     def as_tuple(self, key: Any) -> tuple[Any, ...]:
+        """A request key as a tuple with one value per key column (a bare value: one).
+
+        Raises:
+            SchemaError: the key has another number of values than there are key columns.
+        """
         if isinstance(key, tuple):
             values = key
         elif isinstance(key, list):
@@ -173,7 +178,7 @@ class _Keys:
 
 
 def _cast_key(series: pl.Series, canonical: str, group: str) -> pl.Series:
-    target = _polars_type(canonical)
+    target = polars_type(canonical)
     dtype = series.dtype
     if dtype == target:
         return series
