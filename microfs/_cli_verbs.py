@@ -18,24 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from microfs.errors import DefinitionError, NotFoundError
-from microfs.store import DEFAULT_LAKE, FeatureStore
+from microfs.store import DEFAULT_LAKE, LAKE_ENV, FeatureStore
 
 # the names microfs.cli uses
 __all__ = [
-    "_LAKE_ENV",
-    "_groups_compact",
-    "_groups_head",
-    "_groups_history",
-    "_groups_list",
-    "_groups_show",
-    "_groups_vacuum",
-    "_lake_path",
-    "_views_list",
-    "_views_show",
+    "groups_compact",
+    "groups_head",
+    "groups_history",
+    "groups_list",
+    "groups_show",
+    "groups_vacuum",
+    "lake_path",
+    "views_list",
+    "views_show",
 ]
-
-_LAKE_ENV = "MICROFS_LAKE"
-_TRAINING_DATASETS = "training_datasets"
 
 
 # ---------------------------------------------------------------------------------------
@@ -43,22 +39,22 @@ _TRAINING_DATASETS = "training_datasets"
 # ---------------------------------------------------------------------------------------
 
 
-def _lake_path(args: argparse.Namespace) -> tuple[Path, str]:
+def lake_path(args: argparse.Namespace) -> tuple[Path, str]:
     """The lake folder and where its path came from."""
     given: str | None = getattr(args, "lake", None)
     if given:
         return Path(given), "--lake"
-    env = os.environ.get(_LAKE_ENV)
+    env = os.environ.get(LAKE_ENV)
     if env:
-        return Path(env), f"${_LAKE_ENV}"
+        return Path(env), f"${LAKE_ENV}"
     return Path(DEFAULT_LAKE), "the default"
 
 
 def _existing_store(args: argparse.Namespace) -> FeatureStore:
     """Open the lake without creating anything; a missing lake is a user error."""
-    path, source = _lake_path(args)
+    path, source = lake_path(args)
     demo = f"microfs demo --lake {path}" if source == "--lake" else "microfs demo"
-    hint = f"run `{demo}` to create one, or choose another with --lake or ${_LAKE_ENV}"
+    hint = f"run `{demo}` to create one, or choose another with --lake or ${LAKE_ENV}"
     if not path.exists():
         raise NotFoundError(
             f"no lake at {str(path)!r} ({source}): the folder does not exist; {hint}"
@@ -156,7 +152,7 @@ def _parse_time(text: str) -> datetime:
 # ---------------------------------------------------------------------------------------
 
 
-def _groups_list(args: argparse.Namespace) -> int:
+def groups_list(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     entries = []
     for name in fs.list_feature_groups():
@@ -213,7 +209,7 @@ def _group_document(fs: FeatureStore, args: argparse.Namespace) -> dict[str, Any
     }
 
 
-def _groups_show(args: argparse.Namespace) -> int:
+def groups_show(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     doc = _group_document(fs, args)
     if args.json:
@@ -254,7 +250,7 @@ def _groups_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _groups_history(args: argparse.Namespace) -> int:
+def groups_history(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     fg = fs.get_feature_group(args.name, args.version)
     commits = fg.history()
@@ -285,7 +281,7 @@ def _groups_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _groups_head(args: argparse.Namespace) -> int:
+def groups_head(args: argparse.Namespace) -> int:
     import polars as pl
 
     fs = _existing_store(args)
@@ -320,7 +316,7 @@ def _groups_head(args: argparse.Namespace) -> int:
     return 0
 
 
-def _groups_compact(args: argparse.Namespace) -> int:
+def groups_compact(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     fg = fs.get_feature_group(args.name, args.version)
     began = time.perf_counter()
@@ -352,7 +348,7 @@ def _groups_compact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _groups_vacuum(args: argparse.Namespace) -> int:
+def groups_vacuum(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     fg = fs.get_feature_group(args.name, args.version)
     options: dict[str, Any] = {"dry_run": args.dry_run, "force": args.force}
@@ -396,7 +392,7 @@ def _groups_vacuum(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 
-def _views_list(args: argparse.Namespace) -> int:
+def views_list(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     entries = []
     for name in fs.list_feature_views():
@@ -436,13 +432,12 @@ def _views_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _views_show(args: argparse.Namespace) -> int:
+def views_show(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     fv = fs.get_feature_view(args.name, args.version)
     definition = fv.definition.to_dict()
     records = [
-        fs.registry.get_record("feature_views", fv.name, fv.version, _TRAINING_DATASETS, n)
-        or {"number": n}
+        {**fv.training_dataset_record(n).to_dict(), "number": n}
         for n in fv.list_training_datasets()
     ]
     if args.json:

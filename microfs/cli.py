@@ -35,19 +35,18 @@ import time
 from collections.abc import Callable, Sequence
 
 from microfs._cli_verbs import (
-    _LAKE_ENV,
-    _groups_compact,
-    _groups_head,
-    _groups_history,
-    _groups_list,
-    _groups_show,
-    _groups_vacuum,
-    _lake_path,
-    _views_list,
-    _views_show,
+    groups_compact,
+    groups_head,
+    groups_history,
+    groups_list,
+    groups_show,
+    groups_vacuum,
+    lake_path,
+    views_list,
+    views_show,
 )
 from microfs.errors import MicroFSError
-from microfs.store import DEFAULT_LAKE, FeatureStore
+from microfs.store import DEFAULT_LAKE, LAKE_ENV, FeatureStore
 
 __all__ = ["main"]
 
@@ -59,7 +58,7 @@ _DEMO_DEFAULT_SIZE = "small"
 _DEMO_VIEW = "recommendation_model_v1"
 
 _EPILOG = f"""\
-The lake is the folder given by --lake, else ${_LAKE_ENV}, else ./{DEFAULT_LAKE}.
+The lake is the folder given by --lake, else ${LAKE_ENV}, else ./{DEFAULT_LAKE}.
 Only `demo` creates it; the other verbs need an existing lake.
 
 examples:
@@ -134,7 +133,7 @@ def _silence_stdout() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    lake_help = f"the lake folder (default: ${_LAKE_ENV}, else ./{DEFAULT_LAKE})"
+    lake_help = f"the lake folder (default: ${LAKE_ENV}, else ./{DEFAULT_LAKE})"
     # --lake works before or after the verb; SUPPRESS keeps a verb's parser from
     # overwriting a value given before it with its own default
     lake = argparse.ArgumentParser(add_help=False)
@@ -182,17 +181,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     group_verbs = groups.add_subparsers(title="verbs", metavar="VERB", required=True)
     verb = group_verbs.add_parser("list", parents=[out], help="list feature groups")
-    verb.set_defaults(handler=_groups_list)
+    verb.set_defaults(handler=groups_list)
     verb = group_verbs.add_parser(
         "show",
         parents=[named],
         help="schema, keys, event time, online keys, row count, table version",
     )
-    verb.set_defaults(handler=_groups_show)
+    verb.set_defaults(handler=groups_show)
     verb = group_verbs.add_parser(
         "history", parents=[named], help="the commits of the group's Delta table"
     )
-    verb.set_defaults(handler=_groups_history)
+    verb.set_defaults(handler=groups_history)
     verb = group_verbs.add_parser(
         "head",
         parents=[named],
@@ -213,13 +212,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the table as it was at this time: ISO 8601 with a time zone, "
         "e.g. 2024-05-01T12:00:00Z",
     )
-    verb.set_defaults(handler=_groups_head)
+    verb.set_defaults(handler=groups_head)
     verb = group_verbs.add_parser(
         "compact",
         parents=[named],
         help="rewrite small files into larger ones (a new table version, same rows)",
     )
-    verb.set_defaults(handler=_groups_compact)
+    verb.set_defaults(handler=groups_compact)
     verb = group_verbs.add_parser(
         "vacuum",
         parents=[named],
@@ -241,12 +240,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete files recorded training datasets need too (names the ones it breaks)",
     )
-    verb.set_defaults(handler=_groups_vacuum)
+    verb.set_defaults(handler=groups_vacuum)
 
     views = nouns.add_parser("views", help="feature views: list, show")
     view_verbs = views.add_subparsers(title="verbs", metavar="VERB", required=True)
     verb = view_verbs.add_parser("list", parents=[out], help="list feature views")
-    verb.set_defaults(handler=_views_list)
+    verb.set_defaults(handler=views_list)
     verb = view_verbs.add_parser(
         "show",
         parents=[out],
@@ -256,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     verb.add_argument(
         "--version", type=_positive_int, metavar="N", help="definition version (default: latest)"
     )
-    verb.set_defaults(handler=_views_show)
+    verb.set_defaults(handler=views_show)
     return parser
 
 
@@ -301,7 +300,7 @@ def _non_negative_float(text: str) -> float:
 def _demo(args: argparse.Namespace) -> int:
     from microfs import synthetic
 
-    path, _ = _lake_path(args)
+    path, _ = lake_path(args)
     lake = str(path)
     user, item = synthetic.DEMO_USER_ID, synthetic.DEMO_ITEM_ID
     steps: list[tuple[str, str, list[str]]] = [
