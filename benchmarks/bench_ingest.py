@@ -22,7 +22,6 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -37,12 +36,10 @@ import polars as pl
 import psutil
 from deltalake import DeltaTable, write_deltalake
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from microfs import FeatureGroup, FeatureStore
+from microfs.synthetic import GROUPS, SCHEMAS, corrections, generate_world
 
-from microfs import FeatureGroup, FeatureStore  # noqa: E402
-from microfs.synthetic import GROUPS, SCHEMAS, corrections, generate_world  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GROUP = "user_activity"
 Timing = tuple[float, float]

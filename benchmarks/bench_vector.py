@@ -24,12 +24,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from bench_online import summary, vector_latency
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_online import summary, vector_latency  # noqa: E402
-
-import microfs as mfs  # noqa: E402
+import microfs as mfs
 from microfs import synthetic  # noqa: E402
 
 SEED_JOINS = [

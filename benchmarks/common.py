@@ -37,16 +37,13 @@ from typing import Any, Literal
 import polars as pl
 import psutil
 
+from microfs import FeatureStore
+from microfs.synthetic import GROUPS, LABEL_COL, LABEL_GROUP, SCHEMAS, SIZES
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 DATA_DIR = BENCHMARKS / "data"
 RESULTS_DIR = BENCHMARKS / "results"
-for _path in (str(ROOT), str(BENCHMARKS)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from microfs import FeatureStore  # noqa: E402
-from microfs.synthetic import GROUPS, LABEL_COL, LABEL_GROUP, SCHEMAS, SIZES  # noqa: E402
 
 VIEW_NAME = "pit_benchmark"
 """The feature view of the point-in-time workload in every cached lake."""

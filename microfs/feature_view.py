@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -57,9 +57,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrainingDataset:
-    """A reproducible training dataset: data and the metadata that pins it.
+    """A reproducible training dataset: its data and the record that pins it.
 
-    ``X_test`` and ``y_test`` are None when the dataset has no split.
+    ``X_test`` and ``y_test`` are None when the dataset has no split. The record's fields
+    (table versions, window, split, seed, fitted parameters) read as attributes too.
     """
 
     version: int
@@ -67,15 +68,47 @@ class TrainingDataset:
     y_train: pl.Series
     X_test: pl.DataFrame | None
     y_test: pl.Series | None
-    table_versions: Mapping[str, int]
-    start: datetime | None
-    end: datetime | None
-    test_size: float | None
-    split: SplitMode
-    seed: int
-    params: FittedParams
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    record: TrainingDatasetRecord | None = None
+    record: TrainingDatasetRecord
+
+    @property
+    def table_versions(self) -> dict[str, int]:
+        """The pinned Delta table version per group name."""
+        return self.record.table_versions
+
+    @property
+    def start(self) -> datetime | None:
+        """First label event time included, or None."""
+        return self.record.start
+
+    @property
+    def end(self) -> datetime | None:
+        """Label event times are earlier than this, or None."""
+        return self.record.end
+
+    @property
+    def test_size(self) -> float | None:
+        """The test share, or None without a split."""
+        return self.record.test_size
+
+    @property
+    def split(self) -> SplitMode:
+        """How the test rows were chosen."""
+        return self.record.split
+
+    @property
+    def seed(self) -> int:
+        """The seed of a random split."""
+        return self.record.seed
+
+    @property
+    def params(self) -> FittedParams:
+        """The transformation parameters fitted on the train part."""
+        return self.record.params
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The record as stored (JSON form), with its number."""
+        return {**self.record.to_dict(), "number": self.version}
 
 
 class FeatureView:
@@ -403,22 +436,7 @@ class FeatureView:
             train, test = _split(frame, self._time, record.test_size, record.split, record.seed)
             X_train, y_train = self._xy(train, fitted)
             X_test, y_test = self._xy(test, fitted)
-        return TrainingDataset(
-            version=version,
-            X_train=X_train,
-            y_train=y_train,
-            X_test=X_test,
-            y_test=y_test,
-            table_versions=record.table_versions,
-            start=record.start,
-            end=record.end,
-            test_size=record.test_size,
-            split=record.split,
-            seed=record.seed,
-            params=fitted,
-            metadata={**record.to_dict(), "number": version},
-            record=record,
-        )
+        return TrainingDataset(version, X_train, y_train, X_test, y_test, record)
 
     def list_training_datasets(self) -> list[int]:
         """Versions of the recorded training datasets."""

@@ -1,9 +1,12 @@
 """Feature view definitions: the label group, its point-in-time joins and transformations.
 
-A definition is checked against the store's feature groups when it is created (unknown
-groups or columns, joins that do not cover the joined group's primary keys, name
-clashes, transformations on missing columns are refused) and stored as JSON. It pins the
-definition version of every group it reads.
+A definition is checked when it is created against the definitions of the groups it
+reads, found through a :data:`GroupLookup` (unknown groups or columns, joins that do not
+cover the joined group's primary keys, name clashes, transformations on missing columns
+are refused), and stored as JSON. It pins the definition version of every group it reads.
+This module is the one place that says which columns a view's features are
+(:meth:`FeatureViewDefinition.label_features`, :meth:`FeatureViewDefinition.feature_schema`,
+:func:`output_names`), and what a training dataset pins (:class:`TrainingDatasetRecord`).
 """
 
 from __future__ import annotations

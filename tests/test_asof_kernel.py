@@ -22,6 +22,7 @@ from polars.testing import assert_frame_equal
 from microfs import FeatureStore, FeatureView, _asof_kernel, synthetic
 from microfs._asof_kernel import asof_rows, cursor_asof
 from microfs.pit import JoinPlan, point_in_time_join
+from tests.helpers import SEED_JOINS, seed_view
 
 KEY_DTYPES = [pl.Int8(), pl.Int32(), pl.Int64(), pl.UInt8(), pl.UInt32(), pl.UInt64()]
 TIME_UNITS = ["ms", "us", "ns"]
@@ -182,15 +183,8 @@ def tiny_view(store: FeatureStore) -> FeatureView:
     for name, rows in world.frames().items():
         store.create_feature_group(name, schema=synthetic.SCHEMAS[name], **synthetic.GROUPS[name])
         store.get_feature_group(name).insert(rows)
-    return store.create_feature_view(
-        name="kernel_check",
-        label_fg="user_activity",
-        label_col="conversion",
-        joins=[
-            {"fg_name": "user_profile", "on": ["user_id"]},
-            {"fg_name": "item_feature", "on": ["item_id"], "max_age": timedelta(days=3)},
-        ],
-    )
+    joins = [SEED_JOINS[0], {**SEED_JOINS[1], "max_age": timedelta(days=3)}]
+    return seed_view(store, name="kernel_check", joins=joins, transforms=())
 
 
 def test_a_feature_view_chooses_the_kernel_from_the_delta_logs_and_gets_the_same_frame(

@@ -13,18 +13,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import bench_hopsworks
+import bench_pit
+import common
 import polars as pl
 import pytest
+import run as runner
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
-
-import bench_hopsworks  # noqa: E402
-import bench_pit  # noqa: E402
-import common  # noqa: E402
-import run as runner  # noqa: E402
 
 ROW_KEYS = {
     "benchmark",

@@ -15,19 +15,9 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import (
-    ACTIVITY_KEYS,
-    ACTIVITY_SCHEMA,
-    T0,
-    activity_rows,
-    lake_files,
-    sorted_rows,
-    training_dataset_record,
-)
 from deltalake import DeltaTable
 from hypothesis import given, settings
 from polars.testing import assert_frame_equal
-from strategies import UPSERT_SCHEMA, UpsertCase, UpsertRow, upsert_cases
 
 from microfs import (
     AlreadyExistsError,
@@ -41,6 +31,16 @@ from microfs import (
     SchemaError,
     TimestampError,
 )
+from tests.helpers import (
+    ACTIVITY_KEYS,
+    ACTIVITY_SCHEMA,
+    T0,
+    activity_rows,
+    lake_files,
+    sorted_rows,
+    training_dataset_record,
+)
+from tests.strategies import UPSERT_SCHEMA, UpsertCase, UpsertRow, upsert_cases
 
 UTC_US = pl.Datetime("us", "UTC")
 ACTIVITY_POLARS = pl.Schema(

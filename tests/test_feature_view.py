@@ -12,12 +12,12 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import served_group
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import microfs as mfs
 from microfs import FeatureStore
+from tests.helpers import seed_view, served_group
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIME = pl.Datetime("us", "UTC")
@@ -318,24 +318,6 @@ def seeded(store: FeatureStore) -> FeatureStore:
         )
     )
     return store
-
-
-def seed_view(fs: FeatureStore) -> mfs.FeatureView:
-    # As written in the seed README.
-    fv = fs.create_feature_view(
-        name="recommendation_model_v1",
-        label_fg="user_activity",
-        label_col="conversion",
-        joins=[
-            {"fg_name": "user_profile", "on": ["user_id"]},
-            {"fg_name": "item_feature", "on": ["item_id"]},
-        ],
-        transforms=[
-            {"type": "scale", "column": "duration_sec"},
-            {"type": "one_hot_encode", "column": "user_level"},
-        ],
-    )
-    return fv
 
 
 def test_seed_readme_view_trains(seeded: FeatureStore) -> None:

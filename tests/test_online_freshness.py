@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from microfs import FeatureGroup, FeatureStore
-from tests.conftest import T0
+from tests.helpers import T0
 
 SCHEMA = {"user_id": "int64", "ts": "datetime64[us, UTC]", "x": "int64"}
 WAIT_S = 30.0  # a bound on every wait, so a broken protocol fails instead of hanging

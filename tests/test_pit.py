@@ -12,7 +12,11 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from polars.testing import assert_frame_equal
-from strategies import (
+
+from microfs import _asof_kernel
+from microfs.errors import DefinitionError
+from microfs.pit import JoinPlan, point_in_time_join
+from tests.strategies import (
     PIT_BASE_TIME,
     PIT_LABEL_KEYS,
     PIT_LABEL_SCHEMA,
@@ -22,10 +26,6 @@ from strategies import (
     pit_sort_key,
     pit_worlds,
 )
-
-from microfs import _asof_kernel
-from microfs.errors import DefinitionError
-from microfs.pit import JoinPlan, point_in_time_join
 
 Engine = Literal["auto", "in-memory", "streaming"]
 

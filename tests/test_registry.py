@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import lake_files, training_dataset_record
 
 from microfs.errors import AlreadyExistsError, DefinitionError, InvalidNameError, NotFoundError
 from microfs.registry import PARAMS, Registry
 from microfs.schema import check_name
+from tests.helpers import lake_files, training_dataset_record
 
 
 @pytest.fixture

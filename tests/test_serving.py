@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from conftest import served_group
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import microfs as mfs
 from microfs import FeatureStore
+from tests.helpers import seed_view, served_group
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIME = pl.Datetime("us", "UTC")
@@ -51,16 +51,7 @@ def create(fs: FeatureStore) -> None:
 
 
 def view(fs: FeatureStore) -> mfs.FeatureView:
-    return fs.create_feature_view(
-        name="recommendation_model_v1",
-        label_fg="user_activity",
-        label_col="conversion",
-        joins=[
-            {"fg_name": "user_profile", "on": ["user_id"]},
-            {"fg_name": "item_feature", "on": ["item_id"]},
-        ],
-        transforms=TRANSFORMS,
-    )
+    return seed_view(fs, transforms=TRANSFORMS)
 
 
 def same(a: Any, b: Any) -> bool:
