@@ -30,6 +30,7 @@ __all__ = [
     "_groups_show",
     "_groups_vacuum",
     "_lake_path",
+    "_serve",
     "_views_list",
     "_views_show",
 ]
@@ -510,3 +511,30 @@ def _created(text: object) -> str | None:
         return _when(datetime.fromisoformat(text))
     except ValueError:
         return text
+
+
+# ---------------------------------------------------------------------------------------
+# serve
+# ---------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from microfs.server import TOKEN_ENV, serve
+
+    fs = _existing_store(args)
+    token_env = args.token_env or TOKEN_ENV
+    if args.token_env and not os.environ.get(args.token_env):
+        raise NotFoundError(
+            f"--token-env names ${args.token_env}, which is not set or empty; export the "
+            "token in it, or leave --token-env out"
+        )
+    serve(
+        fs.root,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        token_env=token_env,
+        on_start=lambda line: print(line, flush=True),
+    )
+    print("microfs: server stopped", flush=True)
+    return 0
