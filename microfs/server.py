@@ -520,8 +520,11 @@ class _App:
                 raise _invalid("give features or feature_service, not both")
             if not isinstance(service, str):
                 raise _invalid(f"feature_service must be a view's name, got {_shown(service)}")
-            served = self._served(service, None)
-            return [(service, c) for c in self._output_columns(served)]
+            try:
+                columns = self._output_columns(self._served(service, None))
+            except MicroFSError as exc:
+                raise _rejection(exc) from None
+            return [(service, c) for c in columns]
         if not isinstance(features, list) or not features:
             raise _invalid(
                 "give features: ['view:feature', ...] (or feature_service: 'view'), got "
@@ -561,10 +564,7 @@ class _App:
         generation = self.store.generation
         cached = self._columns.get(key)
         if cached is None or cached[0] != generation:
-            try:
-                cached = self._columns[key] = (generation, served.view.columns)
-            except MicroFSError as exc:
-                raise _rejection(exc) from None
+            cached = self._columns[key] = (generation, served.view.columns)
         return cached[1]
 
     def _compute(
