@@ -713,3 +713,13 @@ def test_two_workers_and_a_token(lake: Path) -> None:
             response = httpx.post(url + VECTORS, json={"entities": [entity]}, headers=headers)
             assert response.status_code == 200, response.text
             assert_vectors_equal(response.json()["vectors"], fv.get_inference_vectors([entity]))
+
+
+def test_serve_without_the_server_libraries_names_the_extra(
+    served: mfs.FeatureView, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # what a missing package looks like
+    assert cli.main(["serve", "--lake", str(served.store.root), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    expected = 'microfs serve needs the server libraries: pip install "microfs[serve]"'
+    assert err == f"microfs: error: {expected}\n"
