@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -129,23 +130,33 @@ def build_lake(root: Path, size: str) -> tuple[mfs.FeatureView, list[dict[str, i
 
 
 @contextmanager
-def server(command: list[str], *, cores: str, env: dict[str, str]) -> Iterator[str]:
-    """A server process pinned to ``cores``; yields its base URL once /health answers."""
+def server(
+    command: list[str],
+    *,
+    cores: str,
+    env: dict[str, str],
+    url: str | None = None,
+    cwd: Path = ROOT,
+) -> Iterator[str]:
+    """A server process pinned to ``cores``; yields its base URL once /health answers.
+
+    The URL is read from the server's output unless given.
+    """
     process = subprocess.Popen(
         ["taskset", "-c", cores, *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE if url is None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if url is None else subprocess.DEVNULL,
         text=True,
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
     )
     selector = selectors.DefaultSelector()
     try:
-        assert process.stdout is not None
-        selector.register(process.stdout, selectors.EVENT_READ)
-        url = None
         deadline = time.monotonic() + 120
         while url is None:
+            assert process.stdout is not None
+            if not selector.get_map():
+                selector.register(process.stdout, selectors.EVENT_READ)
             if not selector.select(timeout=max(0.1, deadline - time.monotonic())):
                 raise SystemExit(f"no start line from {command}")
             line = process.stdout.readline()
@@ -158,7 +169,9 @@ def server(command: list[str], *, cores: str, env: dict[str, str]) -> Iterator[s
                 if httpx.get(url + "/health", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.05)
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{command} did not answer /health") from None
+                time.sleep(0.1)
         yield url
     finally:
         selector.close()
@@ -221,7 +234,92 @@ def wrk(
     }
 
 
-def run(*, size: str, seconds: int, batch: int) -> dict[str, Any]:
+FEAST_FEATURES = ["user_level", "age", "country", "price", "category"]
+FEAST_REPO = """
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource, FeatureService
+from feast.types import Float64, Int64, String
+
+user = Entity(name="user", join_keys=["user_id"])
+item = Entity(name="item", join_keys=["item_id"])
+day = timedelta(days=36500)
+user_profile = FeatureView(
+    name="user_profile", entities=[user], ttl=day,
+    schema=[Field(name="user_level", dtype=String), Field(name="age", dtype=Int64),
+            Field(name="country", dtype=String)],
+    source=FileSource(path="data/user_profile.parquet", timestamp_field="timestamp"),
+)
+item_feature = FeatureView(
+    name="item_feature", entities=[item], ttl=day,
+    schema=[Field(name="price", dtype=Float64), Field(name="category", dtype=String)],
+    source=FileSource(path="data/item_feature.parquet", timestamp_field="timestamp"),
+)
+user_activity = FeatureView(
+    name="user_activity", entities=[user, item], ttl=day,
+    schema=[Field(name="duration_sec", dtype=Float64)],
+    source=FileSource(path="data/user_activity.parquet", timestamp_field="timestamp"),
+)
+recommendation = FeatureService(
+    name="recommendation", features=[user_activity, user_profile, item_feature]
+)
+"""
+FEAST_YAML = """project: microfs_bench
+registry: data/registry.db
+provider: local
+online_store:
+  type: sqlite
+  path: data/online.db
+offline_store:
+  type: file
+entity_key_serialization_version: 3
+"""
+
+
+def feast_repo(venv: Path, repo: Path, fv: mfs.FeatureView, entities: list[dict[str, int]]) -> None:
+    """A Feast repository with the view's three groups' latest rows, materialised to SQLite.
+
+    The activity table holds the benchmark's entities only (materialising all of it into
+    Feast's SQLite store takes long); profiles and items are whole.
+    """
+    data = repo / "data"
+    data.mkdir(parents=True)
+    keys = pl.DataFrame(entities).unique()
+    for group in [fv.label_group, *fv.joined_groups]:
+        frame = group.scan().collect()
+        frame = frame.sort("timestamp").unique(group.primary_keys, keep="last")
+        if group.name == "user_activity":
+            frame = frame.join(keys, on=["user_id", "item_id"]).drop("conversion")
+        frame.write_parquet(data / f"{group.name}.parquet")
+    (repo / "feature_store.yaml").write_text(FEAST_YAML, encoding="utf-8")
+    (repo / "features.py").write_text(FEAST_REPO, encoding="utf-8")
+    feast = str(venv / "bin" / "feast")
+    subprocess.run([feast, "apply"], cwd=repo, check=True, capture_output=True)
+    subprocess.run(
+        [feast, "materialize", "2000-01-01T00:00:00", "2100-01-01T00:00:00"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def feast_check(url: str, fv: mfs.FeatureView, entities: list[dict[str, int]]) -> int:
+    """Feast's raw values equal the view's untransformed columns for ``entities``."""
+    expected = fv.get_inference_vectors(entities)
+    body = {
+        "feature_service": "recommendation",
+        "entities": {k: [e[k] for e in entities] for k in ("user_id", "item_id")},
+    }
+    document = httpx.post(url + "/get-online-features", json=body, timeout=60).json()
+    names = document["metadata"]["feature_names"]
+    for column in ("age", "country", "price", "category"):
+        got = document["results"][names.index(column)]["values"]
+        for a, b in zip(got, expected[column].to_list(), strict=True):
+            if not _same(a, b):
+                raise AssertionError(f"Feast {column}: {a} != {b}")
+    return len(entities)
+
+
+def run(*, size: str, seconds: int, batch: int, feast_venv: Path | None) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("MICROFS_TOKEN", "MICROFS_LAKE")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="microfs-serve-") as tmp:
@@ -277,6 +375,9 @@ def run(*, size: str, seconds: int, batch: int) -> dict[str, Any]:
                 print(json.dumps(rows[-1]), flush=True)
         with server(peer, cores="0", env={**env, "LAKE": str(lake)}) as url:
             measure("FastAPI in-process (peer)", url, "/vectors")
+        feast_note = "not run (no --feast-venv)"
+        if feast_venv is not None:
+            feast_note = run_feast(feast_venv, scratch, fv, entities, rows, seconds, batch)
         import fastapi
         import uvicorn
 
@@ -290,8 +391,62 @@ def run(*, size: str, seconds: int, batch: int) -> dict[str, Any]:
             "server_cores": "core 0 (workers 2: cores 0,1)",
             "loadavg_at_end": os.getloadavg(),
             "versions": {"uvicorn": uvicorn.__version__, "fastapi": fastapi.__version__},
+            "feast": feast_note,
             "results": rows,
         }
+
+
+def run_feast(
+    venv: Path,
+    scratch: Path,
+    fv: mfs.FeatureView,
+    entities: list[dict[str, int]],
+    rows: list[dict[str, Any]],
+    seconds: int,
+    batch: int,
+) -> str:
+    """Feast's own feature server (SQLite online store) on the same data, one worker."""
+    repo = scratch / "feast_repo"
+    began = time.perf_counter()
+    try:
+        feast_repo(venv, repo, fv, entities)
+    except subprocess.CalledProcessError as exc:
+        return f"feast apply/materialize failed: {exc.stderr[-500:]!r}"
+    prepared = time.perf_counter() - began
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    port = 18432
+    command = [str(venv / "bin" / "feast"), "serve", "-p", str(port), "--no-access-log"]
+    command += ["--max-requests", "100000000", "--workers", "1"]
+
+    def body(chunk: list[dict[str, int]]) -> str:
+        keys = {k: [e[k] for e in chunk] for k in ("user_id", "item_id")}
+        return json.dumps({"feature_service": "recommendation", "entities": keys})
+
+    singles = [body([e]) for e in entities]
+    batches = [body(entities[i : i + batch]) for i in range(0, len(entities), batch)]
+    url = f"http://127.0.0.1:{port}"
+    with server(command, cores="0", env=env, url=url, cwd=repo):
+        checked = feast_check(url, fv, entities[:200])
+        path = "/get-online-features"
+        for connections in (1, 8, 64):
+            row = wrk(url, path, singles, connections=connections, seconds=seconds, scratch=scratch)
+            rows.append({"server": "Feast feature server", "request": "1 entity", **row})
+            rows[-1]["checked"] = checked
+            print(json.dumps(rows[-1]), flush=True)
+        row = wrk(url, path, batches, connections=1, seconds=seconds, scratch=scratch)
+        rows.append({"server": "Feast feature server", "request": f"{batch} entities", **row})
+        print(json.dumps(rows[-1]), flush=True)
+    version = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import feast; print(feast.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return (
+        f"feast {version}, SQLite online store, `feast serve --workers 1`; apply + materialize "
+        f"took {prepared:.1f} s; raw values (age, country, price, category) checked equal on "
+        f"{checked} entities; Feast serves raw features (no scale/one-hot)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -299,8 +454,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", default="small")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--feast-venv",
+        type=Path,
+        default=None,
+        help="a virtual environment with feast installed: its feature server runs too",
+    )
     args = parser.parse_args(argv)
-    result = run(size=args.size, seconds=args.seconds, batch=args.batch)
+    result = run(size=args.size, seconds=args.seconds, batch=args.batch, feast_venv=args.feast_venv)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(__file__).parent / "results" / f"serve-{stamp}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
