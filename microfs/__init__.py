@@ -21,6 +21,7 @@ from microfs.errors import (
     NotFittedError,
     NotFoundError,
     SchemaError,
+    ServerConfigError,
     TimestampError,
     VacuumError,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "OnlineStore",
     "OnlineTable",
     "SchemaError",
+    "ServerConfigError",
     "TimestampError",
     "TrainingDataset",
     "Transform",

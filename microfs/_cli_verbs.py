@@ -29,6 +29,7 @@ __all__ = [
     "groups_show",
     "groups_vacuum",
     "lake_path",
+    "serve",
     "views_list",
     "views_show",
 ]
@@ -505,3 +506,31 @@ def _created(text: object) -> str | None:
         return _when(datetime.fromisoformat(text))
     except ValueError:
         return text
+
+
+# ---------------------------------------------------------------------------------------
+# serve
+# ---------------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``microfs serve``: run the HTTP feature server until SIGTERM."""
+    from microfs import server  # needs the serve extra; loaded only for this verb
+
+    fs = _existing_store(args)
+    token_env = args.token_env or server.TOKEN_ENV
+    if args.token_env and not os.environ.get(args.token_env):
+        raise NotFoundError(
+            f"--token-env names ${args.token_env}, which is not set or empty; export the "
+            "token in it, or leave --token-env out"
+        )
+    server.serve(
+        fs.root,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        token_env=token_env,
+        on_start=lambda line: print(line, flush=True),
+    )
+    print("microfs: server stopped", flush=True)
+    return 0

@@ -11,6 +11,7 @@ Verbs::
     microfs groups vacuum NAME [--version N] [--retention-hours H] [--dry-run] [--force]
     microfs views list
     microfs views show NAME [--version N]
+    microfs serve [--host 127.0.0.1] [--port 6566] [--workers N] [--token-env NAME]
 
 Every verb takes ``--lake PATH`` (default: ``$MICROFS_LAKE``, else ``./lake``); every verb
 but ``demo`` takes ``--json`` and then prints exactly one JSON document on stdout. Only
@@ -42,6 +43,7 @@ from microfs._cli_verbs import (
     groups_show,
     groups_vacuum,
     lake_path,
+    serve,
     views_list,
     views_show,
 )
@@ -70,6 +72,7 @@ examples:
   microfs groups head user_activity --rows 5 --table-version 1
   microfs groups vacuum user_activity --dry-run
   microfs views show recommendation_model_v1 --json
+  microfs serve --port 6566             feature vectors over HTTP (pip install "microfs[serve]")
 
 A user error prints one line `microfs: error: ...` on stderr and exits with 1."""
 
@@ -256,6 +259,30 @@ def _parser() -> argparse.ArgumentParser:
         "--version", type=_positive_int, metavar="N", help="definition version (default: latest)"
     )
     verb.set_defaults(handler=views_show)
+
+    verb = nouns.add_parser(
+        "serve",
+        parents=[lake],
+        help="serve the lake's feature vectors over HTTP (Feast-compatible route included)",
+        description="Serve the lake's feature views over HTTP until SIGTERM or Ctrl-C: "
+        "/health, /v1/feature-views, /v1/feature-views/NAME/vectors, /get-online-features "
+        '(Feast\'s request and response) and /metrics. Needs pip install "microfs[serve]".',
+    )
+    verb.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    verb.add_argument(
+        "--port", type=_non_negative_int, default=6566, help="port (default: 6566; 0: any free)"
+    )
+    verb.add_argument(
+        "--workers", type=_positive_int, default=1, metavar="N", help="processes (default: 1)"
+    )
+    verb.add_argument(
+        "--token-env",
+        metavar="NAME",
+        default=None,
+        help="environment variable holding the bearer token every route but /health needs "
+        "(default: MICROFS_TOKEN; a non-loopback --host needs one)",
+    )
+    verb.set_defaults(handler=serve)
     return parser
 
 

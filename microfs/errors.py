@@ -15,7 +15,8 @@ The tree::
     ├── DuplicateKeyError         two rows of one batch with the same key and event time
     ├── NotFittedError            transformation parameters were asked for before fitting
     ├── CommitConflictError       a concurrent commit that could not be retried
-    └── VacuumError               a vacuum that would break recorded training datasets
+    ├── VacuumError               a vacuum that would break recorded training datasets
+    └── ServerConfigError         a feature server that cannot start as asked
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "NotFittedError",
     "NotFoundError",
     "SchemaError",
+    "ServerConfigError",
     "TimestampError",
     "VacuumError",
 ]
@@ -77,3 +79,7 @@ class CommitConflictError(MicroFSError):
 
 class VacuumError(MicroFSError):
     """A vacuum that would delete files recorded training datasets still need."""
+
+
+class ServerConfigError(MicroFSError):
+    """An HTTP feature server that cannot start as asked (libraries missing, no token)."""

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
-from microfs import FeatureGroup, FeatureStore
-from tests.helpers import ACTIVITY_KEYS, ACTIVITY_SCHEMA
+from microfs import FeatureGroup, FeatureStore, FeatureView
+from tests.helpers import (
+    ACTIVITY,
+    ACTIVITY_KEYS,
+    ACTIVITY_SCHEMA,
+    ITEM,
+    PROFILE,
+    at,
+    create_served_groups,
+    served_view,
+)
 
 
 @pytest.fixture
@@ -26,3 +36,25 @@ def activity(store: FeatureStore) -> FeatureGroup:
         schema=ACTIVITY_SCHEMA,
         online_keys=ACTIVITY_KEYS,
     )
+
+
+@pytest.fixture
+def served(store: FeatureStore) -> FeatureView:
+    """The served seed world with a few rows and fitted parameters."""
+    create_served_groups(store)
+    store.get_feature_group("user_activity").insert(
+        pl.DataFrame(
+            [(1, 102, at(5), 30.0, 1), (2, 102, at(6), 10.0, 0)], schema=ACTIVITY, orient="row"
+        )
+    )
+    store.get_feature_group("user_profile").insert(
+        pl.DataFrame(
+            [(1, at(0), "gold", 30), (2, at(0), "silver", None)], schema=PROFILE, orient="row"
+        )
+    )
+    store.get_feature_group("item_feature").insert(
+        pl.DataFrame([(102, at(0), 9.5, "x")], schema=ITEM, orient="row")
+    )
+    fv = served_view(store)
+    fv.get_training_data(compute_params=True)
+    return fv

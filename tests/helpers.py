@@ -5,6 +5,7 @@ Fixtures live in ``conftest.py``; hypothesis strategies in ``strategies.py``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -128,3 +129,52 @@ def training_dataset_record(*pins: tuple[str, int, int]) -> TrainingDatasetRecor
         rows_test=None,
         created_at=T0,
     )
+
+
+# --- the served seed world: three groups served online, a view over them ---------
+
+TIME = pl.Datetime("us", "UTC")
+TIME = pl.Datetime("us", "UTC")
+
+ACTIVITY = {
+    "user_id": pl.Int64,
+    "item_id": pl.Int64,
+    "timestamp": TIME,
+    "duration_sec": pl.Float64,
+    "conversion": pl.Int64,
+}
+PROFILE = {"user_id": pl.Int64, "timestamp": TIME, "user_level": pl.String, "age": pl.Int64}
+ITEM = {"item_id": pl.Int64, "timestamp": TIME, "price": pl.Float64, "category": pl.String}
+SERVED_TRANSFORMS = [
+    {"type": "scale", "column": "duration_sec"},
+    {"type": "one_hot_encode", "column": "user_level"},
+    {"type": "impute", "column": "age", "strategy": "mean"},
+    {"type": "min_max_scale", "column": "price"},
+    {"type": "label_encode", "column": "category"},
+]
+
+
+def at(minute: int) -> datetime:
+    """``T0`` plus ``minute`` minutes."""
+    return T0 + timedelta(minutes=minute)
+
+
+def create_served_groups(fs: FeatureStore) -> None:
+    """The seed's three groups, each served online on its primary keys."""
+    served_group(fs, "user_activity", ["user_id", "item_id"], ACTIVITY)
+    served_group(fs, "user_profile", ["user_id"], PROFILE)
+    served_group(fs, "item_feature", ["item_id"], ITEM)
+
+
+def served_view(fs: FeatureStore) -> FeatureView:
+    """The seed's view over :func:`create_served_groups`, with more transformations."""
+    return seed_view(fs, transforms=SERVED_TRANSFORMS)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of equal type, floats within 1e-12, None only to None."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(a, b, rel_tol=0, abs_tol=1e-12)
+    return bool(a == b) and type(a) is type(b)

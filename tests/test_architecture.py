@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "microfs.feature_view": 10,
     "microfs.store": 11,
     # the edges: command line, package façade
+    "microfs.server": 12,
     "microfs._cli_verbs": 12,
     "microfs.cli": 13,
     "microfs.__main__": 14,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import tempfile
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -15,51 +14,19 @@ from hypothesis import strategies as st
 
 import microfs as mfs
 from microfs import FeatureStore
-from tests.helpers import seed_view, served_group
+from tests.helpers import (
+    ACTIVITY,
+    ITEM,
+    PROFILE,
+    TIME,
+    at,
+    create_served_groups,
+    same,
+    served_view,
+)
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-TIME = pl.Datetime("us", "UTC")
 FINAL = 100  # minute of every entity's final event, later than every feature row
 CUT = 40  # parameters are fitted on label rows before this minute only
-
-ACTIVITY = {
-    "user_id": pl.Int64,
-    "item_id": pl.Int64,
-    "timestamp": TIME,
-    "duration_sec": pl.Float64,
-    "conversion": pl.Int64,
-}
-PROFILE = {"user_id": pl.Int64, "timestamp": TIME, "user_level": pl.String, "age": pl.Int64}
-ITEM = {"item_id": pl.Int64, "timestamp": TIME, "price": pl.Float64, "category": pl.String}
-TRANSFORMS = [
-    {"type": "scale", "column": "duration_sec"},
-    {"type": "one_hot_encode", "column": "user_level"},
-    {"type": "impute", "column": "age", "strategy": "mean"},
-    {"type": "min_max_scale", "column": "price"},
-    {"type": "label_encode", "column": "category"},
-]
-
-
-def at(minute: int) -> datetime:
-    return T0 + timedelta(minutes=minute)
-
-
-def create(fs: FeatureStore) -> None:
-    served_group(fs, "user_activity", ["user_id", "item_id"], ACTIVITY)
-    served_group(fs, "user_profile", ["user_id"], PROFILE)
-    served_group(fs, "item_feature", ["item_id"], ITEM)
-
-
-def view(fs: FeatureStore) -> mfs.FeatureView:
-    return seed_view(fs, transforms=TRANSFORMS)
-
-
-def same(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(a, b, rel_tol=0, abs_tol=1e-12)
-    return bool(a == b) and type(a) is type(b)
 
 
 users = st.integers(1, 4)
@@ -142,10 +109,10 @@ def worlds(draw: st.DrawFn) -> dict[str, pl.DataFrame]:
 def test_online_vectors_equal_training_rows(world: dict[str, pl.DataFrame]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fs = FeatureStore(tmp)
-        create(fs)
+        create_served_groups(fs)
         for name in ("user_activity", "user_profile", "item_feature"):
             fs.get_feature_group(name).insert(world[name])
-        fv = view(fs)
+        fv = served_view(fs)
         # Fitted on early rows only, so later categories are unseen.
         fv.get_training_data(compute_params=True, end=at(CUT))
         X, _ = fv.get_training_data()
@@ -167,27 +134,6 @@ def test_online_vectors_equal_training_rows(world: dict[str, pl.DataFrame]) -> N
             assert all(same(a, b) for a, b in zip(batch.row(position), expected, strict=True))
             as_dict = fv.get_inference_vector(entity, return_type="dict")
             assert list(as_dict) == X.columns
-
-
-@pytest.fixture
-def served(store: FeatureStore) -> mfs.FeatureView:
-    create(store)
-    store.get_feature_group("user_activity").insert(
-        pl.DataFrame(
-            [(1, 102, at(5), 30.0, 1), (2, 102, at(6), 10.0, 0)], schema=ACTIVITY, orient="row"
-        )
-    )
-    store.get_feature_group("user_profile").insert(
-        pl.DataFrame(
-            [(1, at(0), "gold", 30), (2, at(0), "silver", None)], schema=PROFILE, orient="row"
-        )
-    )
-    store.get_feature_group("item_feature").insert(
-        pl.DataFrame([(102, at(0), 9.5, "x")], schema=ITEM, orient="row")
-    )
-    fv = view(store)
-    fv.get_training_data(compute_params=True)
-    return fv
 
 
 def test_seed_inference_call_and_return_types(served: mfs.FeatureView) -> None:
