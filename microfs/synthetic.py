@@ -43,7 +43,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from microfs.errors import DefinitionError, NotFoundError, SchemaError, TimestampError
+from microfs.errors import DefinitionError, NotFoundError, SchemaError
+from microfs.schema import aware_utc
 
 __all__ = [
     "CATEGORIES",
@@ -247,12 +248,7 @@ def _check_fraction(name: str, value: float) -> None:
 
 
 def _to_us(moment: datetime, name: str) -> int:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise TimestampError(
-            f"{name}={moment.isoformat()} has no time zone; attach one, e.g. "
-            f"{name}.replace(tzinfo=datetime.timezone.utc)"
-        )
-    delta = moment.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = aware_utc(moment, what=name) - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return _span_us(delta)
 
 

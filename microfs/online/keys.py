@@ -20,6 +20,7 @@ import polars as pl
 from microfs.errors import SchemaError, TimestampError
 from microfs.online.columns import EPOCH, EPOCH_ORDINAL, INT_RANGES, polars_type
 from microfs.online.hashing import hash_code
+from microfs.schema import aware_utc
 
 __all__ = ["Keys"]
 
@@ -115,12 +116,7 @@ def _coercer(group: str, column: str, canonical: str) -> Callable[[Any], Any]:
             return None
         if not isinstance(value, datetime):
             raise wrong(value, "; give a timezone-aware datetime.datetime")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise TimestampError(
-                f"online key column {column!r} of feature group {group!r} holds instants; the "
-                f"request gives the naive datetime {value!r}: attach a zone, e.g. "
-                "value.replace(tzinfo=datetime.timezone.utc)"
-            )
+        aware_utc(value, what=f"the request's {column} (a key of feature group {group!r})")
         if getattr(value, "nanosecond", 0):
             raise wrong(value, ", finer than a microsecond")
         micros: int = (value - EPOCH) // _US
