@@ -22,6 +22,7 @@ from typing import Literal
 import polars as pl
 
 from microfs import _asof_kernel
+from microfs._frame_spec import FrameSpec, frame_columns, frame_spec, spine_columns
 from microfs.errors import DefinitionError
 from microfs.feature_group import FeatureGroup
 from microfs.pit import JoinPlan, point_in_time_join
@@ -84,6 +85,24 @@ class FramePlanner:
     ) -> pl.LazyFrame:
         """The whole frame for label times in ``[start, end)`` as one plan."""
         return self.join(self.spine(start, end, table_versions), table_versions, end)
+
+    def spec(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+    ) -> FrameSpec:
+        """The engine-neutral spec of :meth:`plan`'s frame (for other engines than Polars)."""
+        return frame_spec(
+            self.label,
+            self.label_col,
+            self.joins,
+            self.groups,
+            self.feature_columns,
+            start=utc(start),
+            end=utc(end),
+            table_versions=table_versions,
+        )
 
     def windows(
         self,
@@ -164,7 +183,7 @@ class FramePlanner:
     ) -> Spine:
         """The label group's rows with ``start <= t < end``, in stored order when proven."""
         label = self.label
-        columns = [*label.primary_keys, self.time, *self.label_features(), self.label_col]
+        columns = spine_columns(label, self.label_col)
         version = (table_versions or {}).get(label.name)
         scan, order = label.scan_by_time(version=version)
         frame = window_filter(scan.select(columns), self.time, utc(start), utc(end))
@@ -254,13 +273,7 @@ class FramePlanner:
             joins=plans,
             labels_sorted=spine.order,
         )
-        columns = [
-            *label.primary_keys,
-            self.time,
-            *self.feature_columns,
-            self.label_col,
-        ]
-        return joined.select(columns)
+        return joined.select(frame_columns(label, self.label_col, self.feature_columns))
 
 
 def _suits_kernel(

@@ -15,7 +15,8 @@ The tree::
     ├── DuplicateKeyError         two rows of one batch with the same key and event time
     ├── NotFittedError            transformation parameters were asked for before fitting
     ├── CommitConflictError       a concurrent commit that could not be retried
-    └── VacuumError               a vacuum that would break recorded training datasets
+    ├── VacuumError               a vacuum that would break recorded training datasets
+    └── MissingDependencyError    an optional engine asked for but not installed
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "DuplicateKeyError",
     "InvalidNameError",
     "MicroFSError",
+    "MissingDependencyError",
     "NotFittedError",
     "NotFoundError",
     "SchemaError",
@@ -77,3 +79,7 @@ class CommitConflictError(MicroFSError):
 
 class VacuumError(MicroFSError):
     """A vacuum that would delete files recorded training datasets still need."""
+
+
+class MissingDependencyError(MicroFSError, ImportError):
+    """An optional engine was asked for but its packages are not installed."""
