@@ -229,7 +229,9 @@ def test_training_frame_on_daft_equals_polars(
     except mfs.NotFittedError:  # no usable training value: nothing to transform with
         return
     batch = view.get_batch_data(start, end).collect()
-    assert_frame_equal(to_polars(view.get_batch_data(start, end, engine="daft"), batch.schema), batch)
+    assert_frame_equal(
+        to_polars(view.get_batch_data(start, end, engine="daft"), batch.schema), batch
+    )
 
 
 PROFILE = {"user_id": pl.Int64(), "ts": PIT_TIME, "score": pl.Float64(), "level": pl.String()}
@@ -298,7 +300,8 @@ def test_write_training_frame_and_training_datasets_on_daft(
     assert on_daft is not recorded
     for name in ("X_train", "X_test"):
         assert_frame_equal(getattr(on_daft, name), getattr(recorded, name))
-    assert on_daft.y_train is not None and recorded.y_train is not None
+    assert on_daft.y_train is not None
+    assert recorded.y_train is not None
     assert on_daft.y_train.equals(recorded.y_train)
 
     rows = seeded.write_training_frame(tmp_path / "d" / "frame.parquet", engine="daft")
@@ -363,4 +366,5 @@ def test_the_module_passes_on_a_local_ray_cluster() -> None:
     command += ["-p", "no:cacheprovider", "-m", "not slow"]
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tests.parent)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert " passed" in out.stdout and "skipped" in out.stdout  # this test skips there
+    assert " passed" in out.stdout
+    assert "skipped" in out.stdout  # this test, there
