@@ -223,8 +223,23 @@ def point_in_time_join(
             fresh = (col(time) >= col(label_time) - lit(join.max_age)).fill_null(False)
             out = out.with_columns({n: when(fresh, col(n)) for n in join.output_names})
         out = out.exclude(time)
-    order: list[Any] = [label_time, *label_keys, *([row] if keep_ties else [])]
-    return out.sort(order, nulls_first=[True] * len(order)).select(*columns)
+    order = [label_time, *label_keys, *([row] if keep_ties else [])]
+    return out.sort(_nulls_first(out, order)).select(*columns)
+
+
+def _nulls_first(frame: daft.DataFrame, columns: Sequence[str]) -> list[daft.Expression | str]:
+    """Sort keys ordering ``columns`` ascending with nulls first, free of nulls themselves.
+
+    Each column becomes (is not null, value with nulls filled): Daft's sort on a Ray
+    cluster placed null keys after others when the rows spanned several partitions,
+    although ``nulls_first`` was asked for.
+    """
+    schema = frame.schema()
+    keys: list[daft.Expression | str] = []
+    for name in columns:
+        filler = lit(0).cast(schema[name].dtype)
+        keys += [col(name).not_null(), col(name).fill_null(filler)]
+    return keys
 
 
 def batch_data(
