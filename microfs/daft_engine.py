@@ -224,22 +224,25 @@ def point_in_time_join(
             out = out.with_columns({n: when(fresh, col(n)) for n in join.output_names})
         out = out.exclude(time)
     order = [label_time, *label_keys, *([row] if keep_ties else [])]
-    return out.sort(_nulls_first(out, order)).select(*columns)
+    return _nulls_first(out, order).select(*columns)
 
 
-def _nulls_first(frame: daft.DataFrame, columns: Sequence[str]) -> list[daft.Expression | str]:
-    """Sort keys ordering ``columns`` ascending with nulls first, free of nulls themselves.
+def _nulls_first(frame: daft.DataFrame, columns: Sequence[str]) -> daft.DataFrame:
+    """``frame`` sorted by ``columns`` ascending, nulls first, on sort keys free of nulls.
 
-    Each column becomes (is not null, value with nulls filled): Daft's sort on a Ray
-    cluster placed null keys after others when the rows spanned several partitions,
-    although ``nulls_first`` was asked for.
+    Each column is sorted as (is not null, value with nulls filled), put in private
+    columns (Daft on Ray needs sort keys with distinct names) that the caller's final
+    ``select`` drops: Daft's sort on a Ray cluster placed null keys after others when the
+    rows spanned several partitions, although ``nulls_first`` was asked for.
     """
     schema = frame.schema()
-    keys: list[daft.Expression | str] = []
-    for name in columns:
+    taken = set(frame.column_names)
+    keys: dict[str, daft.Expression] = {}
+    for number, name in enumerate(columns):
         filler = lit(0).cast(schema[name].dtype)
-        keys += [col(name).not_null(), col(name).fill_null(filler)]
-    return keys
+        keys[_unused(f"__microfs_set_{number}", taken)] = col(name).not_null()
+        keys[_unused(f"__microfs_key_{number}", taken)] = col(name).fill_null(filler)
+    return frame.with_columns(keys).sort(list(keys))
 
 
 def batch_data(
