@@ -11,6 +11,13 @@ engine reads the same Delta tables from disk and its time includes that loading:
   with ``read_parquet`` and joined with two ``ASOF LEFT JOIN`` clauses, fetched as an Arrow
   table; ``duckdb ordered`` adds the ``ORDER BY`` that gives MicroFS's row order.
 - ``pandas``: ``DeltaTable(...).to_pandas(columns=...)``, sorted, two ``merge_asof`` calls.
+- ``daft native``: ``fv.training_frame(engine="daft").to_arrow()`` on Daft's native runner
+  (``pip install "microfs[scale]"``).
+- ``daft ray``, ``daft ray 4``: the same on a local Ray cluster of 2 or 4 CPUs, started
+  before the timer (its start-up is reported as ``ray_start_s``). Ray's workers are other
+  processes: their peak resident memory, summed and largest single, is sampled every
+  0.2 s and reported as ``workers_peak_mb`` and ``worker_peak_mb``; the row's own memory
+  is the driver's.
 
 Each run of each engine is a fresh process, so its peak resident memory is its own. The
 first run of every engine writes its frame, and all frames are checked equal to MicroFS's
@@ -50,6 +57,9 @@ ALL_ENGINES: tuple[str, ...] = (
     "microfs streaming",
     "microfs windowed",
     "microfs polars join",
+    "daft native",
+    "daft ray",
+    "daft ray 4",
 )
 
 
@@ -182,6 +192,78 @@ def _microfs_windowed(spec: dict[str, Any]) -> Callable[[], Any]:
     return work
 
 
+def _daft(ray_cpus: int | None) -> Builder:
+    """MicroFS's training frame on Daft: native, or on a local Ray cluster of ``ray_cpus``."""
+
+    def build(spec: dict[str, Any]) -> Callable[[], Any]:
+        import time
+
+        import daft
+
+        from microfs import FeatureStore
+
+        details: dict[str, Any] = {}
+        sampler = None
+        if ray_cpus is not None:
+            import ray
+
+            started = time.perf_counter()
+            ray.init(num_cpus=ray_cpus, include_dashboard=False, log_to_driver=False)
+            daft.set_runner_ray()
+            details["ray_start_s"] = round(time.perf_counter() - started, 2)
+            details["ray_cpus"] = ray_cpus
+            sampler = _ChildMemory()
+
+        def work() -> tuple[Any, dict[str, Any]]:
+            if sampler is not None:
+                sampler.start()
+            view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
+            table = view.training_frame(engine="daft").to_arrow()
+            if sampler is not None:
+                details.update(sampler.stop())
+            return table, details
+
+        return work
+
+    return build
+
+
+class _ChildMemory:
+    """Peak resident memory of this process's descendants (Ray's workers), sampled."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        import threading
+
+        self._every = every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.total = 0.0
+        self.largest = 0.0
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._done.is_set():
+            sizes = []
+            for child in me.children(recursive=True):
+                try:
+                    sizes.append(child.memory_info().rss / 2**20)
+                except psutil.Error:
+                    continue
+            self.total = max(self.total, sum(sizes))
+            self.largest = max(self.largest, max(sizes, default=0.0))
+            self._done.wait(self._every)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._done.set()
+        self._thread.join()
+        return {"workers_peak_mb": round(self.total), "worker_peak_mb": round(self.largest)}
+
+
 def _duckdb(ordered: bool) -> Builder:
     def build(spec: dict[str, Any]) -> Callable[[], Any]:
         import duckdb
@@ -292,6 +374,9 @@ _ENGINE_BUILDERS: dict[str, Builder] = {
     "duckdb": _duckdb(ordered=False),
     "duckdb ordered": _duckdb(ordered=True),
     "pandas": _pandas,
+    "daft native": _daft(None),
+    "daft ray": _daft(2),
+    "daft ray 4": _daft(4),
 }
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from microfs import _asof_kernel
+from microfs._frame_spec import FrameSpec, frame_columns, frame_spec, spine_columns
 from microfs.errors import DefinitionError
 from microfs.feature_group import Extent, FeatureGroup
 from microfs.pit import JoinPlan, RowOrder, point_in_time_join
@@ -60,6 +61,7 @@ class FramePlanner:
     ) -> None:
         if label.event_time is None:  # refused at creation; a hand-edited file
             raise DefinitionError(f"label group {label.name!r} has no event time")
+        self.definition = definition
         self.label = label
         self.time: str = label.event_time
         self.label_col = definition.label_col
@@ -79,6 +81,23 @@ class FramePlanner:
     ) -> pl.LazyFrame:
         """The whole frame for label times in ``[start, end)`` as one plan."""
         return self.join(self.spine(start, end, table_versions), table_versions, end)
+
+    def spec(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+    ) -> FrameSpec:
+        """The engine-neutral spec of :meth:`plan`'s frame (for other engines than Polars)."""
+        return frame_spec(
+            self.definition,
+            self.label,
+            self.groups,
+            self.feature_columns,
+            start=aware_utc(start, what="start"),
+            end=aware_utc(end, what="end"),
+            table_versions=table_versions,
+        )
 
     def windows(
         self,
@@ -159,7 +178,7 @@ class FramePlanner:
     ) -> Spine:
         """The label group's rows with ``start <= t < end``, in stored order when proven."""
         label = self.label
-        columns = [*label.primary_keys, self.time, *self.label_features, self.label_col]
+        columns = spine_columns(label, self.label_features, self.label_col)
         version = (table_versions or {}).get(label.name)
         scan, order = label.scan_and_record_order(version=version)
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
@@ -247,13 +266,7 @@ class FramePlanner:
             joins=plans,
             labels_order=spine.order,
         )
-        columns = [
-            *label.primary_keys,
-            self.time,
-            *self.feature_columns,
-            self.label_col,
-        ]
-        return joined.select(columns)
+        return joined.select(frame_columns(label, self.label_col, self.feature_columns))
 
 
 def _suits_kernel(

@@ -16,7 +16,8 @@ The tree::
     ├── NotFittedError            transformation parameters were asked for before fitting
     ├── CommitConflictError       a concurrent commit that could not be retried
     ├── VacuumError               a vacuum that would break recorded training datasets
-    └── ServerConfigError         a feature server that cannot start as asked
+    ├── ServerConfigError         a feature server that cannot start as asked
+    └── MissingDependencyError    an optional engine asked for but not installed
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "DuplicateKeyError",
     "InvalidNameError",
     "MicroFSError",
+    "MissingDependencyError",
     "NotFittedError",
     "NotFoundError",
     "SchemaError",
@@ -83,3 +85,7 @@ class VacuumError(MicroFSError):
 
 class ServerConfigError(MicroFSError):
     """An HTTP feature server that cannot start as asked (libraries missing, no token)."""
+
+
+class MissingDependencyError(MicroFSError, ImportError):
+    """An optional engine was asked for but its packages are not installed."""

@@ -368,14 +368,24 @@ class FeatureGroup:
         >>> fg.scan().filter(pl.col("age") > 30).collect()  # doctest: +SKIP
         """
         resolved = self.resolve_version(version=version, as_of=as_of)
-        files = self._table(resolved).file_uris()
-        missing = [f for f in files if not Path(f.removeprefix("file://")).exists()]
+        self.data_files(resolved)  # a vacuumed version is a clear error, not a raw one
+        return pl.scan_delta(str(self.path), version=resolved)
+
+    def data_files(self, version: int | None = None) -> list[Path]:
+        """The Parquet files that hold a table version's rows (the latest by default).
+
+        For engines that read the files themselves (Daft). Raises :class:`NotFoundError`
+        when the version's files were vacuumed.
+        """
+        resolved = self.resolve_version(version=version)
+        files = [Path(f.removeprefix("file://")) for f in self._table(resolved).file_uris()]
+        missing = [f for f in files if not f.exists()]
         if missing:
             raise NotFoundError(
                 f"table version {resolved} of feature group {self.name!r} was vacuumed "
                 f"({len(missing)} data file(s) are gone); read a later version"
             )
-        return pl.scan_delta(str(self.path), version=resolved)
+        return files
 
     def scan_and_record_order(self, version: int | None = None) -> tuple[pl.LazyFrame, RowOrder]:
         """A scan whose rows follow event time where the stored files allow, and their order.

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import polars as pl
@@ -46,13 +47,20 @@ from microfs.view_definition import (
     TrainingDatasetRecord,
 )
 
+if TYPE_CHECKING:
+    import daft
+
 __all__ = [
+    "Engine",
     "FeatureView",
     "FeatureViewDefinition",
     "Join",
     "SplitMode",
     "TrainingDataset",
 ]
+
+Engine = Literal["polars", "daft"]
+"""Where a frame is planned and run: Polars (in this process) or Daft (its current runner)."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,28 @@ class FeatureView:
             versions[group.name] = group.table_version()
         return versions
 
+    @overload
+    def training_frame(
+        self,
+        start: datetime | None = ...,
+        end: datetime | None = ...,
+        *,
+        table_versions: Mapping[str, int] | None = ...,
+        window: timedelta | None = ...,
+        engine: Literal["polars"] = ...,
+    ) -> pl.LazyFrame: ...
+
+    @overload
+    def training_frame(
+        self,
+        start: datetime | None = ...,
+        end: datetime | None = ...,
+        *,
+        table_versions: Mapping[str, int] | None = ...,
+        window: timedelta | None = ...,
+        engine: Literal["daft"],
+    ) -> daft.DataFrame: ...
+
     def training_frame(
         self,
         start: datetime | None = None,
@@ -197,7 +227,8 @@ class FeatureView:
         *,
         table_versions: Mapping[str, int] | None = None,
         window: timedelta | None = None,
-    ) -> pl.LazyFrame:
+        engine: Engine = "polars",
+    ) -> pl.LazyFrame | daft.DataFrame:
         """The lazy point-in-time frame: label keys, event time, features, label.
 
         One row per label row with ``start <= t < end``, ordered by label event time then
@@ -215,12 +246,20 @@ class FeatureView:
                 ``sink_parquet``). Polars' streaming engine may run the windows at the
                 same time, so this alone does not bound memory (at 10M labels it used
                 more than the single plan): :meth:`write_training_frame` runs them one
-                after another.
+                after another. The Daft plan is the same with or without it.
+            engine: ``"polars"`` gives a ``pl.LazyFrame``; ``"daft"`` a lazy
+                ``daft.DataFrame`` with the same rows, order, columns and values, run on
+                Daft's current runner (``pip install "microfs[scale]"``).
 
         >>> frame = fv.training_frame(end=cutoff).collect(engine="in-memory")  # doctest: +SKIP
         >>> fv.training_frame(window=timedelta(days=7)).sink_parquet("t.parquet")  # doctest: +SKIP
+        >>> fv.training_frame(engine="daft").write_parquet("frame/")  # doctest: +SKIP
         """
         planner = self._planner
+        daft_engine = _daft_engine(engine)
+        if daft_engine is not None:
+            lazy: daft.DataFrame = daft_engine.frame(planner.spec(start, end, table_versions))
+            return lazy
         if window is None:
             return planner.plan(start, end, table_versions)
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
@@ -237,6 +276,7 @@ class FeatureView:
         *,
         window: timedelta = timedelta(days=7),
         table_versions: Mapping[str, int] | None = None,
+        engine: Engine = "polars",
     ) -> int:
         """Write the training frame to one Parquet file, one event-time window at a time.
 
@@ -251,8 +291,11 @@ class FeatureView:
             path: The Parquet file to write; its folder is created if missing.
             start: First label event time included, or None.
             end: Label event times must be earlier than this, or None.
-            window: Length of each window of label time.
+            window: Length of each window of label time (the Polars engine's; Daft
+                partitions its plan itself).
             table_versions: Delta table version per group name (latest when absent).
+            engine: ``"daft"`` runs the frame on Daft's current runner and streams its
+                batches, in order, into the file.
 
         Returns:
             The number of rows written.
@@ -262,6 +305,14 @@ class FeatureView:
         """
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
         planner = self._planner
+        daft_engine = _daft_engine(engine)
+        if daft_engine is not None:
+            spec = planner.spec(start, end, versions)
+            return int(
+                daft_engine.write_frame(
+                    daft_engine.frame(spec), daft_engine.expected_schema(spec), path
+                )
+            )
         edges = planner.windows(start, end, window, versions)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -415,8 +466,14 @@ class FeatureView:
         )
         return self._registry.add_training_dataset(self.name, self.version, record)
 
-    def get_training_dataset(self, version: int) -> TrainingDataset:
-        """Rebuild a recorded training dataset: identical data, whatever changed since."""
+    def get_training_dataset(self, version: int, *, engine: Engine = "polars") -> TrainingDataset:
+        """Rebuild a recorded training dataset: identical data, whatever changed since.
+
+        With ``engine="daft"`` the pinned training frame is joined on Daft's current runner
+        (a Ray cluster, say) and collected here; the split and the fitted transformations
+        then run as with Polars, so the dataset is identical.
+        """
+        daft_engine = _daft_engine(engine)
         record = self._registry.training_dataset(self.name, self.version, version)
         if record is None:
             existing = self._registry.training_datasets(self.name, self.version)
@@ -424,9 +481,14 @@ class FeatureView:
                 f"feature view {self.name!r} v{self.version} has no training dataset {version!r}; "
                 f"existing: {', '.join(map(str, existing)) or '(none)'}"
             )
-        frame = _collect(
-            self.training_frame(record.start, record.end, table_versions=record.table_versions)
-        )
+        if daft_engine is not None:
+            spec = self._planner.spec(record.start, record.end, record.table_versions)
+            built = daft_engine.frame(spec)
+            frame = daft_engine.collect(built, daft_engine.expected_schema(spec))
+        else:
+            frame = _collect(
+                self.training_frame(record.start, record.end, table_versions=record.table_versions)
+            )
         fitted = record.params
         if record.test_size is None:
             X_train, y_train = self._xy(frame, fitted)
@@ -451,25 +513,69 @@ class FeatureView:
             )
         return record
 
+    @overload
+    def get_batch_data(
+        self,
+        start: datetime | None = ...,
+        end: datetime | None = ...,
+        *,
+        spine: pl.LazyFrame | pl.DataFrame | None = ...,
+        engine: Literal["polars"] = ...,
+    ) -> pl.LazyFrame: ...
+
+    @overload
+    def get_batch_data(
+        self,
+        start: datetime | None = ...,
+        end: datetime | None = ...,
+        *,
+        spine: pl.LazyFrame | pl.DataFrame | daft.DataFrame | None = ...,
+        engine: Literal["daft"],
+    ) -> daft.DataFrame: ...
+
     def get_batch_data(
         self,
         start: datetime | None = None,
         end: datetime | None = None,
         *,
-        spine: pl.LazyFrame | pl.DataFrame | None = None,
-    ) -> pl.LazyFrame:
+        spine: pl.LazyFrame | pl.DataFrame | daft.DataFrame | None = None,
+        engine: Engine = "polars",
+    ) -> pl.LazyFrame | daft.DataFrame:
         """Transformed features for batch scoring, lazily, with the stored parameters.
 
         Rows are the label group's rows with ``start <= t < end``, or the rows of the given
         ``spine``: a frame of the label group's primary keys and event time, which may
         also carry the label group's own features (missing ones are null). The result
         holds the label group's primary keys, the event time and ``X``'s columns.
+        ``engine="daft"`` gives the same rows as a lazy ``daft.DataFrame`` (the spine may
+        then be a Daft frame too); the transformations run per batch on Daft's runner.
         """
         label = self._label
         fitted = self.params()
+        daft_engine = _daft_engine(engine)
+        if daft_engine is not None:
+            spec = self._planner.spec(start, end, None)
+            if spine is None:
+                frame = daft_engine.frame(spec)
+            else:
+                rows = daft_engine.spine_rows(self._planner, spine)
+                frame = daft_engine.frame_from_spine(spec, rows)
+            schema = daft_engine.expected_schema(spec)
+            batch: daft.DataFrame = daft_engine.batch_data(
+                frame,
+                keys=[*label.primary_keys, self._time],
+                feature_schema={c: schema[c] for c in self._feature_columns},
+                fitted=fitted,
+            )
+            return batch
         if spine is None:
             frame = self.training_frame(start, end)
         else:
+            if not isinstance(spine, (pl.LazyFrame, pl.DataFrame)):
+                raise DefinitionError(
+                    f"spine must be a Polars frame with engine='polars', got "
+                    f"{type(spine).__name__}; pass engine='daft' for a Daft spine"
+                )
             frame = self._planner.join(self._planner.spine_from(spine, start, end), None, end)
         keys = [*label.primary_keys, self._time]
         out = apply_transforms(frame, self._feature_columns, fitted)
@@ -519,6 +625,24 @@ class FeatureView:
             )
             self._server = (generation, server)
         return self._server[1]
+
+
+def _daft_engine(engine: str) -> ModuleType | None:
+    """The Daft engine module for ``engine="daft"``, None for ``"polars"``.
+
+    Imported here, on first use, so that ``import microfs`` never imports Daft.
+
+    Raises:
+        DefinitionError: ``engine`` is neither.
+        MissingDependencyError: Daft is not installed.
+    """
+    if engine == "polars":
+        return None
+    if engine != "daft":
+        raise DefinitionError(f"engine must be 'polars' or 'daft', got {engine!r}")
+    from microfs import daft_engine
+
+    return daft_engine
 
 
 def _collect(frame: pl.LazyFrame) -> pl.DataFrame:

@@ -34,7 +34,9 @@ LAYERS: dict[str, int] = {
     "microfs.pit": 5,
     "microfs.feature_group": 6,
     # planning frames from definitions and groups
+    "microfs._frame_spec": 7,
     "microfs._frame_plan": 7,
+    "microfs.daft_engine": 8,
     # the online store and the vectors it serves
     "microfs.online": 8,
     "microfs.serving": 9,

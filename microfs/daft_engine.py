@@ -1,0 +1,380 @@
+"""Feature views on Daft: the same point-in-time frames, on one machine or a Ray cluster.
+
+Everything in MicroFS that imports ``daft`` is here, and this module is imported only when
+a caller asks for ``engine="daft"`` (``pip install "microfs[scale]"``). The plan is built
+from the :class:`~microfs._frame_spec.FrameSpec` the Polars planner gives, so both engines
+run one definition: the same table versions, spine, window, joins, output columns and row
+order. Daft runs the plan on its current runner: its native runner by default, a Ray
+cluster after ``daft.set_runner_ray(address)``; MicroFS sets no runner.
+
+How each rule of the join is put to Daft:
+
+* A timed join is Daft's ``join_asof`` (backward, ``by`` the join keys), which counts a
+  feature row at exactly the label's time and matches no null key. Daft has no tolerance,
+  so ``max_age`` nulls the joined features where the matched row is older than
+  ``t - max_age``: the latest row is the only candidate, so this equals dropping the match.
+* A static group is a left join on its keys (null keys match nothing).
+* The rows are sorted at the end by label time, then the label keys (nulls first); rows
+  of a caller's spine that tie on all of those keep their given order.
+* Columns are cast to the dtypes the Polars engine gives, so the frames are equal.
+* Fitted transformations run per batch as the same Polars expressions the Polars engine
+  uses (:func:`microfs.transformations.apply_transforms`): they are row-wise once fitted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from microfs._frame_plan import FramePlanner
+from microfs._frame_spec import FrameSpec, JoinSpec
+from microfs.errors import MissingDependencyError
+from microfs.feature_group import FeatureGroup
+from microfs.transformations import FittedParams, apply_transforms, output_schema
+
+try:
+    import daft
+    from daft import col, lit
+    from daft.functions import monotonically_increasing_id, when
+    from daft.io.pushdowns import Pushdowns
+    from daft.io.source import DataSource, DataSourceTask
+    from daft.recordbatch import RecordBatch
+except ImportError as exc:  # pragma: no cover - the core install has no daft
+    raise MissingDependencyError(
+        'engine="daft" needs Daft and Ray: pip install "microfs[scale]"'
+    ) from exc
+
+__all__ = [
+    "batch_data",
+    "cast_to",
+    "collect",
+    "expected_schema",
+    "frame",
+    "frame_from_spine",
+    "point_in_time_join",
+    "read_table",
+    "spine_rows",
+    "write_frame",
+]
+
+_ROW = "__microfs_row"
+_TIME_PREFIX = "__microfs_pit_time_"
+
+
+def read_table(group: FeatureGroup, version: int | None) -> daft.DataFrame:
+    """A lazy Daft scan of a group's Delta table at ``version`` (the latest when None).
+
+    The version's data files come from the Delta log; each is one Daft task that reads it
+    with pyarrow in the group's dtypes, wherever the runner puts it (every node must see
+    the lake's path). Daft's own Delta and Parquet readers refuse the string-view columns
+    Polars writes, so they are not used.
+
+    Raises:
+        NotFoundError: The version does not exist or its files were vacuumed.
+    """
+    resolved = group.resolve_version(version=version)
+    files = [str(path) for path in group.data_files(resolved)]
+    return _DeltaFiles(f"{group.name} v{resolved}", files, _arrow_schema(group.schema)).read()
+
+
+class _FileTask(DataSourceTask):  # type: ignore[misc,unused-ignore]
+    """One data file, read in record batches and cast to the group's dtypes."""
+
+    def __init__(self, path: str, schema: pa.Schema) -> None:
+        self._path = path
+        self._schema = schema
+
+    @property
+    def schema(self) -> daft.Schema:
+        return daft.Schema.from_pyarrow_schema(self._schema)
+
+    async def read(self) -> AsyncIterator[RecordBatch]:
+        """The file's rows, one Parquet row group's worth at a time."""
+        for batch in pq.ParquetFile(self._path).iter_batches(columns=self._schema.names):
+            yield RecordBatch.from_arrow_record_batches([batch.cast(self._schema)], self._schema)
+
+
+class _DeltaFiles(DataSource):  # type: ignore[misc,unused-ignore]
+    """A table version's data files as a Daft source (one task per file)."""
+
+    def __init__(self, name: str, files: Sequence[str], schema: pa.Schema) -> None:
+        self._name = name
+        self._files = list(files)
+        self._arrow = schema
+
+    @property
+    def name(self) -> str:
+        return f"microfs:{self._name}"
+
+    @property
+    def schema(self) -> daft.Schema:
+        return daft.Schema.from_pyarrow_schema(self._arrow)
+
+    async def get_tasks(self, pushdowns: Pushdowns) -> AsyncIterator[DataSourceTask]:
+        """One task per file, reading the projected columns and those the filters need."""
+        wanted = self._arrow
+        if pushdowns.columns is not None:
+            needed = set(pushdowns.columns) | pushdowns.filter_required_column_names()
+            wanted = pa.schema([f for f in self._arrow if f.name in needed])
+        for path in self._files:
+            yield _FileTask(path, wanted)
+
+
+def frame(spec: FrameSpec) -> daft.DataFrame:
+    """The training frame of ``spec`` as a lazy Daft DataFrame, equal to the Polars one."""
+    labels = read_table(spec.label, spec.label_version).select(*spec.spine_columns)
+    labels = _window(labels, spec.time, spec.start, spec.end)
+    # (keys, event time) is unique in a label table: no two rows tie on the order.
+    return _joined(spec, labels, keep_ties=False)
+
+
+def frame_from_spine(spec: FrameSpec, spine: daft.DataFrame) -> daft.DataFrame:
+    """``spec``'s frame over a caller's spine, already shaped like the label rows.
+
+    ``spine`` must hold ``spec.spine_columns`` (see
+    :meth:`microfs._frame_plan.FramePlanner.spine_from`); rows that tie on the order keep
+    the spine's order.
+    """
+    labels = _window(spine.select(*spec.spine_columns), spec.time, spec.start, spec.end)
+    return _joined(spec, labels, keep_ties=True)
+
+
+def _joined(spec: FrameSpec, labels: daft.DataFrame, *, keep_ties: bool) -> daft.DataFrame:
+    rights = []
+    for join, group, version in zip(spec.joins, spec.groups, spec.group_versions, strict=True):
+        right = read_table(group, version)
+        if join.event_time is not None and spec.end is not None:
+            right = right.where(col(join.event_time) < lit(spec.end))  # cannot match
+        rights.append((join, right))
+    joined = point_in_time_join(
+        labels,
+        label_time=spec.time,
+        label_keys=spec.order[1:],
+        joins=rights,
+        keep_ties=keep_ties,
+    )
+    return cast_to(joined.select(*spec.columns), expected_schema(spec))
+
+
+def point_in_time_join(
+    labels: daft.DataFrame,
+    *,
+    label_time: str,
+    label_keys: Sequence[str],
+    joins: Sequence[tuple[JoinSpec, daft.DataFrame]],
+    keep_ties: bool = True,
+) -> daft.DataFrame:
+    """Join feature rows onto the label rows as of each label's event time, on Daft.
+
+    The rules of :func:`microfs.pit.point_in_time_join`: one row per label row, the label
+    columns then each join's features under their output names, ordered by ``label_time``
+    then ``label_keys`` ascending, nulls first.
+
+    Args:
+        labels: The label rows (the spine).
+        label_time: Their event-time column.
+        label_keys: Their key columns: the output's order after time.
+        joins: Each join's rule and its rows (with the join's key, event-time and feature
+            columns under their own names).
+        keep_ties: Keep rows that tie on time and keys in ``labels``' order (numbers the
+            rows first); without it their order is Daft's.
+
+    Returns:
+        The lazy joined frame.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> at = lambda day: datetime(2024, 1, day, tzinfo=timezone.utc)
+        >>> labels = daft.from_pydict({"user_id": [1, 1, 2], "t": [at(3), at(1), at(3)]})
+        >>> spend = daft.from_pydict({"user_id": [1, 1], "ts": [at(1), at(2)], "x": [5.0, 7.0]})
+        >>> rule = JoinSpec(("user_id",), "ts", ("x",), ("x",), None)
+        >>> out = point_in_time_join(
+        ...     labels, label_time="t", label_keys=["user_id"], joins=[(rule, spend)]
+        ... )
+        >>> out.to_pydict()["x"]
+        [5.0, 7.0, None]
+    """
+    columns = [*labels.column_names, *(n for join, _ in joins for n in join.output_names)]
+    taken = set(columns)
+    row = _unused(_ROW, taken)
+    out = labels.with_column(row, monotonically_increasing_id()) if keep_ties else labels
+    for number, (join, rows) in enumerate(joins):
+        if not join.features:
+            continue
+        features = [col(f).alias(n) for f, n in zip(join.features, join.output_names, strict=True)]
+        if join.event_time is None:
+            right = rows.select(*[col(k) for k in join.on], *features)
+            out = out.join(right, on=list(join.on), how="left")
+            continue
+        time = _unused(f"{_TIME_PREFIX}{number}", taken)
+        right = rows.select(*[col(k) for k in join.on], col(join.event_time).alias(time), *features)
+        out = out.join_asof(
+            right, left_on=label_time, right_on=time, by=list(join.on), strategy="backward"
+        )
+        if join.max_age is not None:
+            fresh = (col(time) >= col(label_time) - lit(join.max_age)).fill_null(False)
+            out = out.with_columns({n: when(fresh, col(n)) for n in join.output_names})
+        out = out.exclude(time)
+    order = [label_time, *label_keys, *([row] if keep_ties else [])]
+    return _nulls_first(out, order).select(*columns)
+
+
+def _nulls_first(frame: daft.DataFrame, columns: Sequence[str]) -> daft.DataFrame:
+    """``frame`` sorted by ``columns`` ascending, nulls first, on sort keys free of nulls.
+
+    Each column is sorted as (is not null, value with nulls filled), put in private
+    columns (Daft on Ray needs sort keys with distinct names) that the caller's final
+    ``select`` drops: Daft's sort on a Ray cluster placed null keys after others when the
+    rows spanned several partitions, although ``nulls_first`` was asked for.
+    """
+    schema = frame.schema()
+    taken = set(frame.column_names)
+    keys: dict[str, daft.Expression] = {}
+    for number, name in enumerate(columns):
+        filler = lit(0).cast(schema[name].dtype)
+        keys[_unused(f"__microfs_set_{number}", taken)] = col(name).not_null()
+        keys[_unused(f"__microfs_key_{number}", taken)] = col(name).fill_null(filler)
+    return frame.with_columns(keys).sort(list(keys))
+
+
+def batch_data(
+    frame: daft.DataFrame,
+    *,
+    keys: Sequence[str],
+    feature_schema: Mapping[str, pl.DataType],
+    fitted: FittedParams,
+) -> daft.DataFrame:
+    """``keys`` and ``X``'s columns: the features transformed with the fitted parameters.
+
+    The transformations are the Polars expressions of
+    :func:`~microfs.transformations.apply_transforms`, applied to each batch of rows.
+    """
+    outputs = output_schema(feature_schema, fitted)
+    if not fitted.transforms:
+        return frame.select(*keys, *outputs)
+    features = list(feature_schema)
+    dtypes = dict(feature_schema)
+    struct = _arrow_schema(outputs)
+    params = fitted.to_dict()  # plain data: sent to Ray workers with the function
+
+    @daft.func.batch(  # type: ignore[untyped-decorator,unused-ignore]
+        return_dtype=daft.DataType.from_arrow_type(pa.struct(list(struct))), unnest=True
+    )
+    def transformed(*columns: daft.Series) -> daft.Series:
+        rows = pl.DataFrame(
+            [
+                pl.Series(name, column.to_arrow()).cast(dtypes[name])
+                for name, column in zip(features, columns, strict=True)
+            ]
+        )
+        out = (
+            apply_transforms(rows.lazy(), features, FittedParams.from_dict(params))
+            .select(list(outputs))
+            .collect(engine="in-memory")
+        )
+        arrays = [out.get_column(name).to_arrow() for name in outputs]
+        return daft.Series.from_arrow(
+            pa.StructArray.from_arrays(
+                [a.cast(f.type) for a, f in zip(arrays, struct, strict=True)], fields=list(struct)
+            )
+        )
+
+    return frame.select(*keys, transformed(*[col(c) for c in features]))
+
+
+def write_frame(frame: daft.DataFrame, schema: pl.Schema, path: str | Path) -> int:
+    """Write ``frame`` to one Parquet file in its row order; the file appears when complete.
+
+    Batches stream from the runner to this process in order and are appended one by one,
+    so memory here holds a few batches. Returns the number of rows written.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    arrow = _arrow_schema(schema)
+    rows = 0
+    try:
+        with pq.ParquetWriter(partial, arrow) as out:
+            for batch in frame.to_arrow_iter():
+                if batch.num_rows:
+                    out.write_table(pa.Table.from_batches([batch]).cast(arrow))
+                    rows += batch.num_rows
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
+
+
+def expected_schema(spec: FrameSpec) -> pl.Schema:
+    """The dtypes of ``spec``'s frame, as the Polars engine gives them."""
+    dtypes: dict[str, pl.DataType] = {c: spec.label.schema[c] for c in spec.spine_columns}
+    for join, group in zip(spec.joins, spec.groups, strict=True):
+        for feature, name in zip(join.features, join.output_names, strict=True):
+            dtypes[name] = group.schema[feature]
+    return pl.Schema({c: dtypes[c] for c in spec.columns})
+
+
+def cast_to(frame: daft.DataFrame, schema: Mapping[str, pl.DataType]) -> daft.DataFrame:
+    """``frame``'s columns (named as in ``schema``, in its order) cast to its dtypes."""
+    arrow = _arrow_schema(schema)
+    return frame.select(*[col(f.name).cast(daft.DataType.from_arrow_type(f.type)) for f in arrow])
+
+
+def collect(frame: daft.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """Run ``frame`` on Daft's runner and give its rows as a Polars frame of ``schema``."""
+    out = pl.DataFrame(frame.to_arrow())
+    return out.cast(pl.Schema(schema)) if out.width else pl.DataFrame(schema=schema)
+
+
+def spine_rows(
+    planner: FramePlanner, spine: pl.LazyFrame | pl.DataFrame | daft.DataFrame
+) -> daft.DataFrame:
+    """A caller's spine shaped like the label rows, by the Polars planner's rules.
+
+    :meth:`~microfs._frame_plan.FramePlanner.spine_from` decides which columns the spine
+    needs, their dtypes and which are null; a Polars spine goes through it whole, a Daft
+    spine gets the columns and dtypes it gives for the spine's schema.
+    """
+    if not isinstance(spine, daft.DataFrame):
+        return daft.from_arrow(planner.spine_from(spine, None, None).frame.collect().to_arrow())
+    empty = pl.DataFrame(spine.schema().to_pyarrow_schema().empty_table())
+    shape = planner.spine_from(empty, None, None).frame.collect_schema()
+    present = set(spine.column_names)
+    return spine.select(
+        *[
+            (col(f.name) if f.name in present else lit(None))
+            .cast(daft.DataType.from_arrow_type(f.type))
+            .alias(f.name)
+            for f in _arrow_schema(shape)
+        ]
+    )
+
+
+def _window(
+    frame: daft.DataFrame, column: str, start: datetime | None, end: datetime | None
+) -> daft.DataFrame:
+    """Rows with ``start <= column < end`` (either bound may be None)."""
+    if start is not None:
+        frame = frame.where(col(column) >= lit(start))
+    if end is not None:
+        frame = frame.where(col(column) < lit(end))
+    return frame
+
+
+def _arrow_schema(schema: Mapping[str, Any]) -> pa.Schema:
+    """The Arrow schema of ``schema``'s Polars dtypes (large strings, which Daft reads)."""
+    return pl.DataFrame(schema=dict(schema)).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
+
+
+def _unused(name: str, taken: set[str]) -> str:
+    """``name``, with underscores put in front until no column in ``taken`` has it."""
+    while name in taken:
+        name = "_" + name
+    return name
