@@ -66,6 +66,12 @@ class FramePlanner:
         self.joins = definition.joins
         self.groups = tuple(groups)
         self.label_features = definition.label_features(label.definition)
+        # join keys of the label group that are not features (foreign keys): read into
+        # the spine for the joins, not carried into the frame
+        taken = {*label.primary_keys, self.time, *self.label_features, self.label_col}
+        self.spine_keys = tuple(
+            dict.fromkeys(c for j in definition.joins for c in j.on if c not in taken)
+        )
         self.feature_schema = definition.feature_schema(
             label.definition, [g.definition for g in self.groups]
         )
@@ -159,7 +165,13 @@ class FramePlanner:
     ) -> Spine:
         """The label group's rows with ``start <= t < end``, in stored order when proven."""
         label = self.label
-        columns = [*label.primary_keys, self.time, *self.label_features, self.label_col]
+        columns = [
+            *label.primary_keys,
+            self.time,
+            *self.spine_keys,
+            *self.label_features,
+            self.label_col,
+        ]
         version = (table_versions or {}).get(label.name)
         scan, order = label.scan_and_record_order(version=version)
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
@@ -180,7 +192,7 @@ class FramePlanner:
                 f"the spine lacks column(s) {missing}; it needs the label group's keys and "
                 f"event time: {keys}"
             )
-        extra = [*self.label_features, self.label_col]
+        extra = [*self.spine_keys, *self.label_features, self.label_col]
         frame = frame.select([*keys, *(c for c in extra if c in names)]).with_columns(
             [pl.col(c).cast(label.schema[c]) for c in keys if c in names]
         )
