@@ -183,11 +183,16 @@ class Commit:
 
 @dataclass(frozen=True)
 class CompactResult:
-    """What a compaction did."""
+    """What a compaction did (``table_version``: the Delta table version after it)."""
 
-    version: int
+    table_version: int
     files_removed: int
     files_added: int
+
+    @property
+    def version(self) -> int:
+        """The Delta table version after the compaction (an alias of ``table_version``)."""
+        return self.table_version
 
 
 @dataclass(frozen=True)
@@ -782,7 +787,7 @@ class FeatureGroup:
                 commit_properties=CommitProperties(custom_metadata={"microfs.operation": "compact"})
             )
         return CompactResult(
-            version=self.table_version(),
+            table_version=self.table_version(),
             files_removed=int(metrics.get("numFilesRemoved", 0)),
             files_added=int(metrics.get("numFilesAdded", 0)),
         )

@@ -10,6 +10,11 @@ that are not primary keys, event time or the label) in schema order, then each j
 features in join order (prefixed); a transformed column is replaced in place by its
 output column(s), and ``one_hot_encode`` expands in place to ``<col>_<value>`` columns in
 sorted category order. Inference vectors use the same order.
+
+Options are keyword-only and, across the methods that share them, come in one order:
+``start, end, test_size, split, seed, compute_params, table_versions, window, spine,
+passed_features, return_type, strict, progress``. Times are timezone-aware datetimes or
+ISO 8601 strings (:func:`microfs.schema.aware_utc`); frames are Polars, pandas or Arrow.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -29,9 +34,10 @@ from microfs._frame_plan import FramePlanner
 from microfs.errors import DefinitionError, NotFittedError, NotFoundError
 from microfs.feature_group import FeatureGroup
 from microfs.online import OnlineStore
+from microfs.progress import Progress, track
 from microfs.registry import PARAMS, Registry
-from microfs.schema import aware_utc
-from microfs.serving import VectorServer
+from microfs.schema import TimeLike, aware_utc, to_polars
+from microfs.serving import ReturnType, VectorServer, VectorsReturnType
 from microfs.transformations import (
     FittedParams,
     apply_transforms,
@@ -159,9 +165,9 @@ class FeatureView:
 
     def training_frame(
         self,
-        start: datetime | None = None,
-        end: datetime | None = None,
         *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         table_versions: Mapping[str, int] | None = None,
         window: timedelta | None = None,
     ) -> pl.LazyFrame:
@@ -188,6 +194,7 @@ class FeatureView:
         >>> fv.training_frame(window=timedelta(days=7)).sink_parquet("t.parquet")  # doctest: +SKIP
         """
         planner = self._planner
+        start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         if window is None:
             return planner.plan(start, end, table_versions)
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
@@ -199,11 +206,12 @@ class FeatureView:
     def write_training_frame(
         self,
         path: str | Path,
-        start: datetime | None = None,
-        end: datetime | None = None,
         *,
-        window: timedelta = timedelta(days=7),
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         table_versions: Mapping[str, int] | None = None,
+        window: timedelta = timedelta(days=7),
+        progress: Progress = False,
     ) -> int:
         """Write the training frame to one Parquet file, one event-time window at a time.
 
@@ -218,8 +226,10 @@ class FeatureView:
             path: The Parquet file to write; its folder is created if missing.
             start: First label event time included, or None.
             end: Label event times must be earlier than this, or None.
-            window: Length of each window of label time.
             table_versions: Delta table version per group name (latest when absent).
+            window: Length of each window of label time.
+            progress: True draws a bar over the windows; a callable gets a
+                :class:`microfs.progress.ProgressEvent` per window.
 
         Returns:
             The number of rows written.
@@ -229,6 +239,7 @@ class FeatureView:
         """
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
         planner = self._planner
+        start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         edges = planner.windows(start, end, window, versions)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -236,7 +247,12 @@ class FeatureView:
         schema = planner.plan(start, end, versions).collect_schema()
         rows = 0
         try:
-            with pq.ParquetWriter(partial, pl.DataFrame(schema=schema).to_arrow().schema) as out:
+            with (
+                pq.ParquetWriter(partial, pl.DataFrame(schema=schema).to_arrow().schema) as out,
+                track(
+                    progress, task=f"{self.name}: training frame", total=len(edges), unit="window"
+                ) as step,
+            ):
                 latest: list[pl.DataFrame | None] | None = None
                 for number, (lo, hi) in enumerate(edges):
                     spine = planner.spine(lo, hi, versions)
@@ -247,6 +263,7 @@ class FeatureView:
                         rows += frame.height
                     if number + 1 < len(edges):  # carried forward: each row is read once
                         latest = planner.latest_rows(latest, lo, hi, versions)
+                    step(f"{lo:%Y-%m-%d}")
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
@@ -304,30 +321,31 @@ class FeatureView:
 
     def get_training_data(
         self,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         compute_params: bool = False,
-        start: datetime | None = None,
-        end: datetime | None = None,
     ) -> tuple[pl.DataFrame, pl.Series]:
         """Features ``X`` (transformed) and label ``y``, in ``training_frame()`` order.
 
         Args:
-            compute_params: fit the transformations on these rows and store the
-                parameters; otherwise use the stored ones.
             start: first label event time included.
             end: label event times must be earlier than this.
+            compute_params: fit the transformations on these rows and store the
+                parameters; otherwise use the stored ones.
         """
-        frame = _collect(self.training_frame(start, end))
+        frame = _collect(self.training_frame(start=start, end=end))
         fitted = self.fit(frame) if compute_params else self.params()
         return self._xy(frame, fitted)
 
     def train_test_split(
         self,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         test_size: float = 0.2,
         split: SplitMode = "time",
         seed: int = 0,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series, pl.Series]:
         """``X_train, X_test, y_train, y_test``, with parameters fitted on the train part only.
 
@@ -335,7 +353,7 @@ class FeatureView:
         (rows with the same event time stay on one side); ``"random"`` draws the test
         rows with ``seed``. Both parts keep ``training_frame()`` order.
         """
-        frame = _collect(self.training_frame(start, end))
+        frame = _collect(self.training_frame(start=start, end=end))
         train, test = _split(frame, self._time, test_size, split, seed)
         fitted = self.fit(train)
         X_train, y_train = self._xy(train, fitted)
@@ -344,26 +362,50 @@ class FeatureView:
 
     def create_training_dataset(
         self,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         test_size: float | None = None,
         split: SplitMode = "time",
         seed: int = 0,
+        progress: Progress = False,
     ) -> int:
         """Record a reproducible training dataset and return its version.
 
         Pins every group's Delta table version, the window, the split and its seed, and
         the parameters fitted on the train part (stored as the view's latest parameters
-        too, so online vectors match the model trained on it).
+        too, so online vectors match the model trained on it). ``progress=True`` draws a
+        bar over the steps (join, split, fit, record); a callable gets each step.
         """
-        versions = self.table_versions()
-        frame = _collect(self.training_frame(start, end, table_versions=versions))
-        train, test = (
-            (frame, frame.clear())
-            if test_size is None
-            else _split(frame, self._time, test_size, split, seed)
-        )
-        fitted = fit_transforms(train.lazy(), self.definition.transforms)
+        start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
+        with track(progress, task=f"{self.name}: training dataset", total=4) as step:
+            versions = self.table_versions()
+            frame = _collect(self.training_frame(start=start, end=end, table_versions=versions))
+            step("joined")
+            train, test = (
+                (frame, frame.clear())
+                if test_size is None
+                else _split(frame, self._time, test_size, split, seed)
+            )
+            step("split")
+            fitted = fit_transforms(train.lazy(), self.definition.transforms)
+            step("fitted")
+            number = self._record(versions, start, end, test_size, split, seed, fitted, train, test)
+            step("recorded")
+        return number
+
+    def _record(
+        self,
+        versions: Mapping[str, int],
+        start: datetime | None,
+        end: datetime | None,
+        test_size: float | None,
+        split: SplitMode,
+        seed: int,
+        fitted: FittedParams,
+        train: pl.DataFrame,
+        test: pl.DataFrame,
+    ) -> int:
         record = TrainingDatasetRecord(
             feature_groups=tuple(
                 PinnedGroup(g.name, g.version, versions[g.name])
@@ -392,7 +434,9 @@ class FeatureView:
                 f"existing: {', '.join(map(str, existing)) or '(none)'}"
             )
         frame = _collect(
-            self.training_frame(record.start, record.end, table_versions=record.table_versions)
+            self.training_frame(
+                start=record.start, end=record.end, table_versions=record.table_versions
+            )
         )
         fitted = record.params
         if record.test_size is None:
@@ -435,24 +479,27 @@ class FeatureView:
 
     def get_batch_data(
         self,
-        start: datetime | None = None,
-        end: datetime | None = None,
         *,
-        spine: pl.LazyFrame | pl.DataFrame | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        spine: object | None = None,
     ) -> pl.LazyFrame:
         """Transformed features for batch scoring, lazily, with the stored parameters.
 
         Rows are the label group's rows with ``start <= t < end``, or the rows of the given
-        ``spine``: a frame of the label group's primary keys and event time, which may
-        also carry the label group's own features (missing ones are null). The result
-        holds the label group's primary keys, the event time and ``X``'s columns.
+        ``spine`` (Polars, pandas or Arrow): a frame of the label group's primary keys and
+        event time, which may also carry the label group's own features (missing ones are
+        null) and join keys. The result holds the label group's primary keys, the event
+        time and ``X``'s columns.
         """
         label = self._label
         fitted = self.params()
+        start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         if spine is None:
-            frame = self.training_frame(start, end)
+            frame = self.training_frame(start=start, end=end)
         else:
-            frame = self._planner.join(self._planner.spine_from(spine, start, end), None, end)
+            rows = spine if isinstance(spine, pl.LazyFrame) else to_polars(spine)
+            frame = self._planner.join(self._planner.spine_from(rows, start, end), None, end)
         keys = [*label.primary_keys, self._time]
         out = apply_transforms(frame, self._feature_columns, fitted)
         return out.select([*keys, *output_columns(self._feature_columns, fitted)])
@@ -462,8 +509,9 @@ class FeatureView:
     def get_inference_vector(
         self,
         entity: Mapping[str, Any],
+        *,
         passed_features: Mapping[str, Any] | None = None,
-        return_type: Literal["list", "dict", "polars", "numpy"] = "list",
+        return_type: ReturnType = "list",
         strict: bool = False,
     ) -> Any:
         """The transformed online feature vector for one entity, in ``X``'s column order.
@@ -473,7 +521,8 @@ class FeatureView:
                 join's ``on`` keys.
             passed_features: raw feature values that replace the stored ones.
             return_type: ``"list"``, ``"dict"`` (keyed by ``X``'s columns), ``"polars"``
-                (a one-row DataFrame) or ``"numpy"``.
+                or ``"pandas"`` (a one-row DataFrame) or ``"numpy"`` (float64; a view
+                with a text column in ``X`` is refused: encode it with a transform).
             strict: raise :class:`NotFoundError` for an entity the store has never seen,
                 instead of giving nulls.
         """
@@ -483,13 +532,25 @@ class FeatureView:
 
     def get_inference_vectors(
         self,
-        entities: Sequence[Mapping[str, Any]] | pl.DataFrame,
-        passed_features: pl.DataFrame | None = None,
+        entities: Sequence[Mapping[str, Any]] | object,
+        *,
+        passed_features: object | None = None,
+        return_type: VectorsReturnType = "polars",
         strict: bool = False,
-    ) -> pl.DataFrame:
-        """Transformed online vectors for many entities: one row each, in request order."""
+    ) -> Any:
+        """Transformed online vectors for many entities: one row each, in request order.
+
+        ``entities`` is a list of key dicts or a frame (Polars, pandas or Arrow);
+        ``passed_features`` a frame with one row per entity. The result is a
+        ``pl.DataFrame`` with ``X``'s columns (``return_type="pandas"``: a pandas one,
+        ``"numpy"``: a float64 matrix).
+        """
+        requests: Sequence[Mapping[str, Any]] | pl.DataFrame = (
+            entities if isinstance(entities, (list, tuple)) else to_polars(entities)
+        )
+        passed = None if passed_features is None else to_polars(passed_features)
         return self._vector_server().vectors(
-            entities, passed_features=passed_features, strict=strict
+            requests, passed_features=passed, return_type=return_type, strict=strict
         )
 
     def _vector_server(self) -> VectorServer:

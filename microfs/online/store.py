@@ -20,6 +20,7 @@ from pathlib import Path
 
 from microfs.feature_group import Committed, FeatureGroup
 from microfs.online.table import OnlineTable
+from microfs.progress import Progress
 
 __all__ = ["OnlineStore"]
 
@@ -63,8 +64,11 @@ class OnlineStore:
         """
         return self._generation
 
-    def table(self, group: FeatureGroup) -> OnlineTable:
+    def table(self, group: FeatureGroup, *, progress: Progress = False) -> OnlineTable:
         """The online table of ``group`` (built on first use, then cached per name and version).
+
+        ``progress=True`` draws a bar while a table of 1M keys or more is built; a
+        callable is told when the build is done.
 
         Raises:
             DefinitionError: the group has no ``online_keys``.
@@ -78,7 +82,7 @@ class OnlineStore:
             with self._lock:
                 table = self._tables.get(key)
                 if table is None:
-                    table = OnlineTable(group)
+                    table = OnlineTable(group, progress=progress)
                     # an insert that returned while the table was built may be missing
                     # from the snapshot it was built from: the table owes it
                     with self._noted:
