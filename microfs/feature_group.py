@@ -71,6 +71,7 @@ __all__ = [
     "FeatureGroup",
     "FeatureGroupDefinition",
     "InsertResult",
+    "SchemaChange",
     "VacuumResult",
 ]
 
@@ -355,6 +356,8 @@ class FeatureGroup:
             total=3,
             large=rows is not None and rows >= _LARGE_INSERT,
         ) as step:
+            if d.appended:
+                df = _with_appended_nulls(df, d)
             batch = prepare_batch(
                 df, d.schema, primary_keys=d.primary_keys, event_time=d.event_time
             )
@@ -467,7 +470,8 @@ class FeatureGroup:
         """Add nullable feature columns in place (Delta schema evolution).
 
         Rows stored earlier read null in the new columns; batches inserted from now on
-        carry them (null where unknown). The group keeps its definition version: the
+        may carry them, and a batch without them (a pipeline written before) has them
+        null. The group keeps its definition version: the
         added columns are recorded beside its definition, and feature views made earlier
         keep the columns they had.
 
@@ -995,3 +999,14 @@ def _arrow_type(dtype: pl.DataType) -> pa.DataType:
     """The Arrow type Polars writes for ``dtype`` (what the group's Delta table stores)."""
     arrow: pa.DataType = pl.Series("x", [], dtype=dtype).to_arrow().type
     return arrow
+
+
+def _with_appended_nulls(df: object, definition: FeatureGroupDefinition) -> pl.DataFrame:
+    """The batch with null columns for appended features it lacks (the input is not changed)."""
+    frame = to_polars(df)
+    missing = [c for c in definition.appended if c not in frame.columns]
+    if not missing:
+        return frame
+    return frame.with_columns(
+        pl.lit(None, dtype=polars_dtype(definition.schema[c])).alias(c) for c in missing
+    )

@@ -274,7 +274,7 @@ def normalize_schema(schema: SchemaLike) -> dict[str, str]:
 
     >>> normalize_schema({"user_id": "int64", "ts": "datetime64[ns, utc]"})
     {'user_id': 'int64', 'ts': 'datetime'}
-    >>> normalize_schema(pl.Schema({"user_id": pl.Int64, "level": pl.Categorical}))
+    >>> normalize_schema(pl.Schema({"user_id": pl.Int64(), "level": pl.Categorical()}))
     {'user_id': 'int64', 'level': 'string'}
     """
     schema = schema_of(schema)
@@ -302,8 +302,8 @@ def schema_of(schema: SchemaLike) -> Mapping[str, object]:
     Arrow and pandas types are read through Polars' own conversion, so each means what it
     means when that frame is inserted.
 
-    >>> schema_of(pl.DataFrame({"id": [1], "name": ["a"]}))
-    Schema({'id': Int64, 'name': String})
+    >>> dict(schema_of(pl.DataFrame({"id": [1], "name": ["a"]})))
+    {'id': Int64, 'name': String}
     """
     if isinstance(schema, Mapping):
         return schema
