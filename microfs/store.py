@@ -260,7 +260,7 @@ class FeatureStore:
         self.registry.get(kind, name, check_version(version))
         return [version]
 
-    def append_features(
+    def _record_appended(
         self, name: str, version: int, features: Mapping[str, str]
     ) -> FeatureGroupDefinition:
         """Record columns added to a group; the definition with them (used by the group)."""
@@ -289,7 +289,7 @@ class FeatureStore:
             path,
             on_commit=self._committed,
             pins=lambda: self._pins(definition.name, definition.version),
-            record_schema=lambda added: self.append_features(
+            record_schema=lambda added: self._record_appended(
                 definition.name, definition.version, added
             ),
             lake=self.root,
