@@ -29,13 +29,16 @@ from microfs.errors import (
 from microfs.feature_group import (
     Commit,
     CompactResult,
+    DeleteResult,
     FeatureGroup,
     FeatureGroupDefinition,
     InsertResult,
+    SchemaChange,
     VacuumResult,
 )
 from microfs.feature_view import FeatureView, FeatureViewDefinition, Join, TrainingDataset
 from microfs.online import OnlineStore, OnlineTable
+from microfs.progress import ProgressEvent
 from microfs.store import FeatureStore
 from microfs.transformations import FittedParams, Transform
 
@@ -47,6 +50,7 @@ __all__ = [
     "CommitConflictError",
     "CompactResult",
     "DefinitionError",
+    "DeleteResult",
     "DuplicateKeyError",
     "FeatureGroup",
     "FeatureGroupDefinition",
@@ -63,6 +67,8 @@ __all__ = [
     "NotFoundError",
     "OnlineStore",
     "OnlineTable",
+    "ProgressEvent",
+    "SchemaChange",
     "SchemaError",
     "ServerConfigError",
     "TimestampError",

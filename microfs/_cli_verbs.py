@@ -328,7 +328,7 @@ def groups_compact(args: argparse.Namespace) -> int:
             {
                 "name": fg.name,
                 "version": fg.version,
-                "table_version": result.version,
+                "table_version": result.table_version,
                 "files_removed": result.files_removed,
                 "files_added": result.files_added,
                 "seconds": round(seconds, 3),
@@ -338,13 +338,13 @@ def groups_compact(args: argparse.Namespace) -> int:
     if result.files_removed == 0:
         print(
             f"feature group {fg.name} version {fg.version}: nothing to compact "
-            f"(table version {result.version})"
+            f"(table version {result.table_version})"
         )
     else:
         print(
             f"compacted feature group {fg.name} version {fg.version} in {seconds:.1f} s: "
             f"{result.files_removed:,} file(s) rewritten into {result.files_added:,}; "
-            f"table version {result.version}"
+            f"table version {result.table_version}"
         )
     return 0
 
@@ -352,7 +352,7 @@ def groups_compact(args: argparse.Namespace) -> int:
 def groups_vacuum(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     fg = fs.get_feature_group(args.name, args.version)
-    options: dict[str, Any] = {"dry_run": args.dry_run, "force": args.force}
+    options: dict[str, Any] = {"dry_run": not args.yes, "force": args.force}
     if args.retention_hours is not None:
         options["retention"] = timedelta(hours=args.retention_hours)
     result = fg.vacuum(**options)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from microfs import _asof_kernel
-from microfs._frame_spec import FrameSpec, frame_columns, frame_spec, spine_columns
+from microfs._frame_spec import FrameSpec, frame_columns, frame_spec
 from microfs.errors import DefinitionError
 from microfs.feature_group import Extent, FeatureGroup
 from microfs.pit import JoinPlan, RowOrder, point_in_time_join
@@ -68,6 +68,7 @@ class FramePlanner:
         self.joins = definition.joins
         self.groups = tuple(groups)
         self.label_features = definition.label_features(label.definition)
+        self.spine_keys = definition.spine_keys(label.definition)
         self.feature_schema = definition.feature_schema(
             label.definition, [g.definition for g in self.groups]
         )
@@ -178,7 +179,7 @@ class FramePlanner:
     ) -> Spine:
         """The label group's rows with ``start <= t < end``, in stored order when proven."""
         label = self.label
-        columns = spine_columns(label, self.label_features, self.label_col)
+        columns = list(self.definition.spine_columns(label.definition))
         version = (table_versions or {}).get(label.name)
         scan, order = label.scan_and_record_order(version=version)
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
@@ -199,7 +200,7 @@ class FramePlanner:
                 f"the spine lacks column(s) {missing}; it needs the label group's keys and "
                 f"event time: {keys}"
             )
-        extra = [*self.label_features, self.label_col]
+        extra = [*self.spine_keys, *self.label_features, self.label_col]
         frame = frame.select([*keys, *(c for c in extra if c in names)]).with_columns(
             [pl.col(c).cast(label.schema[c]) for c in keys if c in names]
         )

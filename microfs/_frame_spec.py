@@ -19,7 +19,7 @@ from microfs.errors import DefinitionError
 from microfs.feature_group import FeatureGroup
 from microfs.view_definition import FeatureViewDefinition
 
-__all__ = ["FrameSpec", "JoinSpec", "frame_columns", "frame_spec", "spine_columns"]
+__all__ = ["FrameSpec", "JoinSpec", "frame_columns", "frame_spec"]
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,6 @@ class FrameSpec:
     end: datetime | None
 
 
-def spine_columns(label: FeatureGroup, label_features: Sequence[str], label_col: str) -> list[str]:
-    """The spine's columns: label keys, event time, the label group's features, the label."""
-    time = label.event_time
-    keys = [*label.primary_keys, *([time] if time is not None else [])]
-    return [*keys, *label_features, label_col]
-
-
 def frame_columns(label: FeatureGroup, label_col: str, feature_columns: Sequence[str]) -> list[str]:
     """The frame's columns: label keys, event time, the features in ``X`` order, the label."""
     time = label.event_time
@@ -111,12 +104,11 @@ def frame_spec(
         raise DefinitionError(f"label group {label.name!r} has no event time")
     versions = table_versions or {}
     label_col = definition.label_col
-    label_features = definition.label_features(label.definition)
     return FrameSpec(
         label=label,
         label_version=versions.get(label.name),
         time=label.event_time,
-        spine_columns=tuple(spine_columns(label, label_features, label_col)),
+        spine_columns=definition.spine_columns(label.definition),
         joins=tuple(
             JoinSpec(
                 on=join.on,

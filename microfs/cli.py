@@ -8,14 +8,20 @@ Verbs::
     microfs groups history NAME [--version N]
     microfs groups head NAME [--version N] [--rows 10] [--table-version N | --as-of TIME]
     microfs groups compact NAME [--version N]
-    microfs groups vacuum NAME [--version N] [--retention-hours H] [--dry-run] [--force]
+    microfs groups vacuum NAME [--version N] [--retention-hours H] [--yes] [--force]
     microfs views list
     microfs views show NAME [--version N]
     microfs serve [--host 127.0.0.1] [--port 6566] [--workers N] [--token-env NAME]
 
 Every verb takes ``--lake PATH`` (default: ``$MICROFS_LAKE``, else ``./lake``); every verb
-but ``demo`` takes ``--json`` and then prints exactly one JSON document on stdout. Only
-``demo`` creates a lake: the other verbs refuse a lake folder that does not exist.
+but ``demo`` takes ``--json`` and then prints exactly one JSON document on stdout. Both
+global options work before the noun too (``microfs --json groups list``). Only ``demo``
+creates a lake: the other verbs refuse a lake folder that does not exist.
+
+Versions are named apart: ``--version N`` is a definition version (of a group or view),
+``--table-version N`` a Delta table version (the data), and ``microfs --version``, before
+any noun, prints the program's version. ``groups vacuum`` is a dry run unless ``--yes``
+(as deltalake's ``vacuum`` is). Bare ``microfs`` prints the help and exits with 2.
 
 A user error prints one line, ``microfs: error: <what was wrong>``, on stderr and exits
 with 1 (2 for a malformed command line); it never prints a traceback.
@@ -70,7 +76,7 @@ examples:
   microfs groups show user_activity     schema, keys, event time, online keys, rows
   microfs groups history user_activity  the table's commits
   microfs groups head user_activity --rows 5 --table-version 1
-  microfs groups vacuum user_activity --dry-run
+  microfs groups vacuum user_activity  list what a vacuum would delete (--yes deletes)
   microfs views show recommendation_model_v1 --json
   microfs serve --port 6566             feature vectors over HTTP (pip install "microfs[serve]")
 
@@ -101,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        return 2
     try:
         return handler(args)
     except MicroFSError as exc:
@@ -141,14 +147,16 @@ def _parser() -> argparse.ArgumentParser:
     # overwriting a value given before it with its own default
     lake = argparse.ArgumentParser(add_help=False)
     lake.add_argument("--lake", metavar="PATH", default=argparse.SUPPRESS, help=lake_help)
+    json_help = "print one JSON document on stdout, nothing else"
     out = argparse.ArgumentParser(add_help=False, parents=[lake])
-    out.add_argument(
-        "--json", action="store_true", help="print one JSON document on stdout, nothing else"
-    )
+    out.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=json_help)
     named = argparse.ArgumentParser(add_help=False, parents=[out])
     named.add_argument("name", metavar="NAME", help="the feature group's name")
     named.add_argument(
-        "--version", type=_positive_int, metavar="N", help="definition version (default: latest)"
+        "--version",
+        type=_positive_int,
+        metavar="N",
+        help="definition version (default: latest); a Delta table version is --table-version",
     )
 
     parser = argparse.ArgumentParser(
@@ -159,7 +167,13 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--lake", metavar="PATH", default=None, help=lake_help)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    parser.add_argument("--json", action="store_true", default=False, help=json_help)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {_package_version()}",
+        help="print the program's version (before any command) and exit",
+    )
     nouns = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = nouns.add_parser(
@@ -225,10 +239,11 @@ def _parser() -> argparse.ArgumentParser:
     verb = group_verbs.add_parser(
         "vacuum",
         parents=[named],
-        help="delete data files that old table versions need",
-        description="Delete data files that only table versions older than the retention "
-        "need. Files recorded training datasets read are kept unless --force; time travel "
-        "to a vacuumed version fails afterwards.",
+        help="list (or, with --yes, delete) data files only old table versions need",
+        description="List the data files that only table versions older than the retention "
+        "need; with --yes, delete them (a dry run by default, as deltalake's vacuum). Files "
+        "recorded training datasets read are kept unless --force; time travel to a vacuumed "
+        "version fails afterwards.",
     )
     verb.add_argument(
         "--retention-hours",
@@ -237,7 +252,15 @@ def _parser() -> argparse.ArgumentParser:
         help="keep files that versions younger than H hours need (default: 168, a week; "
         "0 is unsafe while another process writes)",
     )
-    verb.add_argument("--dry-run", action="store_true", help="list the files, delete nothing")
+    deleting = verb.add_mutually_exclusive_group()
+    deleting.add_argument(
+        "--yes",
+        action="store_true",
+        help="delete the files (without it, a dry run: list them, delete nothing)",
+    )
+    deleting.add_argument(
+        "--dry-run", action="store_true", help="list the files, delete nothing (the default)"
+    )
     verb.add_argument(
         "--force",
         action="store_true",
@@ -256,7 +279,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     verb.add_argument("name", metavar="NAME", help="the feature view's name")
     verb.add_argument(
-        "--version", type=_positive_int, metavar="N", help="definition version (default: latest)"
+        "--version",
+        type=_positive_int,
+        metavar="N",
+        help="view definition version (default: latest)",
     )
     verb.set_defaults(handler=views_show)
 
@@ -339,7 +365,7 @@ def _demo(args: argparse.Namespace) -> int:
             ["--lake", lake, "--user_id", str(user), "--item_id", str(item)],
         ),
     ]
-    print(f"MicroFS demo: {args.size} synthetic data in the lake {lake}", flush=True)
+    print(f"MicroFS demo: {args.size} synthetic data, lake folder {lake}", flush=True)
     began = time.perf_counter()
     for number, (title, module, argv) in enumerate(steps, start=1):
         print(f"[{number}/{len(steps)}] {title}", flush=True)

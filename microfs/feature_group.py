@@ -10,14 +10,18 @@ range in the batch is disjoint from the stored range, e.g. every event time is l
 than the stored maximum), it is a plain append; otherwise it is a merge whose predicate
 carries the batch's key ranges, so Delta prunes the files that cannot hold a match.
 
-Writers of one group on one machine take turns through a lock file; a commit that still
-conflicts (another Delta writer) is retried with jittered backoff.
+Writers of one group on one machine take turns through a lock file (``filelock``, which
+works alike on Linux, macOS and Windows); a commit that still conflicts (another Delta
+writer) is retried with jittered backoff.
+
+Rows leave a table through :meth:`FeatureGroup.delete_rows` (one commit), and columns join
+it through :meth:`FeatureGroup.append_features` (Delta schema evolution: earlier rows read
+null).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -28,33 +32,50 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import unquote
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.schema import Field
+from filelock import FileLock
 
 from microfs.errors import (
     CommitConflictError,
     DefinitionError,
     NotFoundError,
+    SchemaError,
 )
 from microfs.group_definition import FeatureGroupDefinition
 from microfs.pit import RowOrder, order_spine
-from microfs.schema import DATETIME, aware_utc, prepare_batch
+from microfs.progress import Progress, track
+from microfs.schema import (
+    DATETIME,
+    TimeLike,
+    aware_utc,
+    normalize_schema,
+    polars_dtype,
+    prepare_batch,
+    to_polars,
+)
 
 __all__ = [
     "Commit",
     "CompactResult",
+    "Committed",
+    "DeleteResult",
     "Extent",
     "FeatureGroup",
     "FeatureGroupDefinition",
     "InsertResult",
+    "SchemaChange",
     "VacuumResult",
 ]
 
+_LARGE_INSERT = 1_000_000  # rows from which progress=True draws a bar
 _MAX_ATTEMPTS = 8
 _BACKOFF_SECONDS = 0.05
 _DEFAULT_RETENTION = timedelta(days=7)
@@ -76,16 +97,64 @@ class InsertResult:
     """What one insert did.
 
     Attributes:
-        version: the Delta table version after the insert.
+        table_version: the Delta table version after the insert (``version`` is an alias
+            kept for the seed's code: it is never the group's definition version).
         rows_inserted: rows appended (new key and event time).
         rows_updated: stored rows replaced (same key and event time).
         mode: ``"append"`` (fast path), ``"merge"`` (upsert) or ``"noop"`` (empty batch).
     """
 
-    version: int
+    table_version: int
     rows_inserted: int
     rows_updated: int
     mode: Literal["append", "merge", "noop"]
+
+    @property
+    def version(self) -> int:
+        """The Delta table version after the insert (an alias of ``table_version``)."""
+        return self.table_version
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What :meth:`FeatureGroup.delete_rows` did.
+
+    Attributes:
+        table_version: the Delta table version after the delete.
+        rows_deleted: stored rows removed.
+        mode: ``"delete"`` (a commit was made) or ``"noop"`` (nothing matched, no commit).
+    """
+
+    table_version: int
+    rows_deleted: int
+    mode: Literal["delete", "noop"]
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """What :meth:`FeatureGroup.append_features` did.
+
+    Attributes:
+        table_version: the Delta table version after the change.
+        added: the columns added and their canonical types.
+        mode: always ``"schema"``: readers built on the old columns must rebuild.
+    """
+
+    table_version: int
+    added: Mapping[str, str]
+    mode: Literal["schema"] = "schema"
+
+
+class Committed(Protocol):
+    """What commit listeners are told: the new table version and what kind of commit."""
+
+    @property
+    def table_version(self) -> int:
+        """The Delta table version after the commit."""
+
+    @property
+    def mode(self) -> str:
+        """``"append"``, ``"merge"``, ``"delete"``, ``"schema"`` or ``"noop"``."""
 
 
 @dataclass(frozen=True)
@@ -115,11 +184,16 @@ class Commit:
 
 @dataclass(frozen=True)
 class CompactResult:
-    """What a compaction did."""
+    """What a compaction did (``table_version``: the Delta table version after it)."""
 
-    version: int
+    table_version: int
     files_removed: int
     files_added: int
+
+    @property
+    def version(self) -> int:
+        """The Delta table version after the compaction (an alias of ``table_version``)."""
+        return self.table_version
 
 
 @dataclass(frozen=True)
@@ -132,8 +206,13 @@ class VacuumResult:
     broken: tuple[str, ...] = ()
 
 
-CommitListener = Callable[["FeatureGroup", InsertResult], None]
+_R = TypeVar("_R")
+CommitListener = Callable[["FeatureGroup", Committed], None]
 PinsProvider = Callable[[], Mapping[int, Sequence[str]]]
+SchemaRecorder = Callable[[Mapping[str, str]], FeatureGroupDefinition]
+"""Records columns added to a group's definition and returns the definition with them."""
+FirstSchema = Callable[[Mapping[str, str]], "FeatureGroup"]
+"""Defines a group whose schema was left to its first insert; returns the stored group."""
 
 
 class FeatureGroup:
@@ -150,11 +229,17 @@ class FeatureGroup:
         *,
         on_commit: CommitListener | None = None,
         pins: PinsProvider | None = None,
+        record_schema: SchemaRecorder | None = None,
+        first_schema: FirstSchema | None = None,
+        lake: Path | None = None,
     ) -> None:
         self.definition = definition
         self.path = path
         self._on_commit = on_commit
         self._pins = pins
+        self._record_schema = record_schema
+        self._first_schema = first_schema  # set while the first insert must define the schema
+        self._lake = lake
         self._row_order: dict[int, RowOrder] = {}
         self._file_actions: dict[int, pl.DataFrame] = {}
 
@@ -222,6 +307,11 @@ class FeatureGroup:
             )
 
     def _table(self, version: int | None = None) -> DeltaTable:
+        if self._first_schema is not None:
+            raise NotFoundError(
+                f"feature group {self.name!r} has no schema and no table yet: its first insert "
+                "defines them; insert a batch first"
+            )
         try:
             return DeltaTable(str(self.path), version=version)
         except DeltaError as exc:
@@ -233,6 +323,7 @@ class FeatureGroup:
                 ) from exc
             raise NotFoundError(
                 f"the Delta table of feature group {self.name!r} is missing at {self.path}"
+                + (f" (lake {str(self._lake)!r})" if self._lake is not None else "")
             ) from exc
 
     def table_version(self) -> int:
@@ -242,27 +333,186 @@ class FeatureGroup:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def insert(self, df: object) -> InsertResult:
+    def insert(self, df: object, *, progress: Progress = False) -> InsertResult:
         """Upsert a batch on (primary keys, event time) in one Delta commit.
 
         Rows whose key and event time are stored already replace the stored rows; the
         others are appended. Takes a Polars, pandas or Arrow table; bad input raises a
-        :class:`microfs.SchemaError` (or subclass) and writes nothing.
+        :class:`microfs.SchemaError` (or subclass) and writes nothing. A group created
+        without a schema takes the batch's schema on its first insert.
+
+        Args:
+            df: The batch.
+            progress: True draws a bar for batches of 1M rows or more (check, order,
+                write); a callable gets a :class:`microfs.progress.ProgressEvent` per step.
+        """
+        if self._first_schema is not None:
+            self._define_from(df)
+        d = self.definition
+        rows = _height(df)
+        with track(
+            progress,
+            task=f"insert into {self.name}",
+            total=3,
+            large=rows is not None and rows >= _LARGE_INSERT,
+        ) as step:
+            if d.appended:
+                df = _with_appended_nulls(df, d)
+            batch = prepare_batch(
+                df, d.schema, primary_keys=d.primary_keys, event_time=d.event_time
+            )
+            step("checked")
+            if batch.height == 0:
+                return InsertResult(self.table_version(), 0, 0, "noop")
+            if d.event_time is None:
+                # prepare_batch sorts by event time; a static group clusters files by key
+                batch = batch.sort(list(d.primary_keys))
+            else:
+                # Rows sharing an event time go in key order, so a table written by appends
+                # is in a point-in-time spine's full order (see scan_by_time).
+                ordered = order_spine(batch.lazy(), d.event_time, d.primary_keys, time_sorted=True)
+                batch = ordered.collect(engine="in-memory")
+            step("ordered")
+            with self._writer_lock():
+                result = self._with_retries(lambda: self._write(batch))
+            step("written")
+        if self._on_commit is not None:
+            self._on_commit(self, result)
+        return result
+
+    def _define_from(self, df: object) -> None:
+        """Store the definition of a group whose schema is its first batch's schema."""
+        define = self._first_schema
+        assert define is not None
+        d = self.definition
+        schema = normalize_schema(to_polars(df).schema)
+        # the batch must fit before anything is stored: nothing is written for bad input
+        for column in (*d.primary_keys, *([d.event_time] if d.event_time else [])):
+            if column not in schema:
+                raise SchemaError(
+                    f"the first batch of feature group {self.name!r} defines its schema but "
+                    f"lacks the key or event-time column {column!r}; its columns: "
+                    f"{', '.join(schema)}"
+                )
+        prepare_batch(df, schema, primary_keys=d.primary_keys, event_time=d.event_time)
+        stored = define(schema)
+        self.definition = stored.definition
+        self._first_schema = None
+
+    def delete_rows(self, keys: object) -> DeleteResult:
+        """Delete stored rows by primary key in one commit (a new table version).
+
+        ``keys`` is a frame (Polars, pandas or Arrow) or a list of dicts holding the
+        primary-key columns, and optionally the event time: with it only that row goes,
+        without it every row of the key (all event times), as a GDPR erasure needs. Other
+        columns are refused. The online store stops serving deleted rows at its next
+        lookup (an entity whose every row is gone reads as never seen). Nothing matching
+        makes no commit.
+
+        >>> fg.delete_rows([{"user_id": 7}])  # doctest: +SKIP
+        DeleteResult(table_version=5, rows_deleted=3, mode='delete')
         """
         d = self.definition
-        batch = prepare_batch(df, d.schema, primary_keys=d.primary_keys, event_time=d.event_time)
+        frame = _key_frame(keys)
+        if frame.width == 0 and frame.height == 0:
+            return DeleteResult(self.table_version(), 0, "noop")
+        allowed = [*d.primary_keys, *([d.event_time] if d.event_time else [])]
+        missing = [k for k in d.primary_keys if k not in frame.columns]
+        extra = [c for c in frame.columns if c not in allowed]
+        if missing or extra:
+            raise SchemaError(
+                f"delete_rows needs the primary key column(s) {list(d.primary_keys)}"
+                + (f" and may name the event time {d.event_time!r}" if d.event_time else "")
+                + f"; got columns {frame.columns}"
+            )
+        columns = [c for c in allowed if c in frame.columns]
+        subset = {c: d.schema[c] for c in columns}
+        unique = frame.select(columns).unique(maintain_order=True)
+        batch = prepare_batch(unique, subset, primary_keys=columns, event_time=None)
         if batch.height == 0:
-            return InsertResult(self.table_version(), 0, 0, "noop")
-        if d.event_time is None:
-            # prepare_batch sorts by event time; a static group clusters files by key instead
-            batch = batch.sort(list(d.primary_keys))
-        else:
-            # Rows sharing an event time go in key order, so a table written by appends is
-            # in a point-in-time spine's full order (see scan_by_time).
-            ordered = order_spine(batch.lazy(), d.event_time, d.primary_keys, time_sorted=True)
-            batch = ordered.collect(engine="in-memory")
+            return DeleteResult(self.table_version(), 0, "noop")
         with self._writer_lock():
-            result = self._with_retries(lambda: self._write(batch))
+            result = self._with_retries(lambda: self._delete(batch, columns))
+        if result.mode != "noop" and self._on_commit is not None:
+            self._on_commit(self, result)
+        return result
+
+    def _delete(self, batch: pl.DataFrame, columns: Sequence[str]) -> DeleteResult:
+        table = self._table()
+        ranged = [c for c in columns if self.definition.schema[c] in _RANGE_TYPES]
+        ranges = _batch_ranges(batch, ranged)
+        condition = " AND ".join(
+            [f"t.{_quote(k)} = s.{_quote(k)}" for k in columns]
+            + [
+                f"t.{_quote(col)} >= {_literal(lo)} AND t.{_quote(col)} <= {_literal(hi)}"
+                for col, (lo, hi) in ranges.items()
+            ]
+        )
+        before = table.version()
+        metrics = (
+            table.merge(
+                batch.to_arrow(),
+                predicate=condition,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=CommitProperties(
+                    custom_metadata={"microfs.operation": "delete"}, max_commit_retries=0
+                ),
+            )
+            .when_matched_delete()
+            .execute()
+        )
+        deleted = int(metrics.get("num_target_rows_deleted", 0))
+        version = table.version()
+        return DeleteResult(version, deleted, "delete" if version != before else "noop")
+
+    def append_features(self, features: Mapping[str, object]) -> SchemaChange:
+        """Add nullable feature columns in place (Delta schema evolution).
+
+        Rows stored earlier read null in the new columns; batches inserted from now on
+        may carry them, and a batch without them (a pipeline written before) has them
+        null. The group keeps its definition version: the
+        added columns are recorded beside its definition, and feature views made earlier
+        keep the columns they had.
+
+        Args:
+            features: New column names and their types, spelled as in ``schema=``.
+
+        >>> fg.append_features({"lifetime_value": "float64"})  # doctest: +SKIP
+        """
+        if self._record_schema is None:
+            raise DefinitionError(
+                f"feature group {self.name!r} was not opened from a feature store; open it "
+                "with FeatureStore.get_feature_group to change its schema"
+            )
+        added = normalize_schema(features)
+        clash = [c for c in added if c in self.definition.schema]
+        if clash:
+            raise SchemaError(
+                f"feature group {self.name!r} has column(s) {clash} already; its columns: "
+                f"{', '.join(self.definition.schema)}"
+            )
+        with self._writer_lock():
+            table = self._table()
+            present = set(table.schema().to_arrow().names)
+            fields = [
+                Field.from_arrow(pa.field(c, _arrow_type(polars_dtype(t)), nullable=True))
+                for c, t in added.items()
+                if c not in present
+            ]
+            if fields:
+                table.alter.add_columns(
+                    fields,
+                    commit_properties=CommitProperties(
+                        custom_metadata={"microfs.operation": "append_features"}
+                    ),
+                )
+            # recorded after the Delta commit: a failure between them is repaired by
+            # calling again, which finds the columns in the table and records them
+            self.definition = self._record_schema(added)
+            self._row_order.clear()
+            self._file_actions.clear()
+            result = SchemaChange(self._table().version(), dict(added))
         if self._on_commit is not None:
             self._on_commit(self, result)
         return result
@@ -308,7 +558,7 @@ class FeatureGroup:
         d = self.definition
         return [c for c in d.upsert_keys if d.schema[c] in _RANGE_TYPES]
 
-    def _with_retries(self, action: Callable[[], InsertResult]) -> InsertResult:
+    def _with_retries(self, action: Callable[[], _R]) -> _R:
         for attempt in range(_MAX_ATTEMPTS):
             try:
                 return action()
@@ -323,17 +573,13 @@ class FeatureGroup:
 
     @contextlib.contextmanager
     def _writer_lock(self) -> Iterator[None]:
-        lock = self.path.parent / f".{self.path.name}.lock"
-        with lock.open("a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        lock = FileLock(self.path.parent / f".{self.path.name}.lock")
+        with lock:
+            yield
 
     # -- reading ---------------------------------------------------------------------------
 
-    def resolve_version(self, *, version: int | None = None, as_of: datetime | None = None) -> int:
+    def resolve_version(self, *, version: int | None = None, as_of: TimeLike | None = None) -> int:
         """The Delta table version that ``version`` or ``as_of`` (a commit time) selects."""
         if version is not None and as_of is not None:
             raise DefinitionError("give either version= or as_of=, not both")
@@ -362,7 +608,7 @@ class FeatureGroup:
             )
         return max(chosen)
 
-    def scan(self, version: int | None = None, as_of: datetime | None = None) -> pl.LazyFrame:
+    def scan(self, version: int | None = None, as_of: TimeLike | None = None) -> pl.LazyFrame:
         """A lazy scan of the table at a version (or commit time); the latest by default.
 
         >>> fg.scan().filter(pl.col("age") > 30).collect()  # doctest: +SKIP
@@ -417,7 +663,11 @@ class FeatureGroup:
         uris = [by_name.get(path.rsplit("/", 1)[-1]) for path in ordered]
         if None in uris or any(not Path(u.removeprefix("file://")).exists() for u in uris if u):
             return self.scan(version=resolved), "none"
-        frame = pl.scan_parquet([u for u in uris if u is not None]).cast(self.schema)
+        paths = [u for u in uris if u is not None]
+        if self.definition.appended:  # files written before an append lack those columns
+            frame = pl.scan_parquet(paths, schema=self.schema, missing_columns="insert")
+        else:
+            frame = pl.scan_parquet(paths).cast(self.schema)
         known = self._row_order.get(resolved)
         if known is None:
             fingerprint = _fingerprint(ordered)
@@ -494,7 +744,7 @@ class FeatureGroup:
         except OSError:
             temporary.unlink(missing_ok=True)
 
-    def read(self, version: int | None = None, as_of: datetime | None = None) -> pl.DataFrame:
+    def read(self, version: int | None = None, as_of: TimeLike | None = None) -> pl.DataFrame:
         """Like :meth:`scan`, collected."""
         return self.scan(version=version, as_of=as_of).collect()
 
@@ -551,7 +801,7 @@ class FeatureGroup:
                 commit_properties=CommitProperties(custom_metadata={"microfs.operation": "compact"})
             )
         return CompactResult(
-            version=self.table_version(),
+            table_version=self.table_version(),
             files_removed=int(metrics.get("numFilesRemoved", 0)),
             files_added=int(metrics.get("numFilesAdded", 0)),
         )
@@ -723,3 +973,50 @@ def _literal(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return f"'{value.isoformat()}'"
     return repr(int(value))
+
+
+def _height(df: object) -> int | None:
+    """Rows of a batch, where the frame says so cheaply (for deciding to draw a bar)."""
+    height = getattr(df, "height", None)
+    if isinstance(height, int):
+        return height
+    rows = getattr(df, "num_rows", None)
+    if isinstance(rows, int):
+        return rows
+    try:
+        return len(df)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _key_frame(keys: object) -> pl.DataFrame:
+    """The keys to delete as a frame: a Polars, pandas or Arrow frame, or a list of dicts."""
+    if isinstance(keys, Sequence) and not isinstance(keys, (str, bytes)):
+        if not keys:
+            return pl.DataFrame()
+        if not all(isinstance(k, Mapping) for k in keys):
+            raise SchemaError(
+                f"delete_rows takes a frame or a list of dicts of key values, got {keys!r}"
+            )
+        try:
+            return pl.DataFrame(list(keys))
+        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            raise SchemaError(f"could not read the keys as a table: {exc}") from exc
+    return to_polars(keys)
+
+
+def _arrow_type(dtype: pl.DataType) -> pa.DataType:
+    """The Arrow type Polars writes for ``dtype`` (what the group's Delta table stores)."""
+    arrow: pa.DataType = pl.Series("x", [], dtype=dtype).to_arrow().type
+    return arrow
+
+
+def _with_appended_nulls(df: object, definition: FeatureGroupDefinition) -> pl.DataFrame:
+    """The batch with null columns for appended features it lacks (the input is not changed)."""
+    frame = to_polars(df)
+    missing = [c for c in definition.appended if c not in frame.columns]
+    if not missing:
+        return frame
+    return frame.with_columns(
+        pl.lit(None, dtype=polars_dtype(definition.schema[c])).alias(c) for c in missing
+    )

@@ -10,6 +10,11 @@ that are not primary keys, event time or the label) in schema order, then each j
 features in join order (prefixed); a transformed column is replaced in place by its
 output column(s), and ``one_hot_encode`` expands in place to ``<col>_<value>`` columns in
 sorted category order. Inference vectors use the same order.
+
+Options are keyword-only and, across the methods that share them, come in one order:
+``start, end, test_size, split, seed, compute_params, table_versions, window, spine,
+passed_features, return_type, strict, progress``. Times are timezone-aware datetimes or
+ISO 8601 strings (:func:`microfs.schema.aware_utc`); frames are Polars, pandas or Arrow.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from microfs._frame_plan import FramePlanner
 from microfs.errors import DefinitionError, NotFittedError, NotFoundError
 from microfs.feature_group import FeatureGroup
 from microfs.online import OnlineStore
+from microfs.progress import Progress, track
 from microfs.registry import PARAMS, Registry
-from microfs.schema import aware_utc
-from microfs.serving import VectorServer
+from microfs.schema import TimeLike, aware_utc, to_polars
+from microfs.serving import ReturnType, VectorServer, VectorsReturnType
 from microfs.transformations import (
     FittedParams,
     apply_transforms,
@@ -201,9 +207,9 @@ class FeatureView:
     @overload
     def training_frame(
         self,
-        start: datetime | None = ...,
-        end: datetime | None = ...,
         *,
+        start: TimeLike | None = ...,
+        end: TimeLike | None = ...,
         table_versions: Mapping[str, int] | None = ...,
         window: timedelta | None = ...,
         engine: Literal["polars"] = ...,
@@ -212,9 +218,9 @@ class FeatureView:
     @overload
     def training_frame(
         self,
-        start: datetime | None = ...,
-        end: datetime | None = ...,
         *,
+        start: TimeLike | None = ...,
+        end: TimeLike | None = ...,
         table_versions: Mapping[str, int] | None = ...,
         window: timedelta | None = ...,
         engine: Literal["daft"],
@@ -222,9 +228,9 @@ class FeatureView:
 
     def training_frame(
         self,
-        start: datetime | None = None,
-        end: datetime | None = None,
         *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         table_versions: Mapping[str, int] | None = None,
         window: timedelta | None = None,
         engine: Engine = "polars",
@@ -256,6 +262,7 @@ class FeatureView:
         >>> fv.training_frame(engine="daft").write_parquet("frame/")  # doctest: +SKIP
         """
         planner = self._planner
+        start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
             lazy: daft.DataFrame = daft_engine.frame(planner.spec(start, end, table_versions))
@@ -271,11 +278,12 @@ class FeatureView:
     def write_training_frame(
         self,
         path: str | Path,
-        start: datetime | None = None,
-        end: datetime | None = None,
         *,
-        window: timedelta = timedelta(days=7),
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         table_versions: Mapping[str, int] | None = None,
+        window: timedelta = timedelta(days=7),
+        progress: Progress = False,
         engine: Engine = "polars",
     ) -> int:
         """Write the training frame to one Parquet file, one event-time window at a time.
@@ -291,11 +299,13 @@ class FeatureView:
             path: The Parquet file to write; its folder is created if missing.
             start: First label event time included, or None.
             end: Label event times must be earlier than this, or None.
-            window: Length of each window of label time (the Polars engine's; Daft
-                partitions its plan itself).
             table_versions: Delta table version per group name (latest when absent).
+            window: Length of each window of label time.
+            progress: True draws a bar over the windows; a callable gets a
+                :class:`microfs.progress.ProgressEvent` per window.
             engine: ``"daft"`` runs the frame on Daft's current runner and streams its
-                batches, in order, into the file.
+                batches, in order, into the file (``window`` is then Polars' alone: Daft
+                partitions its plan itself).
 
         Returns:
             The number of rows written.
@@ -305,6 +315,7 @@ class FeatureView:
         """
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
         planner = self._planner
+        start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
             spec = planner.spec(start, end, versions)
@@ -320,7 +331,12 @@ class FeatureView:
         schema = planner.plan(start, end, versions).collect_schema()
         rows = 0
         try:
-            with pq.ParquetWriter(partial, pl.DataFrame(schema=schema).to_arrow().schema) as out:
+            with (
+                pq.ParquetWriter(partial, pl.DataFrame(schema=schema).to_arrow().schema) as out,
+                track(
+                    progress, task=f"{self.name}: training frame", total=len(edges), unit="window"
+                ) as step,
+            ):
                 latest: list[pl.DataFrame | None] | None = None
                 for number, (lo, hi) in enumerate(edges):
                     spine = planner.spine(lo, hi, versions)
@@ -331,6 +347,7 @@ class FeatureView:
                         rows += frame.height
                     if number + 1 < len(edges):  # carried forward: each row is read once
                         latest = planner.latest_rows(latest, lo, hi, versions)
+                    step(f"{lo:%Y-%m-%d}")
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
@@ -388,30 +405,31 @@ class FeatureView:
 
     def get_training_data(
         self,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         compute_params: bool = False,
-        start: datetime | None = None,
-        end: datetime | None = None,
     ) -> tuple[pl.DataFrame, pl.Series]:
         """Features ``X`` (transformed) and label ``y``, in ``training_frame()`` order.
 
         Args:
-            compute_params: fit the transformations on these rows and store the
-                parameters; otherwise use the stored ones.
             start: first label event time included.
             end: label event times must be earlier than this.
+            compute_params: fit the transformations on these rows and store the
+                parameters; otherwise use the stored ones.
         """
-        frame = _collect(self.training_frame(start, end))
+        frame = _collect(self.training_frame(start=start, end=end))
         fitted = self.fit(frame) if compute_params else self.params()
         return self._xy(frame, fitted)
 
     def train_test_split(
         self,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         test_size: float = 0.2,
         split: SplitMode = "time",
         seed: int = 0,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series, pl.Series]:
         """``X_train, X_test, y_train, y_test``, with parameters fitted on the train part only.
 
@@ -419,7 +437,7 @@ class FeatureView:
         (rows with the same event time stay on one side); ``"random"`` draws the test
         rows with ``seed``. Both parts keep ``training_frame()`` order.
         """
-        frame = _collect(self.training_frame(start, end))
+        frame = _collect(self.training_frame(start=start, end=end))
         train, test = _split(frame, self._time, test_size, split, seed)
         fitted = self.fit(train)
         X_train, y_train = self._xy(train, fitted)
@@ -428,26 +446,50 @@ class FeatureView:
 
     def create_training_dataset(
         self,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         test_size: float | None = None,
         split: SplitMode = "time",
         seed: int = 0,
+        progress: Progress = False,
     ) -> int:
         """Record a reproducible training dataset and return its version.
 
         Pins every group's Delta table version, the window, the split and its seed, and
         the parameters fitted on the train part (stored as the view's latest parameters
-        too, so online vectors match the model trained on it).
+        too, so online vectors match the model trained on it). ``progress=True`` draws a
+        bar over the steps (join, split, fit, record); a callable gets each step.
         """
-        versions = self.table_versions()
-        frame = _collect(self.training_frame(start, end, table_versions=versions))
-        train, test = (
-            (frame, frame.clear())
-            if test_size is None
-            else _split(frame, self._time, test_size, split, seed)
-        )
-        fitted = fit_transforms(train.lazy(), self.definition.transforms)
+        start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
+        with track(progress, task=f"{self.name}: training dataset", total=4) as step:
+            versions = self.table_versions()
+            frame = _collect(self.training_frame(start=start, end=end, table_versions=versions))
+            step("joined")
+            train, test = (
+                (frame, frame.clear())
+                if test_size is None
+                else _split(frame, self._time, test_size, split, seed)
+            )
+            step("split")
+            fitted = fit_transforms(train.lazy(), self.definition.transforms)
+            step("fitted")
+            number = self._record(versions, start, end, test_size, split, seed, fitted, train, test)
+            step("recorded")
+        return number
+
+    def _record(
+        self,
+        versions: Mapping[str, int],
+        start: datetime | None,
+        end: datetime | None,
+        test_size: float | None,
+        split: SplitMode,
+        seed: int,
+        fitted: FittedParams,
+        train: pl.DataFrame,
+        test: pl.DataFrame,
+    ) -> int:
         record = TrainingDatasetRecord(
             feature_groups=tuple(
                 PinnedGroup(g.name, g.version, versions[g.name])
@@ -487,7 +529,9 @@ class FeatureView:
             frame = daft_engine.collect(built, daft_engine.expected_schema(spec))
         else:
             frame = _collect(
-                self.training_frame(record.start, record.end, table_versions=record.table_versions)
+                self.training_frame(
+                    start=record.start, end=record.end, table_versions=record.table_versions
+                )
             )
         fitted = record.params
         if record.test_size is None:
@@ -516,42 +560,44 @@ class FeatureView:
     @overload
     def get_batch_data(
         self,
-        start: datetime | None = ...,
-        end: datetime | None = ...,
         *,
-        spine: pl.LazyFrame | pl.DataFrame | None = ...,
+        start: TimeLike | None = ...,
+        end: TimeLike | None = ...,
+        spine: object | None = ...,
         engine: Literal["polars"] = ...,
     ) -> pl.LazyFrame: ...
 
     @overload
     def get_batch_data(
         self,
-        start: datetime | None = ...,
-        end: datetime | None = ...,
         *,
-        spine: pl.LazyFrame | pl.DataFrame | daft.DataFrame | None = ...,
+        start: TimeLike | None = ...,
+        end: TimeLike | None = ...,
+        spine: object | None = ...,
         engine: Literal["daft"],
     ) -> daft.DataFrame: ...
 
     def get_batch_data(
         self,
-        start: datetime | None = None,
-        end: datetime | None = None,
         *,
-        spine: pl.LazyFrame | pl.DataFrame | daft.DataFrame | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        spine: object | None = None,
         engine: Engine = "polars",
     ) -> pl.LazyFrame | daft.DataFrame:
         """Transformed features for batch scoring, lazily, with the stored parameters.
 
         Rows are the label group's rows with ``start <= t < end``, or the rows of the given
-        ``spine``: a frame of the label group's primary keys and event time, which may
-        also carry the label group's own features (missing ones are null). The result
-        holds the label group's primary keys, the event time and ``X``'s columns.
-        ``engine="daft"`` gives the same rows as a lazy ``daft.DataFrame`` (the spine may
-        then be a Daft frame too); the transformations run per batch on Daft's runner.
+        ``spine`` (Polars, pandas or Arrow): a frame of the label group's primary keys and
+        event time, which may also carry the label group's own features (missing ones are
+        null) and join keys. The result holds the label group's primary keys, the event
+        time and ``X``'s columns. ``engine="daft"`` gives the same rows as a lazy
+        ``daft.DataFrame`` (the spine may then be a Daft frame too); the transformations
+        run per batch on Daft's runner.
         """
         label = self._label
         fitted = self.params()
+        start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
             spec = self._planner.spec(start, end, None)
@@ -569,14 +615,10 @@ class FeatureView:
             )
             return batch
         if spine is None:
-            frame = self.training_frame(start, end)
+            frame = self.training_frame(start=start, end=end)
         else:
-            if not isinstance(spine, (pl.LazyFrame, pl.DataFrame)):
-                raise DefinitionError(
-                    f"spine must be a Polars frame with engine='polars', got "
-                    f"{type(spine).__name__}; pass engine='daft' for a Daft spine"
-                )
-            frame = self._planner.join(self._planner.spine_from(spine, start, end), None, end)
+            rows = spine if isinstance(spine, pl.LazyFrame) else to_polars(spine)
+            frame = self._planner.join(self._planner.spine_from(rows, start, end), None, end)
         keys = [*label.primary_keys, self._time]
         out = apply_transforms(frame, self._feature_columns, fitted)
         return out.select([*keys, *output_columns(self._feature_columns, fitted)])
@@ -586,8 +628,9 @@ class FeatureView:
     def get_inference_vector(
         self,
         entity: Mapping[str, Any],
+        *,
         passed_features: Mapping[str, Any] | None = None,
-        return_type: Literal["list", "dict", "polars", "numpy"] = "list",
+        return_type: ReturnType = "list",
         strict: bool = False,
     ) -> Any:
         """The transformed online feature vector for one entity, in ``X``'s column order.
@@ -597,7 +640,8 @@ class FeatureView:
                 join's ``on`` keys.
             passed_features: raw feature values that replace the stored ones.
             return_type: ``"list"``, ``"dict"`` (keyed by ``X``'s columns), ``"polars"``
-                (a one-row DataFrame) or ``"numpy"``.
+                or ``"pandas"`` (a one-row DataFrame) or ``"numpy"`` (float64; a view
+                with a text column in ``X`` is refused: encode it with a transform).
             strict: raise :class:`NotFoundError` for an entity the store has never seen,
                 instead of giving nulls.
         """
@@ -607,13 +651,25 @@ class FeatureView:
 
     def get_inference_vectors(
         self,
-        entities: Sequence[Mapping[str, Any]] | pl.DataFrame,
-        passed_features: pl.DataFrame | None = None,
+        entities: Sequence[Mapping[str, Any]] | object,
+        *,
+        passed_features: object | None = None,
+        return_type: VectorsReturnType = "polars",
         strict: bool = False,
-    ) -> pl.DataFrame:
-        """Transformed online vectors for many entities: one row each, in request order."""
+    ) -> Any:
+        """Transformed online vectors for many entities: one row each, in request order.
+
+        ``entities`` is a list of key dicts or a frame (Polars, pandas or Arrow);
+        ``passed_features`` a frame with one row per entity. The result is a
+        ``pl.DataFrame`` with ``X``'s columns (``return_type="pandas"``: a pandas one,
+        ``"numpy"``: a float64 matrix).
+        """
+        requests: Sequence[Mapping[str, Any]] | pl.DataFrame = (
+            entities if isinstance(entities, (list, tuple)) else to_polars(entities)
+        )
+        passed = None if passed_features is None else to_polars(passed_features)
         return self._vector_server().vectors(
-            entities, passed_features=passed_features, strict=strict
+            requests, passed_features=passed, return_type=return_type, strict=strict
         )
 
     def _vector_server(self) -> VectorServer:

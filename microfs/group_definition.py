@@ -8,7 +8,7 @@ JSON with canonical type names; it never changes once a version exists.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -38,6 +38,10 @@ class FeatureGroupDefinition:
     online_keys: tuple[str, ...] | None = None
     description: str = ""
     feature_descriptions: Mapping[str, str] = field(default_factory=dict)
+    appended: tuple[str, ...] = ()
+    """Columns added after creation by ``append_features`` (also in ``schema``, at its end).
+
+    They are recorded beside the definition file, which never changes."""
 
     @classmethod
     def build(
@@ -102,6 +106,27 @@ class FeatureGroupDefinition:
             feature_descriptions=descriptions,
         )
 
+    def with_appended(self, added: Mapping[str, str]) -> FeatureGroupDefinition:
+        """This definition with columns added by ``append_features`` (canonical types).
+
+        A column already present keeps its first type, so replaying records is idempotent.
+        """
+        new = {c: t for c, t in added.items() if c not in self.schema}
+        if not new:
+            return self
+        return replace(self, schema={**self.schema, **new}, appended=(*self.appended, *new))
+
+    def options(self) -> dict[str, Any]:
+        """The options a caller gives when creating the group (for comparing definitions)."""
+        return {
+            "primary_keys": list(self.primary_keys),
+            "event_time": self.event_time,
+            "schema": {c: t for c, t in self.schema.items() if c not in self.appended},
+            "online_keys": list(self.online_keys) if self.online_keys is not None else None,
+            "description": self.description,
+            "feature_descriptions": dict(self.feature_descriptions),
+        }
+
     @property
     def features(self) -> tuple[str, ...]:
         """Columns that are neither primary keys nor the event time, in schema order."""
@@ -129,6 +154,7 @@ class FeatureGroupDefinition:
             "online_keys": list(self.online_keys) if self.online_keys is not None else None,
             "description": self.description,
             "feature_descriptions": dict(self.feature_descriptions),
+            **({"appended": list(self.appended)} if self.appended else {}),
         }
 
     @classmethod
@@ -146,6 +172,7 @@ class FeatureGroupDefinition:
             online_keys=tuple(online) if online is not None else None,
             description=data.get("description", ""),
             feature_descriptions=dict(data.get("feature_descriptions") or {}),
+            appended=tuple(data.get("appended") or ()),
         )
 
 

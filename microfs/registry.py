@@ -4,6 +4,7 @@ Layout under the lake root::
 
     feature_groups/<name>/v<version>.json          a feature group definition
     feature_groups/<name>/v<version>/              its Delta table
+    feature_groups/<name>/v<version>.appended/<n>.json  columns added by append_features
     feature_views/<name>/v<version>.json           a feature view definition
     feature_views/<name>/v<version>/params/<n>.json           fitted transformation parameters
     feature_views/<name>/v<version>/training_datasets/<n>.json training dataset metadata
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +39,7 @@ Kind = Literal["feature_groups", "feature_views"]
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.json$")
 _NUMBERED_FILE = re.compile(r"^([1-9][0-9]*)\.json$")
 _LABELS = {"feature_groups": "feature group", "feature_views": "feature view"}
+APPENDED = "appended"
 
 
 class Registry:
@@ -86,16 +89,72 @@ class Registry:
             existing = self.names(kind)
             raise NotFoundError(
                 f"{label} {name!r} not found; existing {label}s: "
-                f"{', '.join(existing) if existing else '(none)'}"
+                f"{', '.join(existing) if existing else '(none)'} (in the lake {str(self.root)!r})"
             )
         if version is None:
             version = versions[-1]
         if version not in versions:
             raise NotFoundError(
                 f"{label} {name!r} has no version {version!r}; existing versions: "
-                f"{', '.join(map(str, versions))}"
+                f"{', '.join(map(str, versions))} (in the lake {str(self.root)!r})"
             )
         return _read(self._definition_path(kind, name, version))
+
+    def delete(self, kind: Kind, name: str, version: int) -> None:
+        """Remove one definition version: its file first (so it is gone at once), then its data.
+
+        The data folder (a group's Delta table, a view's parameters and training datasets)
+        is moved aside before it is deleted, so a half-deleted folder is never read as
+        the version's data.
+        """
+        path = self._definition_path(kind, name, version)
+        path.unlink(missing_ok=True)
+        folders = [self.folder(kind, name, version)]
+        if kind == "feature_groups":
+            folders.append(self._appended_folder(name, version))
+        for folder in folders:
+            if folder.exists():
+                doomed = folder.with_name(f".deleted-{folder.name}-{os.getpid()}")
+                folder.rename(doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+        for leftover in (f".v{version}.lock", f".v{version}.order.json"):
+            (path.parent / leftover).unlink(missing_ok=True)
+        parent = path.parent
+        if parent.is_dir() and not any(p for p in parent.iterdir() if not p.name.startswith(".")):
+            shutil.rmtree(parent, ignore_errors=True)
+
+    # -- schema evolution of feature groups -------------------------------------------------
+
+    def _appended_folder(self, name: str, version: int) -> Path:
+        return (
+            self.root / "feature_groups" / check_name(name) / f"v{check_version(version)}.appended"
+        )
+
+    def add_appended_features(self, name: str, version: int, features: Mapping[str, str]) -> int:
+        """Record columns added to feature group ``name`` v``version``; return the record number."""
+        folder = self._appended_folder(name, version)
+        data = _normalise({"features": dict(features), "column_order": list(features)})
+        while True:
+            found = (
+                (_NUMBERED_FILE.match(p.name) for p in folder.iterdir()) if folder.is_dir() else ()
+            )
+            numbers = sorted(int(m.group(1)) for m in found if m)
+            number = (numbers[-1] if numbers else 0) + 1
+            if _write_once(folder / f"{number}.json", {**data, "number": number}):
+                return number
+
+    def appended_features(self, name: str, version: int) -> list[dict[str, str]]:
+        """Columns added to group ``name`` v``version``: one mapping per record, in order."""
+        folder = self._appended_folder(name, version)
+        if not folder.is_dir():
+            return []
+        found = (_NUMBERED_FILE.match(p.name) for p in folder.iterdir())
+        out = []
+        for number in sorted(int(m.group(1)) for m in found if m):
+            data = _read(folder / f"{number}.json")
+            features = data["features"]
+            out.append({c: features[c] for c in data.get("column_order") or features})
+        return out
 
     def versions(self, kind: Kind, name: str) -> list[int]:
         """Sorted versions of one definition (empty when it does not exist)."""

@@ -40,6 +40,8 @@ from microfs.errors import (
 __all__ = [
     "CANONICAL_TYPES",
     "DATETIME",
+    "SchemaLike",
+    "TimeLike",
     "aware_utc",
     "canonical_type",
     "check_name",
@@ -47,10 +49,18 @@ __all__ = [
     "normalize_schema",
     "polars_dtype",
     "prepare_batch",
+    "schema_of",
     "to_polars",
 ]
 
 DATETIME = pl.Datetime("us", "UTC")
+
+TimeLike = datetime | str
+"""A time a caller gives: a timezone-aware datetime or an ISO 8601 string (see aware_utc)."""
+SchemaLike = Any
+"""A schema a caller gives: a mapping of column to type (seed spellings, Polars, numpy or
+pandas dtypes), a ``pl.Schema``, a ``pyarrow.Schema``, a pandas ``dtypes`` Series, or a data
+frame (Polars, pandas or Arrow) whose schema is used (see :func:`schema_of`)."""
 
 _POLARS_TYPES: dict[str, pl.DataType] = {
     "int8": pl.Int8(),
@@ -86,7 +96,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 @overload
 def aware_utc(value: None, *, what: str) -> None: ...
 @overload
-def aware_utc(value: datetime, *, what: str) -> datetime: ...
+def aware_utc(value: datetime | str, *, what: str) -> datetime: ...
 
 
 def aware_utc(value: object, *, what: str) -> datetime | None:
@@ -96,11 +106,20 @@ def aware_utc(value: object, *, what: str) -> datetime | None:
     event time): a naive datetime is refused rather than guessed, since reading it as
     local time or as UTC could move a label across a feature's timestamp.
 
+    ISO 8601 strings are accepted as Polars and deltalake accept them: with an offset or
+    ``Z`` (``"2024-01-01T12:00:00+02:00"``), or a bare date (``"2024-01-01"``), which is
+    midnight UTC. A string with a time of day but no offset is refused like a naive
+    datetime.
+
     Args:
         value: The caller's value.
         what: What the value is, for the message (``"start"``, ``"as_of"`` ...).
 
     >>> aware_utc(datetime(2024, 1, 1, tzinfo=timezone.utc), what="start").isoformat()
+    '2024-01-01T00:00:00+00:00'
+    >>> aware_utc("2024-01-01", what="start").isoformat()
+    '2024-01-01T00:00:00+00:00'
+    >>> aware_utc("2024-01-01T02:00:00+02:00", what="start").isoformat()
     '2024-01-01T00:00:00+00:00'
     >>> aware_utc(datetime(2024, 1, 1), what="start")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -109,10 +128,12 @@ def aware_utc(value: object, *, what: str) -> datetime | None:
     """
     if value is None:
         return None
+    if isinstance(value, str):
+        return _parse_time(value, what=what)
     if not isinstance(value, datetime):
         raise TimestampError(
-            f"{what}={value!r} must be a timezone-aware datetime, e.g. "
-            "datetime(2024, 1, 1, tzinfo=timezone.utc)"
+            f"{what}={value!r} must be a timezone-aware datetime or an ISO 8601 string, e.g. "
+            "datetime(2024, 1, 1, tzinfo=timezone.utc) or '2024-01-01T00:00:00Z'"
         )
     if value.tzinfo is None or value.utcoffset() is None:
         raise TimestampError(
@@ -120,6 +141,30 @@ def aware_utc(value: object, *, what: str) -> datetime | None:
             "datetime(2024, 1, 1, tzinfo=timezone.utc)"
         )
     return value.astimezone(timezone.utc)
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _parse_time(text: str, *, what: str) -> datetime:
+    stripped = text.strip()
+    # datetime.fromisoformat reads a trailing Z only from Python 3.11 on
+    spelled = stripped[:-1] + "+00:00" if stripped[-1:] in ("Z", "z") else stripped
+    try:
+        parsed = datetime.fromisoformat(spelled)
+    except ValueError:
+        raise TimestampError(
+            f"{what}={text!r} is not an ISO 8601 time; write e.g. '2024-01-01', "
+            "'2024-01-01T12:00:00Z' or '2024-01-01T12:00:00+02:00'"
+        ) from None
+    if parsed.tzinfo is None:
+        if not _ISO_DATE.match(stripped):
+            raise TimestampError(
+                f"{what}={text!r} has a time of day but no time zone; add one, e.g. "
+                f"'{stripped}Z' for UTC or '{stripped}+02:00'"
+            )
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
 
 
 def check_version(version: object, *, what: str = "version") -> int:
@@ -172,6 +217,8 @@ def canonical_type(spelled: object, *, column: str = "?") -> str:
         isinstance(spelled, type) and issubclass(spelled, pl.DataType)
     ):
         return _canonical_from_polars(spelled, column)
+    if type(spelled).__module__.split(".")[0] in ("numpy", "pandas"):
+        spelled = str(spelled)  # dtype('int64'), Int64Dtype(), CategoricalDtype, ...
     if isinstance(spelled, str):
         text = spelled.strip().lower()
         if _DATETIME_SPELLING.match(text.replace(" ", "")):
@@ -220,12 +267,17 @@ def polars_dtype(canonical: str) -> pl.DataType:
     return _POLARS_TYPES[canonical]
 
 
-def normalize_schema(schema: Mapping[str, object]) -> dict[str, str]:
+def normalize_schema(schema: SchemaLike) -> dict[str, str]:
     """Map every column of a user-given schema to its canonical type name.
+
+    ``schema`` is anything :func:`schema_of` reads.
 
     >>> normalize_schema({"user_id": "int64", "ts": "datetime64[ns, utc]"})
     {'user_id': 'int64', 'ts': 'datetime'}
+    >>> normalize_schema(pl.Schema({"user_id": pl.Int64(), "level": pl.Categorical()}))
+    {'user_id': 'int64', 'level': 'string'}
     """
+    schema = schema_of(schema)
     if not schema:
         raise SchemaError("schema is empty; give a mapping of column name to type")
     out: dict[str, str] = {}
@@ -239,6 +291,38 @@ def normalize_schema(schema: Mapping[str, object]) -> dict[str, str]:
             )
         out[column] = canonical_type(spelled, column=column)
     return out
+
+
+def schema_of(schema: SchemaLike) -> Mapping[str, object]:
+    """The column-to-type mapping a caller's schema stands for.
+
+    Takes a mapping (seed spellings, Polars dtypes, numpy or pandas dtypes, as in
+    ``dict(pandas_df.dtypes)``), a ``pl.Schema``, a ``pyarrow.Schema``, a pandas
+    ``dtypes`` Series, or a data frame (Polars, pandas or Arrow), whose schema is used.
+    Arrow and pandas types are read through Polars' own conversion, so each means what it
+    means when that frame is inserted.
+
+    >>> dict(schema_of(pl.DataFrame({"id": [1], "name": ["a"]})))
+    {'id': Int64, 'name': String}
+    """
+    if isinstance(schema, Mapping):
+        return schema
+    if isinstance(schema, (pl.DataFrame, pl.LazyFrame)):
+        return schema.collect_schema()
+    module = type(schema).__module__.split(".")[0]
+    kind = type(schema).__name__
+    if module == "pyarrow" and kind == "Schema":
+        return to_polars(schema.empty_table()).schema
+    if module == "pyarrow" and kind in ("Table", "RecordBatch"):
+        return to_polars(schema.slice(0, 0)).schema
+    if module == "pandas" and kind == "Series":
+        return {str(column): dtype for column, dtype in schema.items()}
+    if module == "pandas" and kind == "DataFrame":
+        return to_polars(schema.head(0)).schema
+    raise SchemaError(
+        f"cannot read a schema from a {kind}; give a mapping of column name to type, a "
+        "pl.Schema, a pyarrow.Schema, pandas df.dtypes, or a data frame"
+    )
 
 
 def to_polars(data: object) -> pl.DataFrame:

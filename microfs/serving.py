@@ -36,9 +36,12 @@ from microfs.transformations import (
 )
 from microfs.view_definition import FeatureViewDefinition
 
-__all__ = ["ReturnType", "VectorServer"]
+__all__ = ["ReturnType", "VectorServer", "VectorsReturnType"]
 
-ReturnType = Literal["list", "dict", "polars", "numpy"]
+ReturnType = Literal["list", "dict", "polars", "pandas", "numpy"]
+"""What one vector comes back as."""
+VectorsReturnType = Literal["polars", "pandas", "numpy"]
+"""What a batch of vectors comes back as."""
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,32 @@ class VectorServer:
             return dict(zip(self.columns, values, strict=True))
         if return_type == "polars":
             return pl.DataFrame([values], schema=self._output_schema, orient="row")
+        if return_type == "pandas":
+            frame = pl.DataFrame([values], schema=self._output_schema, orient="row")
+            return _to_pandas(frame)
         if return_type == "numpy":
+            self._check_numeric()
             return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         raise DefinitionError(
-            f"return_type must be 'list', 'dict', 'polars' or 'numpy', got {return_type!r}"
+            "return_type must be 'list', 'dict', 'polars', 'pandas' or 'numpy', got "
+            f"{return_type!r}"
         )
+
+    def _check_numeric(self) -> None:
+        """Refuse numpy output for an ``X`` with a column that is not a number."""
+        text = [
+            name
+            for name, dtype in self._output_schema.items()
+            if not (dtype.is_numeric() or dtype == pl.Boolean)
+        ]
+        if text:
+            example = {"type": "label_encode", "column": text[0]}
+            raise DefinitionError(
+                f"return_type='numpy' needs numeric features, but X's column(s) {text} hold "
+                f"{', '.join(sorted({str(self._output_schema[c]) for c in text}))}; encode "
+                f"each with a transform of the view, e.g. {example} (or one_hot_encode), or "
+                "ask for return_type='list', 'dict', 'polars' or 'pandas'"
+            )
 
     def _entity_time(self, entity: Mapping[str, Any]) -> datetime:
         value = entity.get(self.label_time) if self.label_time else None
@@ -178,9 +202,16 @@ class VectorServer:
         entities: Sequence[Mapping[str, Any]] | pl.DataFrame,
         *,
         passed_features: pl.DataFrame | None = None,
+        return_type: VectorsReturnType = "polars",
         strict: bool = False,
-    ) -> pl.DataFrame:
+    ) -> Any:
         """Transformed vectors for many entities: one row each, in request order."""
+        if return_type not in ("polars", "pandas", "numpy"):
+            raise DefinitionError(
+                f"return_type must be 'polars', 'pandas' or 'numpy', got {return_type!r}"
+            )
+        if return_type == "numpy":
+            self._check_numeric()
         requests = entities if isinstance(entities, pl.DataFrame) else _frame(entities)
         missing = [k for k in self.required_keys if k not in requests.columns]
         if missing:
@@ -216,11 +247,16 @@ class VectorServer:
                 for name, dtype in self._schema.items()
             ]
         )
-        return (
+        out = (
             apply_transforms(frame.lazy(), self.features, self.params)
             .select(self.columns)
             .collect()
         )
+        if return_type == "pandas":
+            return _to_pandas(out)
+        if return_type == "numpy":
+            return out.cast(pl.Float64).to_numpy()
+        return out
 
     def _passed(self, passed_features: pl.DataFrame, height: int) -> dict[str, pl.Series]:
         unknown = [c for c in passed_features.columns if c not in self._index]
@@ -253,6 +289,15 @@ class VectorServer:
         return pl.Series(
             [datetime.now(timezone.utc)] * requests.height, dtype=pl.Datetime("us", "UTC")
         )
+
+
+def _to_pandas(frame: pl.DataFrame) -> Any:
+    try:
+        return frame.to_pandas()
+    except ImportError as exc:
+        raise DefinitionError(
+            "return_type='pandas' needs pandas installed (pip install pandas)"
+        ) from exc
 
 
 def _as(series: pl.Series, dtype: pl.DataType) -> pl.Series:

@@ -104,6 +104,9 @@ class FeatureViewDefinition:
     joins: tuple[Join, ...]
     transforms: tuple[Transform, ...]
     description: str = ""
+    selected_label_features: tuple[str, ...] | None = None
+    """The label group's features in the view, stored as ``label_features``; None for a
+    definition written before views stored them (see :meth:`label_features`)."""
 
     @classmethod
     def build(
@@ -117,8 +120,19 @@ class FeatureViewDefinition:
         transforms: Sequence[Mapping[str, Any] | Transform] = (),
         version: int = 1,
         description: str = "",
+        label_features: Sequence[str] | None = None,
     ) -> FeatureViewDefinition:
-        """Check a user-given definition against the groups that ``groups`` finds."""
+        """Check a user-given definition against the groups that ``groups`` finds.
+
+        ``label_features`` selects the label group's features; by default they are its
+        columns that are not primary keys, event time, the label, or the ``on`` column of
+        any join (a foreign key is a key, not a feature).
+
+        A view whose joined group has ``online_keys`` that do not match the join's ``on``
+        could never be served online through that join, so it is refused here, naming the
+        ``online_keys`` to give the group. Groups without ``online_keys`` make an
+        offline-only view, which is allowed (vector calls then say what is missing).
+        """
         check_name(name, what="feature view name")
         check_version(version)
         label = groups(label_fg, None)
@@ -147,6 +161,7 @@ class FeatureViewDefinition:
                     )
                 taken.add(out)
             parsed.append(join)
+        _check_servable(name, label, parsed, joined)
         definition = cls(
             name=name,
             version=version,
@@ -156,6 +171,9 @@ class FeatureViewDefinition:
             joins=tuple(parsed),
             transforms=parse_transforms(transforms),
             description=description,
+            selected_label_features=_select_label_features(
+                label, label_col, parsed, label_features
+            ),
         )
         schema = definition.feature_schema(label, joined)
         for transform in definition.transforms:
@@ -168,11 +186,39 @@ class FeatureViewDefinition:
         return definition
 
     def label_features(self, label: FeatureGroupDefinition) -> tuple[str, ...]:
-        """The label group's columns that are features of the view, in schema order.
+        """The label group's columns that are features of the view.
 
-        Its columns that are not primary keys, event time or the label.
+        Those the definition stores (chosen when the view was created: by default the
+        label group's columns that are not primary keys, event time, label or a join's
+        ``on`` column). A definition written before views stored them keeps the rule it
+        was made with, so an existing lake's ``X`` does not change: every column that is
+        not a primary key, event time or the label (join ``on`` columns included), less
+        columns appended to the group later.
         """
-        return tuple(c for c in label.features if c != self.label_col)
+        if self.selected_label_features is not None:
+            return self.selected_label_features
+        return tuple(c for c in label.features if c != self.label_col and c not in label.appended)
+
+    def spine_keys(self, label: FeatureGroupDefinition) -> tuple[str, ...]:
+        """The joins' ``on`` columns of the label group that are not already in the spine.
+
+        The spine reads them for the joins; they are keys, not features, so they are not
+        carried into the frame.
+        """
+        taken = {*label.primary_keys, label.event_time, *self.label_features(label)}
+        taken.add(self.label_col)
+        return tuple(dict.fromkeys(c for j in self.joins for c in j.on if c not in taken))
+
+    def spine_columns(self, label: FeatureGroupDefinition) -> tuple[str, ...]:
+        """The label rows' columns a frame reads: keys, event time, join keys, features, label."""
+        time = (label.event_time,) if label.event_time is not None else ()
+        return (
+            *label.primary_keys,
+            *time,
+            *self.spine_keys(label),
+            *self.label_features(label),
+            self.label_col,
+        )
 
     def feature_schema(
         self, label: FeatureGroupDefinition, joined: Sequence[FeatureGroupDefinition]
@@ -202,6 +248,11 @@ class FeatureViewDefinition:
             "joins": [j.to_dict() for j in self.joins],
             "transforms": [t.to_dict() for t in self.transforms],
             "description": self.description,
+            **(
+                {"label_features": list(self.selected_label_features)}
+                if self.selected_label_features is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -216,7 +267,15 @@ class FeatureViewDefinition:
             joins=tuple(Join.from_dict(j) for j in data["joins"]),
             transforms=parse_transforms(data["transforms"]),
             description=data.get("description", ""),
+            selected_label_features=(
+                None if data.get("label_features") is None else tuple(data["label_features"])
+            ),
         )
+
+    def options(self) -> dict[str, Any]:
+        """The options a caller gives when creating the view (for comparing definitions)."""
+        data = self.to_dict()
+        return {k: v for k, v in data.items() if k not in ("name", "version")}
 
 
 def _build_join(
@@ -296,6 +355,54 @@ def _build_join(
         max_age=max_age,
     )
     return join, group
+
+
+def _select_label_features(
+    label: FeatureGroupDefinition,
+    label_col: str,
+    joins: Sequence[Join],
+    requested: Sequence[str] | None,
+) -> tuple[str, ...]:
+    if requested is None:
+        keys = {c for join in joins for c in join.on}
+        return tuple(c for c in label.features if c != label_col and c not in keys)
+    if isinstance(requested, str):
+        requested = [requested]
+    chosen = tuple(requested)
+    allowed = [c for c in label.features if c != label_col]
+    for column in chosen:
+        if column not in allowed:
+            raise DefinitionError(
+                f"label_features names {column!r}, which is not a feature of label group "
+                f"{label.name!r} (primary keys, event time and the label are not); choose "
+                f"from: {', '.join(allowed) or '(none)'}"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise DefinitionError(f"label_features {list(chosen)} names a column twice")
+    return chosen
+
+
+def _check_servable(
+    view: str,
+    label: FeatureGroupDefinition,
+    joins: Sequence[Join],
+    groups: Sequence[FeatureGroupDefinition],
+) -> None:
+    """Refuse joins that could never be served online: online keys that differ from ``on``."""
+    problems = [
+        f"feature group {group.name!r} is joined on {list(join.on)} but served by online_keys "
+        f"{list(group.online_keys)}: create a version of it with online_keys={list(join.on)}"
+        for join, group in zip(joins, groups, strict=True)
+        if join.features
+        and group.online_keys is not None
+        and set(group.online_keys) != set(join.on)
+    ]
+    if problems:
+        raise DefinitionError(
+            f"feature view {view!r} could not be served online: {'; '.join(problems)} (or "
+            "join it on its online keys); a group without online_keys makes the view "
+            "offline-only instead"
+        )
 
 
 def output_names(prefix: str, features: Sequence[str]) -> tuple[str, ...]:

@@ -39,9 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             name, schema=synthetic.SCHEMAS[name], **synthetic.GROUPS[name]
         )
         began = time.perf_counter()
-        result = fg.insert(frame)
+        result = fg.insert(frame, progress=sys.stderr.isatty())  # a bar from 1M rows
         print(
-            f"  {name:<14} {frame.height:>11,} rows -> table version {result.version} "
+            f"  {name:<14} {frame.height:>11,} rows -> table version {result.table_version} "
             f"({result.mode}: {result.rows_inserted:,} inserted, {result.rows_updated:,} updated, "
             f"{time.perf_counter() - began:.1f} s)",
             flush=True,

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 import microfs as mfs
+from microfs.progress import track
 
 VIEW = "recommendation_model_v1"
 JOINS = [
@@ -68,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             joins=JOINS,
             transforms=TRANSFORMS,
         )
-    td_version = fv.create_training_dataset(test_size=args.test_size, split="time")
+    on_terminal = sys.stderr.isatty()  # progress bars only where someone watches
+    td_version = fv.create_training_dataset(
+        test_size=args.test_size, split="time", progress=on_terminal
+    )
     td = fv.get_training_dataset(td_version)
     assert td.X_test is not None
     assert td.y_test is not None
@@ -89,7 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = lgb.Dataset(
         td.X_train.to_numpy(), label=td.y_train.to_numpy(), feature_name=td.X_train.columns
     )
-    booster = lgb.train(params, train, num_boost_round=args.rounds)
+    with track(on_terminal, task="LightGBM", total=args.rounds, unit="round") as step:
+        booster = lgb.train(
+            params,
+            train,
+            num_boost_round=args.rounds,
+            callbacks=[lambda env: step(f"round {env.iteration + 1}")],
+        )
     score = booster.predict(td.X_test.to_numpy())
     test_auc = auc(td.y_test.to_numpy(), np.asarray(score))
     print(f"test AUC {test_auc:.4f} over {td.X_test.height:,} rows", flush=True)

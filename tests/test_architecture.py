@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     # what every module may use
     "microfs.errors": 0,
     "microfs.schema": 1,
+    "microfs.progress": 1,
     # definitions, and the pure logic they are made of
     "microfs.transformations": 2,
     "microfs.group_definition": 2,

@@ -252,7 +252,7 @@ def test_compact_and_vacuum_keep_what_training_datasets_need(lake_copy: Path, ca
     assert len(dry["files"]) == 1  # only the appended file: version 1's file is kept
     assert sorted(p.name for p in fg.path.glob("*.parquet")) == files
 
-    done = call(*vacuum)
+    done = call(*vacuum, "--yes")
     assert (done.returncode, done.stderr) == (0, "")
     assert "deleted 1 file(s)" in done.stdout
     assert "kept the files of table version(s) 1" in done.stdout

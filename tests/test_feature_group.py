@@ -447,7 +447,6 @@ def test_not_found_in_an_empty_lake(store: FeatureStore) -> None:
 
 
 BAD_DEFINITIONS: dict[str, tuple[dict[str, Any], type[MicroFSError]]] = {
-    "no schema": ({"schema": None}, DefinitionError),
     "empty schema": ({"schema": {}}, SchemaError),
     "unknown type": ({"schema": {"k": "int64", "v": "decimal"}}, SchemaError),
     "no primary key": ({"primary_keys": []}, DefinitionError),

@@ -549,12 +549,15 @@ def test_write_training_frame_writes_windows_into_one_file_atomically(
     assert fv.write_training_frame(target, window=timedelta(minutes=3)) == whole.height
     assert pl.read_parquet(target).equals(whole)
     # A window of its own: only labels in [start, end), still one file, same as the plan.
-    part = fv.training_frame(at(2), at(9)).collect()
+    part = fv.training_frame(start=at(2), end=at(9)).collect()
     assert 0 < part.height < whole.height
-    assert fv.write_training_frame(target, at(2), at(9), window=timedelta(hours=1)) == part.height
+    assert (
+        fv.write_training_frame(target, start=at(2), end=at(9), window=timedelta(hours=1))
+        == part.height
+    )
     assert pl.read_parquet(target).equals(part)
     # No labels at all: an empty file with the frame's columns.
-    assert fv.write_training_frame(target, at(10_000), window=timedelta(minutes=5)) == 0
+    assert fv.write_training_frame(target, start=at(10_000), window=timedelta(minutes=5)) == 0
     assert pl.read_parquet(target).schema == whole.schema
     # Versions are fixed at the start: a later insert is not in a pinned write.
     versions = fv.table_versions()

@@ -18,8 +18,9 @@ import os
 import threading
 from pathlib import Path
 
-from microfs.feature_group import FeatureGroup, InsertResult
+from microfs.feature_group import Committed, FeatureGroup
 from microfs.online.table import OnlineTable
+from microfs.progress import Progress
 
 __all__ = ["OnlineStore"]
 
@@ -63,8 +64,11 @@ class OnlineStore:
         """
         return self._generation
 
-    def table(self, group: FeatureGroup) -> OnlineTable:
+    def table(self, group: FeatureGroup, *, progress: Progress = False) -> OnlineTable:
         """The online table of ``group`` (built on first use, then cached per name and version).
+
+        ``progress=True`` draws a bar while a table of 1M keys or more is built; a
+        callable is told when the build is done.
 
         Raises:
             DefinitionError: the group has no ``online_keys``.
@@ -78,7 +82,7 @@ class OnlineStore:
             with self._lock:
                 table = self._tables.get(key)
                 if table is None:
-                    table = OnlineTable(group)
+                    table = OnlineTable(group, progress=progress)
                     # an insert that returned while the table was built may be missing
                     # from the snapshot it was built from: the table owes it
                     with self._noted:
@@ -87,23 +91,40 @@ class OnlineStore:
                         self._tables[key] = table
         return table
 
-    def committed(self, group: FeatureGroup, result: InsertResult) -> None:
-        """Note an insert made in this process: every lookup from now on reflects it.
+    def committed(self, group: FeatureGroup, result: Committed) -> None:
+        """Note a commit made in this process: every lookup from now on reflects it.
 
-        Called by the feature store after each insert, before the insert returns; cheap
-        (nothing is read here): the next lookup of the group catches up.
+        Called by the feature store after each insert or delete, before it returns; cheap
+        (nothing is read here): the next lookup of the group catches up (a delete makes
+        it rebuild from the new snapshot). A schema change (``append_features``) drops
+        the group's table and bumps :attr:`generation`, so vector paths are compiled
+        again over a table built with the new columns.
 
         >>> fs.online.committed(fg, fg.insert(batch))  # doctest: +SKIP
         """
         if result.mode == "noop":
             return
         key = (group.name, group.version)
+        if result.mode == "schema":
+            self.drop(group.name, group.version)
+            self._generation += 1
+            return
         with self._noted:
-            if result.version > self._noted_versions.get(key, -1):
-                self._noted_versions[key] = result.version
+            if result.table_version > self._noted_versions.get(key, -1):
+                self._noted_versions[key] = result.table_version
             table = self._tables.get(key)
         if table is not None:
-            table.committed(result.version)
+            table.committed(result.table_version)
+
+    def drop(self, name: str, version: int) -> None:
+        """Forget the table of one group version (deleted, or its schema changed).
+
+        >>> OnlineStore().drop("user_profile", 1)
+        """
+        key = (name, version)
+        with self._lock, self._noted:
+            self._tables.pop(key, None)
+            self._noted_versions.pop(key, None)
 
     def refresh(self) -> None:
         """Catch up with every commit since each table was built (other processes' too).

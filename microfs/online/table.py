@@ -44,9 +44,11 @@ from microfs.feature_group import FeatureGroup
 from microfs.online.hashing import Array, key_hashes
 from microfs.online.index import Request, RowReader, Snapshot, latest_rows, row_reader
 from microfs.online.keys import Keys
+from microfs.progress import Progress, track
 
 __all__ = ["FoundRows", "OnlineTable"]
 
+_LARGE_BUILD = 1_000_000  # rows from which progress=True draws a bar
 _MIN_COMPACT = 4_096  # stale rows tolerated before a compaction is considered
 _FOUND = "__found"
 
@@ -76,7 +78,7 @@ class OnlineTable:
     ((34, 'gold'), (None,), None)
     """
 
-    def __init__(self, group: FeatureGroup) -> None:
+    def __init__(self, group: FeatureGroup, *, progress: Progress = False) -> None:
         online = group.online_keys
         if not online:
             raise DefinitionError(
@@ -106,7 +108,11 @@ class OnlineTable:
         # use, about 80 ms: paid here, with the build, rather than by the first batch.
         import pyarrow.compute  # noqa: F401
 
-        self._rebuild()
+        # progress=True draws a bar only for 1M keys or more (the Delta log's row count)
+        large = progress is True and group.count() >= _LARGE_BUILD
+        with track(progress, task=f"online table {group.name}", total=1, large=large) as step:
+            self._rebuild()
+            step("built")
 
     def __repr__(self) -> str:
         return (
