@@ -269,7 +269,7 @@ class FeatureGroup:
 
     def _write(self, batch: pl.DataFrame) -> InsertResult:
         table = self._table()
-        ranges = _batch_ranges(batch, self._range_columns())
+        ranges = _batch_ranges(batch, self.definition.schema, self._range_columns())
         meta = CommitProperties(
             custom_metadata={"microfs.operation": "insert", "microfs.rows": str(batch.height)},
             max_commit_retries=0,
@@ -281,8 +281,9 @@ class FeatureGroup:
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in keys]
             + [
-                f"t.{_quote(col)} >= {_literal(lo)} AND t.{_quote(col)} <= {_literal(hi)}"
-                for col, (lo, hi) in ranges.items()
+                f"t.{_quote(col)} >= {_literal(r.kind, r.low)} AND "
+                f"t.{_quote(col)} <= {_literal(r.kind, r.high)}"
+                for col, r in ranges.items()
             ]
         )
         metrics = (
@@ -632,18 +633,42 @@ def _rows_of(entry: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _batch_ranges(batch: pl.DataFrame, columns: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+@dataclass(frozen=True)
+class _Range:
+    """A batch's range of one key column, as integers (microseconds, days or the value).
+
+    Integers, not Python dates: every value Polars stores has one (year 0 or 10000 has
+    no ``datetime``), and an integer cannot be mis-formatted in a merge predicate.
+    """
+
+    kind: str
+    low: int
+    high: int
+
+
+def _as_integer(expr: pl.Expr, kind: str) -> pl.Expr:
+    """A range column as integers: datetimes in microseconds, dates in days."""
+    if kind == "datetime":
+        return expr.dt.epoch("us")
+    if kind == "date":
+        return expr.dt.epoch("d").cast(pl.Int64)
+    return expr.cast(pl.Int64)
+
+
+def _batch_ranges(
+    batch: pl.DataFrame, schema: Mapping[str, str], columns: Sequence[str]
+) -> dict[str, _Range]:
     if not columns:
         return {}
     row = batch.select(
-        [pl.col(c).min().alias(f"{c}\x00min") for c in columns]
-        + [pl.col(c).max().alias(f"{c}\x00max") for c in columns]
+        [_as_integer(pl.col(c), schema[c]).min().alias(f"{c}\x00min") for c in columns]
+        + [_as_integer(pl.col(c), schema[c]).max().alias(f"{c}\x00max") for c in columns]
     ).row(0)
     n = len(columns)
-    return {c: (row[i], row[n + i]) for i, c in enumerate(columns)}
+    return {c: _Range(schema[c], int(row[i]), int(row[n + i])) for i, c in enumerate(columns)}
 
 
-def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, tuple[Any, Any]]) -> bool:
+def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, _Range]) -> bool:
     """True when no stored row can share a key with the batch, judged from file statistics.
 
     A row overlaps only if all its key columns are equal, so a file is out of reach when
@@ -657,26 +682,28 @@ def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, tuple[Any, Any]]) ->
     in_reach = files.filter(~_disjoint(files, ranges, slack=_STATS_SLACK))
     if in_reach.height == 0:
         return True
-    times = [c for c, (lo, _) in ranges.items() if isinstance(lo, datetime)]
+    times = [c for c, r in ranges.items() if r.kind == "datetime"]
     if not times or in_reach.height > _MAX_FOOTERS:
         return False
     exact = in_reach.with_columns(_footer_ranges(table, in_reach["path"], times))
     return bool(exact.select(_disjoint(exact, ranges, slack=timedelta(0)).all()).item())
 
 
-def _disjoint(
-    files: pl.DataFrame, ranges: Mapping[str, tuple[Any, Any]], *, slack: timedelta
-) -> pl.Expr:
+def _disjoint(files: pl.DataFrame, ranges: Mapping[str, _Range], *, slack: timedelta) -> pl.Expr:
     """Per file: whether some key column's batch range lies outside the file's range."""
     outside = []
-    for column, (lo, hi) in ranges.items():
+    for column, r in ranges.items():
         low, high = f"min.{column}", f"max.{column}"
         if low not in files.columns or high not in files.columns:
             continue
-        stored_lo, stored_hi = pl.col(low), pl.col(high)
-        if isinstance(lo, datetime):
-            stored_lo, stored_hi = stored_lo - slack, stored_hi + slack
-        outside.append(((pl.lit(hi) < stored_lo) | (pl.lit(lo) > stored_hi)).fill_null(False))
+        stored_lo = _as_integer(pl.col(low), r.kind)
+        stored_hi = _as_integer(pl.col(high), r.kind)
+        if r.kind == "datetime":
+            widen = slack // timedelta(microseconds=1)
+            stored_lo, stored_hi = stored_lo - widen, stored_hi + widen
+        outside.append(
+            ((pl.lit(r.high) < stored_lo) | (pl.lit(r.low) > stored_hi)).fill_null(False)
+        )
     return pl.any_horizontal(outside) if outside else pl.repeat(False, pl.len())
 
 
@@ -687,18 +714,24 @@ def _footer_ranges(table: DeltaTable, paths: pl.Series, columns: Sequence[str]) 
     highs: dict[str, list[Any]] = {c: [] for c in columns}
     for path in paths:
         metadata = pq.ParquetFile(root / unquote(path)).metadata
-        names = metadata.schema.to_arrow_schema().names
+        arrow = metadata.schema.to_arrow_schema()
         for column in columns:
             stats = [
-                metadata.row_group(g).column(names.index(column)).statistics
+                metadata.row_group(g).column(arrow.names.index(column)).statistics
                 for g in range(metadata.num_row_groups)
             ]
-            known = all(s is not None and s.has_min_max for s in stats) and bool(stats)
-            lows[column].append(min(s.min for s in stats) if known else None)
-            highs[column].append(max(s.max for s in stats) if known else None)
+            # raw integers (microseconds), which every stored time has, unlike datetime
+            field = arrow.field(column).type
+            known = (
+                bool(stats)
+                and all(s is not None and s.has_min_max for s in stats)
+                and getattr(field, "unit", None) == "us"
+            )
+            lows[column].append(min(s.min_raw for s in stats) if known else None)
+            highs[column].append(max(s.max_raw for s in stats) if known else None)
     return [
-        *(pl.Series(f"min.{c}", lows[c], dtype=DATETIME) for c in columns),
-        *(pl.Series(f"max.{c}", highs[c], dtype=DATETIME) for c in columns),
+        *(pl.Series(f"min.{c}", lows[c], dtype=pl.Int64).cast(DATETIME) for c in columns),
+        *(pl.Series(f"max.{c}", highs[c], dtype=pl.Int64).cast(DATETIME) for c in columns),
     ]
 
 
@@ -706,10 +739,11 @@ def _quote(column: str) -> str:
     return f"`{column}`"
 
 
-def _literal(value: Any) -> str:
-    if isinstance(value, datetime):
-        text = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return f"'{text}'"
-    if hasattr(value, "isoformat"):
-        return f"'{value.isoformat()}'"
-    return repr(int(value))
+def _literal(kind: str, value: int) -> str:
+    """A merge predicate literal of a range bound: an integer, cast in the predicate."""
+    number = int(value)
+    if kind == "datetime":
+        return f"arrow_cast({number}, 'Timestamp(Microsecond, Some(\"UTC\"))')"
+    if kind == "date":
+        return f"arrow_cast({number}, 'Date32')"
+    return str(number)
