@@ -292,8 +292,9 @@ def _groups_head(args: argparse.Namespace) -> int:
     fg = fs.get_feature_group(args.name, args.version)
     as_of = _parse_time(args.as_of) if args.as_of is not None else None
     table_version = fg.resolve_version(version=args.table_version, as_of=as_of)
-    frame = fg.scan(version=table_version).head(args.rows).collect()
     total = fg.count(table_version)
+    # more rows than the table holds is all of them (and keeps huge numbers out of Polars)
+    frame = fg.scan(version=table_version).head(min(args.rows, total)).collect()
     if args.json:
         _emit_json(
             {
@@ -357,7 +358,14 @@ def _groups_vacuum(args: argparse.Namespace) -> int:
     fg = fs.get_feature_group(args.name, args.version)
     options: dict[str, Any] = {"dry_run": args.dry_run, "force": args.force}
     if args.retention_hours is not None:
-        options["retention"] = timedelta(hours=args.retention_hours)
+        try:
+            options["retention"] = timedelta(hours=args.retention_hours)
+        except OverflowError:
+            longest = timedelta.max // timedelta(hours=1)
+            raise DefinitionError(
+                f"--retention-hours {args.retention_hours:g} is too long; give at most "
+                f"{longest} hours"
+            ) from None
     result = fg.vacuum(**options)
     if args.json:
         _emit_json(

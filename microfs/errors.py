@@ -15,7 +15,8 @@ The tree::
     ├── DuplicateKeyError         two rows of one batch with the same key and event time
     ├── NotFittedError            transformation parameters were asked for before fitting
     ├── CommitConflictError       a concurrent commit that could not be retried
-    └── VacuumError               a vacuum that would break recorded training datasets
+    ├── VacuumError               a vacuum that would break recorded training datasets
+    └── LakeError                 a lake file that is damaged, truncated or not MicroFS's
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "DefinitionError",
     "DuplicateKeyError",
     "InvalidNameError",
+    "LakeError",
     "MicroFSError",
     "NotFittedError",
     "NotFoundError",
@@ -77,3 +79,10 @@ class CommitConflictError(MicroFSError):
 
 class VacuumError(MicroFSError):
     """A vacuum that would delete files recorded training datasets still need."""
+
+
+class LakeError(MicroFSError):
+    """A file of the lake that cannot be read: damaged, truncated or not written by MicroFS.
+
+    The message names the file; the rest of the lake keeps working.
+    """

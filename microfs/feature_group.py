@@ -11,13 +11,20 @@ than the stored maximum), it is a plain append; otherwise it is a merge whose pr
 carries the batch's key ranges, so Delta prunes the files that cannot hold a match.
 
 Writers of one group on one machine take turns through a lock file; a commit that still
-conflicts (another Delta writer) is retried with jittered backoff.
+conflicts (another Delta writer) is retried with jittered backoff. Vacuum reads which
+table versions training datasets pin while holding that lock, so a pin written under
+:func:`writers_held` is either seen by a vacuum or written after it finished.
+
+Errors from below (deltalake, pyarrow, Polars, and the panics of their Rust code, which
+are BaseExceptions) do not reach the caller of a public method raw: they become a
+:class:`LakeError` naming the group and, where one is found, the damaged file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import math
@@ -28,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 from urllib.parse import unquote
 
 import polars as pl
@@ -39,6 +46,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from microfs.errors import (
     CommitConflictError,
     DefinitionError,
+    LakeError,
+    MicroFSError,
     NotFoundError,
 )
 from microfs.group_definition import FeatureGroupDefinition
@@ -53,6 +62,7 @@ __all__ = [
     "FeatureGroupDefinition",
     "InsertResult",
     "VacuumResult",
+    "writers_held",
 ]
 
 _MAX_ATTEMPTS = 8
@@ -132,6 +142,32 @@ class VacuumResult:
     broken: tuple[str, ...] = ()
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_PASS_THROUGH = (MicroFSError, CommitFailedError, KeyboardInterrupt, SystemExit, MemoryError)
+
+
+def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Re-raise what a storage call raises from below as a :class:`LakeError`.
+
+    Panics of deltalake's and Polars' Rust code arrive as ``PanicException``, a
+    BaseException, so everything but our errors and the interpreter's own is caught.
+    """
+
+    @functools.wraps(method)
+    def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:
+            group = args[0]
+            assert isinstance(group, FeatureGroup)
+            raise group.storage_error(exc) from exc
+
+    return wrapped
+
+
 CommitListener = Callable[["FeatureGroup", InsertResult], None]
 PinsProvider = Callable[[], Mapping[int, Sequence[str]]]
 
@@ -206,6 +242,7 @@ class FeatureGroup:
 
     # -- Delta table ---------------------------------------------------------------------
 
+    @_boundary
     def create_table(self) -> None:
         """Create the empty Delta table (table version 0) unless it exists."""
         if DeltaTable.is_deltatable(str(self.path)):
@@ -225,6 +262,14 @@ class FeatureGroup:
         try:
             return DeltaTable(str(self.path), version=version)
         except DeltaError as exc:
+            if not (self.path / "_delta_log").is_dir():
+                # the definition was written and the process died before the table was:
+                # finish creating it (an empty table is all it could have held)
+                self.create_table()
+                if version in (None, 0):
+                    return DeltaTable(str(self.path), version=version)
+            elif version is None or not any((self.path / "_delta_log").glob("*.json")):
+                raise self.storage_error(exc) from exc
             if version is not None:
                 latest = self.table_version()
                 raise NotFoundError(
@@ -235,6 +280,71 @@ class FeatureGroup:
                 f"the Delta table of feature group {self.name!r} is missing at {self.path}"
             ) from exc
 
+    def storage_error(self, exc: BaseException) -> LakeError:
+        """A :class:`LakeError` for an error from below, naming the damaged files if any."""
+        damaged = self._damaged_files()
+        where = f"; damaged file(s): {', '.join(damaged)}" if damaged else ""
+        text = str(exc).strip()
+        detail = text.splitlines()[0] if text else type(exc).__name__
+        return LakeError(
+            f"feature group {self.name!r} (table {self.path}) could not be read or written: "
+            f"{type(exc).__name__}: {detail[:300]}{where}; restore the damaged files from a "
+            "copy of the lake"
+        )
+
+    def _damaged_files(self) -> list[str]:
+        """Data and log files of the latest table version that are unreadable (best effort)."""
+        found: list[str] = []
+        log = self.path / "_delta_log"
+        for entry in sorted(log.glob("*.json")) if log.is_dir() else []:
+            try:
+                for line in entry.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        json.loads(line)
+            except (OSError, ValueError):
+                found.append(str(entry))
+        if found:
+            return found
+        try:
+            actions = pl.DataFrame(DeltaTable(str(self.path)).get_add_actions(flatten=True))
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return found
+        return self._wrong_sizes(actions)
+
+    def _wrong_sizes(self, actions: pl.DataFrame) -> list[str]:
+        """Data files whose size on disk differs from what the Delta log recorded."""
+        if actions.height == 0 or "size_bytes" not in actions.columns:
+            return []
+        wrong = []
+        for path, size in actions.select("path", "size_bytes").iter_rows():
+            file = self.path / unquote(path)
+            with contextlib.suppress(FileNotFoundError):
+                if file.stat().st_size != size:
+                    wrong.append(str(file))
+        return wrong
+
+    def _check_files(self, resolved: int) -> None:
+        """Raise if a data file of the table version is gone (vacuumed) or damaged."""
+        actions = self._files(resolved)
+        if actions.height == 0:
+            return
+        missing = [p for p in actions["path"] if not (self.path / unquote(p)).exists()]
+        if missing:
+            raise NotFoundError(
+                f"table version {resolved} of feature group {self.name!r} was vacuumed "
+                f"({len(missing)} data file(s) are gone); read a later version"
+            )
+        wrong = self._wrong_sizes(actions)
+        if wrong:
+            raise LakeError(
+                f"feature group {self.name!r} table version {resolved}: data file(s) "
+                f"{', '.join(wrong)} are not the size the Delta log recorded (truncated or "
+                "overwritten); restore them from a copy of the lake"
+            )
+
+    @_boundary
     def table_version(self) -> int:
         """The latest Delta table version."""
         version: int = self._table().version()
@@ -242,6 +352,7 @@ class FeatureGroup:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_boundary
     def insert(self, df: object) -> InsertResult:
         """Upsert a batch on (primary keys, event time) in one Delta commit.
 
@@ -334,6 +445,7 @@ class FeatureGroup:
 
     # -- reading ---------------------------------------------------------------------------
 
+    @_boundary
     def resolve_version(self, *, version: int | None = None, as_of: datetime | None = None) -> int:
         """The Delta table version that ``version`` or ``as_of`` (a commit time) selects."""
         if version is not None and as_of is not None:
@@ -363,21 +475,17 @@ class FeatureGroup:
             )
         return max(chosen)
 
+    @_boundary
     def scan(self, version: int | None = None, as_of: datetime | None = None) -> pl.LazyFrame:
         """A lazy scan of the table at a version (or commit time); the latest by default.
 
         >>> fg.scan().filter(pl.col("age") > 30).collect()  # doctest: +SKIP
         """
         resolved = self.resolve_version(version=version, as_of=as_of)
-        files = self._table(resolved).file_uris()
-        missing = [f for f in files if not Path(f.removeprefix("file://")).exists()]
-        if missing:
-            raise NotFoundError(
-                f"table version {resolved} of feature group {self.name!r} was vacuumed "
-                f"({len(missing)} data file(s) are gone); read a later version"
-            )
+        self._check_files(resolved)
         return pl.scan_delta(str(self.path), version=resolved)
 
+    @_boundary
     def scan_and_record_order(self, version: int | None = None) -> tuple[pl.LazyFrame, RowOrder]:
         """A scan whose rows follow event time where the stored files allow, and their order.
 
@@ -400,6 +508,7 @@ class FeatureGroup:
             return self.scan(version=resolved), "none"
         table = self._table(resolved)
         actions = self._files(resolved, table)
+        self._check_files(resolved)
         low, high = f"min.{time}", f"max.{time}"
         if actions.height == 0 or low not in actions.columns or high not in actions.columns:
             return self.scan(version=resolved), "none"
@@ -427,6 +536,7 @@ class FeatureGroup:
             self._row_order[resolved] = known
         return frame, known
 
+    @_boundary
     def extent(self, column: str, *, version: int | None = None) -> Extent:
         """A table version's row count and ``column``'s range, from the Delta log alone.
 
@@ -485,14 +595,30 @@ class FeatureGroup:
         except OSError:
             temporary.unlink(missing_ok=True)
 
+    @_boundary
     def read(self, version: int | None = None, as_of: datetime | None = None) -> pl.DataFrame:
-        """Like :meth:`scan`, collected."""
-        return self.scan(version=version, as_of=as_of).collect()
+        """Like :meth:`scan`, collected.
 
+        The latest version is read again from a fresh snapshot when a vacuum removed its
+        files meanwhile (a merge made it old); a given version that lost its files raises
+        :class:`NotFoundError`.
+        """
+        for attempt in range(_MAX_ATTEMPTS):
+            resolved = self.resolve_version(version=version, as_of=as_of)
+            try:
+                return self.scan(version=resolved).collect()
+            except (OSError, pl.exceptions.PolarsError):
+                self._check_files(resolved)  # NotFoundError if vacuumed, LakeError if damaged
+                if version is not None or as_of is not None or attempt == _MAX_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @_boundary
     def count(self, version: int | None = None) -> int:
         """Rows at a table version, from the Delta log's statistics."""
         return int(self._table(version).count())
 
+    @_boundary
     def history(self) -> list[Commit]:
         """The table's commits, oldest first."""
         entries = self._table().history()
@@ -507,6 +633,7 @@ class FeatureGroup:
         ]
         return sorted(commits, key=lambda c: c.version)
 
+    @_boundary
     def added_since(self, version: int) -> tuple[int, pl.LazyFrame] | None:
         """Rows added by append commits after ``version``, with the latest version.
 
@@ -535,6 +662,7 @@ class FeatureGroup:
 
     # -- maintenance -----------------------------------------------------------------------
 
+    @_boundary
     def compact(self) -> CompactResult:
         """Rewrite small files into larger ones (a new table version, same rows)."""
         with self._writer_lock():
@@ -547,6 +675,7 @@ class FeatureGroup:
             files_added=int(metrics.get("numFilesAdded", 0)),
         )
 
+    @_boundary
     def vacuum(
         self,
         retention: timedelta = _DEFAULT_RETENTION,
@@ -568,11 +697,12 @@ class FeatureGroup:
             raise DefinitionError(
                 f"retention={retention!r} must be a non-negative datetime.timedelta"
             )
-        pins = dict(self._pins()) if self._pins is not None else {}
-        keep = sorted(pins) if not force else []
         # deltalake takes whole hours: round up, so no file younger than asked is deleted
         hours = math.ceil(retention.total_seconds() / 3600)
         with self._writer_lock():
+            # read under the lock: a pin written under writers_held is seen, or comes after
+            pins = dict(self._pins()) if self._pins is not None else {}
+            keep = sorted(pins) if not force else []
             table = self._table()
             would = table.vacuum(
                 retention_hours=hours,
@@ -604,6 +734,23 @@ class FeatureGroup:
         return VacuumResult(
             files=tuple(files), dry_run=dry_run, kept_versions=tuple(keep), broken=tuple(broken)
         )
+
+
+@contextlib.contextmanager
+def writers_held(groups: Sequence[FeatureGroup]) -> Iterator[None]:
+    """Hold the writer lock of each group (each table once, in path order).
+
+    While held, no insert, compaction or vacuum of these groups runs: what is read and
+    written meanwhile (e.g. the table versions a training dataset pins, and its pin)
+    is one consistent step for them.
+    """
+    with contextlib.ExitStack() as stack:
+        seen: dict[Path, FeatureGroup] = {}
+        for group in groups:
+            seen.setdefault(group.path.resolve(), group)
+        for _, group in sorted(seen.items()):
+            stack.enter_context(group._writer_lock())
+        yield
 
 
 def _fingerprint(paths: Sequence[str]) -> str:

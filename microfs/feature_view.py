@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from microfs._frame_plan import FramePlanner
 from microfs.errors import DefinitionError, NotFittedError, NotFoundError
-from microfs.feature_group import FeatureGroup
+from microfs.feature_group import FeatureGroup, writers_held
 from microfs.online import OnlineStore
 from microfs.registry import PARAMS, Registry
 from microfs.schema import aware_utc
@@ -275,7 +275,9 @@ class FeatureView:
         Raises:
             NotFittedError: no parameters were fitted yet (and the view has transforms).
         """
-        record = self._registry.get_record("feature_views", self.name, self.version, PARAMS)
+        record = self._registry.load_record(
+            "feature_views", self.name, self.version, PARAMS, _params_of
+        )
         if record is None:
             if not self.definition.transforms:
                 return fit_transforms(pl.LazyFrame(), ())
@@ -284,7 +286,7 @@ class FeatureView:
                 "get_training_data(compute_params=True), train_test_split() or "
                 "create_training_dataset() first"
             )
-        return FittedParams.from_dict(record["params"])
+        return record
 
     @property
     def columns(self) -> list[str]:
@@ -356,7 +358,31 @@ class FeatureView:
         the parameters fitted on the train part (stored as the view's latest parameters
         too, so online vectors match the model trained on it).
         """
-        versions = self.table_versions()
+        groups = [self._label, *self._groups]
+        # The versions read are pinned before a vacuum can remove them: no vacuum of these
+        # groups runs while they are resolved and the pin is written (vacuum reads pins
+        # under the same lock), and every later vacuum sees the pin.
+        with writers_held(groups):
+            versions = self.table_versions()
+            pin = self._registry.add_pin(
+                self.name,
+                self.version,
+                [PinnedGroup(g.name, g.version, versions[g.name]) for g in groups],
+            )
+        try:
+            return self._record_training_dataset(versions, start, end, test_size, split, seed)
+        finally:
+            self._registry.remove_pin(pin)
+
+    def _record_training_dataset(
+        self,
+        versions: Mapping[str, int],
+        start: datetime | None,
+        end: datetime | None,
+        test_size: float | None,
+        split: SplitMode,
+        seed: int,
+    ) -> int:
         frame = _collect(self.training_frame(start, end, table_versions=versions))
         train, test = (
             (frame, frame.clear())
@@ -501,6 +527,10 @@ class FeatureView:
             )
             self._server = (generation, server)
         return self._server[1]
+
+
+def _params_of(record: Mapping[str, Any]) -> FittedParams:
+    return FittedParams.from_dict(record["params"])
 
 
 def _collect(frame: pl.LazyFrame) -> pl.DataFrame:

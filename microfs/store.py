@@ -112,8 +112,10 @@ class FeatureStore:
 
     def get_feature_group(self, name: str, version: int | None = None) -> FeatureGroup:
         """A feature group: the latest version, or ``version``."""
-        data = self.registry.get("feature_groups", name, version)
-        return self._group(FeatureGroupDefinition.from_dict(data))
+        definition = self.registry.load(
+            "feature_groups", name, version, FeatureGroupDefinition.from_dict
+        )
+        return self._group(definition)
 
     def get_or_create_feature_group(self, name: str, **kwargs: Any) -> FeatureGroup:
         """The group ``name`` at ``version`` (default 1) if it exists, else create it."""
@@ -176,8 +178,10 @@ class FeatureStore:
 
     def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
         """A feature view: the latest version, or ``version``."""
-        data = self.registry.get("feature_views", name, version)
-        return self._view(FeatureViewDefinition.from_dict(data))
+        definition = self.registry.load(
+            "feature_views", name, version, FeatureViewDefinition.from_dict
+        )
+        return self._view(definition)
 
     def _view(self, definition: FeatureViewDefinition) -> FeatureView:
         return FeatureView(
@@ -189,7 +193,7 @@ class FeatureStore:
         )
 
     def _group_definition(self, name: str, version: int | None) -> FeatureGroupDefinition:
-        return FeatureGroupDefinition.from_dict(self.registry.get("feature_groups", name, version))
+        return self.registry.load("feature_groups", name, version, FeatureGroupDefinition.from_dict)
 
     def list_feature_views(self) -> list[str]:
         """Names of the feature views in the lake, sorted."""
