@@ -616,7 +616,7 @@ class FeatureGroup:
     @_boundary
     def count(self, version: int | None = None) -> int:
         """Rows at a table version, from the Delta log's statistics."""
-        return int(self._table(version).count())
+        return int(self._table(self.resolve_version(version=version)).count())
 
     @_boundary
     def history(self) -> list[Commit]:

@@ -26,6 +26,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from microfs._frame_plan import FramePlanner
+from microfs.arguments import frame as as_frame
+from microfs.arguments import integer, mapping
+from microfs.arguments import path as as_path
 from microfs.errors import DefinitionError, NotFittedError, NotFoundError
 from microfs.feature_group import FeatureGroup, writers_held
 from microfs.online import OnlineStore
@@ -188,6 +191,7 @@ class FeatureView:
         >>> fv.training_frame(window=timedelta(days=7)).sink_parquet("t.parquet")  # doctest: +SKIP
         """
         planner = self._planner
+        _check_versions(table_versions)
         if window is None:
             return planner.plan(start, end, table_versions)
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
@@ -227,10 +231,11 @@ class FeatureView:
         >>> fv.write_training_frame("train.parquet", window=timedelta(days=30))  # doctest: +SKIP
         1000000
         """
+        target = as_path(path, what="path")
+        _check_versions(table_versions)
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
         planner = self._planner
         edges = planner.windows(start, end, window, versions)
-        target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         schema = planner.plan(start, end, versions).collect_schema()
@@ -256,7 +261,7 @@ class FeatureView:
 
     def fit(self, frame: pl.LazyFrame | pl.DataFrame) -> FittedParams:
         """Fit the view's transformations on the given training rows and store them."""
-        fitted = fit_transforms(frame.lazy(), self.definition.transforms)
+        fitted = fit_transforms(as_frame(frame, what="frame"), self.definition.transforms)
         self._store_params(fitted)
         return fitted
 
@@ -295,8 +300,11 @@ class FeatureView:
 
     def transform(self, frame: pl.LazyFrame, params: FittedParams | None = None) -> pl.LazyFrame:
         """Apply the view's fitted transformations to a frame holding its feature columns."""
+        rows = as_frame(frame, what="frame")
+        if params is not None and not isinstance(params, FittedParams):
+            raise DefinitionError(f"params must be FittedParams or None, got {params!r}")
         fitted = params if params is not None else self.params()
-        return apply_transforms(frame, self._feature_columns, fitted)
+        return apply_transforms(rows, self._feature_columns, fitted)
 
     def _xy(self, frame: pl.DataFrame, fitted: FittedParams) -> tuple[pl.DataFrame, pl.Series]:
         out = _collect(apply_transforms(frame.lazy(), self._feature_columns, fitted))
@@ -337,6 +345,7 @@ class FeatureView:
         (rows with the same event time stay on one side); ``"random"`` draws the test
         rows with ``seed``. Both parts keep ``training_frame()`` order.
         """
+        _check_split(test_size, split, seed)
         frame = _collect(self.training_frame(start, end))
         train, test = _split(frame, self._time, test_size, split, seed)
         fitted = self.fit(train)
@@ -358,6 +367,10 @@ class FeatureView:
         the parameters fitted on the train part (stored as the view's latest parameters
         too, so online vectors match the model trained on it).
         """
+        if test_size is not None:
+            _check_split(test_size, split, seed)
+        aware_utc(start, what="start")
+        aware_utc(end, what="end")
         groups = [self._label, *self._groups]
         # The versions read are pinned before a vacuum can remove them: no vacuum of these
         # groups runs while they are resolved and the pin is written (vacuum reads pins
@@ -478,7 +491,8 @@ class FeatureView:
         if spine is None:
             frame = self.training_frame(start, end)
         else:
-            frame = self._planner.join(self._planner.spine_from(spine, start, end), None, end)
+            rows = as_frame(spine, what="spine")
+            frame = self._planner.join(self._planner.spine_from(rows, start, end), None, end)
         keys = [*label.primary_keys, self._time]
         out = apply_transforms(frame, self._feature_columns, fitted)
         return out.select([*keys, *output_columns(self._feature_columns, fitted)])
@@ -503,6 +517,9 @@ class FeatureView:
             strict: raise :class:`NotFoundError` for an entity the store has never seen,
                 instead of giving nulls.
         """
+        mapping(entity, what="entity", example="{'user_id': 42}")
+        if passed_features is not None:
+            mapping(passed_features, what="passed_features", example="{'age': 31}")
         return self._vector_server().vector(
             entity, passed_features=passed_features, return_type=return_type, strict=strict
         )
@@ -514,6 +531,11 @@ class FeatureView:
         strict: bool = False,
     ) -> pl.DataFrame:
         """Transformed online vectors for many entities: one row each, in request order."""
+        if passed_features is not None and not isinstance(passed_features, pl.DataFrame):
+            raise DefinitionError(
+                "passed_features must be a polars.DataFrame with one row per entity (or None), "
+                f"got {type(passed_features).__name__}"
+            )
         return self._vector_server().vectors(
             entities, passed_features=passed_features, strict=strict
         )
@@ -527,6 +549,26 @@ class FeatureView:
             )
             self._server = (generation, server)
         return self._server[1]
+
+
+def _check_versions(table_versions: object) -> None:
+    if table_versions is not None:
+        mapping(table_versions, what="table_versions", example="{'user_profile': 3}")
+
+
+def _check_split(test_size: object, split: object, seed: object) -> None:
+    """The split options' checks, made before anything is read or written."""
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, (int, float))
+        or not (0 < test_size < 1)
+    ):
+        raise DefinitionError(f"test_size must be a fraction between 0 and 1, got {test_size!r}")
+    if split not in ("time", "random"):
+        raise DefinitionError(f"split must be 'time' or 'random', got {split!r}")
+    seed = integer(seed, what="seed")
+    if seed < 0:
+        raise DefinitionError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _params_of(record: Mapping[str, Any]) -> FittedParams:

@@ -104,15 +104,7 @@ class Registry:
                 f"{label} {name!r} has no version {version!r}; existing versions: "
                 f"{', '.join(map(str, versions))}"
             )
-        path = self._definition_path(kind, name, version)
-        data = _read(path)
-        if data.get("name") != name or data.get("version") != version:
-            raise LakeError(
-                f"{path}: the definition says name={data.get('name')!r}, "
-                f"version={data.get('version')!r}, but its place in the lake says {name!r} "
-                f"version {version}; restore the file or move it where it belongs"
-            )
-        return data
+        return _read(self._definition_path(kind, name, version))
 
     def load(
         self,
@@ -125,8 +117,17 @@ class Registry:
 
         A file ``parse`` cannot read raises :class:`LakeError` naming it.
         """
+        check_name(name)
+        if version is None:
+            version = (self.versions(kind, name) or [1])[-1]
         data = self.get(kind, name, version)
-        path = self._definition_path(kind, name, int(data["version"]))
+        path = self._definition_path(kind, name, version)
+        if data.get("name") != name or data.get("version") != version:
+            raise LakeError(
+                f"{path}: the definition says name={data.get('name')!r}, "
+                f"version={data.get('version')!r}, but its place in the lake says {name!r} "
+                f"version {version}; restore the file or move it where it belongs"
+            )
         return parsed(path, data, parse)
 
     def versions(self, kind: Kind, name: str) -> list[int]:

@@ -12,7 +12,7 @@ from microfs.feature_group import FeatureGroup, FeatureGroupDefinition, InsertRe
 from microfs.feature_view import FeatureView, FeatureViewDefinition
 from microfs.online import OnlineStore
 from microfs.registry import Registry
-from microfs.schema import check_name
+from microfs.schema import check_name, check_version
 
 __all__ = ["DEFAULT_LAKE", "LAKE_ENV", "FeatureStore"]
 
@@ -55,7 +55,14 @@ class FeatureStore:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         if path is None:
             path = os.environ.get(LAKE_ENV) or DEFAULT_LAKE
+        if not isinstance(path, (str, os.PathLike)):
+            raise DefinitionError(f"the lake path must be a str or pathlib.Path, got {path!r}")
         self.root = Path(path)
+        if self.root.exists() and not self.root.is_dir():
+            raise DefinitionError(
+                f"the lake {str(self.root)!r} is a file, not a folder; give a folder (it is "
+                "created if missing)"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         readme = self.root / "README.md"
         if not readme.exists():
@@ -119,7 +126,7 @@ class FeatureStore:
 
     def get_or_create_feature_group(self, name: str, **kwargs: Any) -> FeatureGroup:
         """The group ``name`` at ``version`` (default 1) if it exists, else create it."""
-        version = int(kwargs.get("version", 1))
+        version = check_version(kwargs.get("version", 1))
         if version in self.registry.versions("feature_groups", name):
             return self.get_feature_group(name, version)
         return self.create_feature_group(name, **kwargs)

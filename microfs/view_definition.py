@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from microfs.arguments import column_names
 from microfs.errors import DefinitionError
 from microfs.group_definition import FeatureGroupDefinition
 from microfs.schema import aware_utc, check_name, check_version
@@ -132,6 +133,15 @@ class FeatureViewDefinition:
         taken = {*label.primary_keys, label.event_time, *label.features}
         parsed: list[Join] = []
         joined: list[FeatureGroupDefinition] = []
+        if isinstance(joins, (str, bytes, Mapping)) or not isinstance(joins, Sequence):
+            raise DefinitionError(
+                f"joins must be a list of joins like [{{'fg_name': 'user_profile', 'on': "
+                f"['user_id']}}] (or [] for none), got {joins!r}"
+            )
+        if not isinstance(label_col, str):
+            raise DefinitionError(f"label_col must be a column name, got {label_col!r}")
+        if not isinstance(description, str):
+            raise DefinitionError(f"description must be a string, got {description!r}")
         for number, spec in enumerate(joins):
             join, group = _build_join(groups, label, spec, number)
             joined.append(group)
@@ -233,8 +243,7 @@ def _build_join(
     if "fg_name" not in spec or "on" not in spec:
         raise DefinitionError(f"join #{number} needs 'fg_name' and 'on', got {dict(spec)!r}")
     group = groups(spec["fg_name"], spec.get("fg_version"))
-    on_spec = spec["on"]
-    on = (on_spec,) if isinstance(on_spec, str) else tuple(on_spec)
+    on = column_names(spec["on"], what=f"'on' of the join with {group.name!r}")
     if not on:
         raise DefinitionError(f"join with {group.name!r} has an empty 'on'; name its key columns")
     for column in on:
@@ -262,8 +271,9 @@ def _build_join(
     if spec.get("features") is None:
         features = tuple(c for c in group.features if c not in on)
     else:
-        requested = spec["features"]
-        features = (requested,) if isinstance(requested, str) else tuple(requested)
+        features = column_names(
+            spec["features"], what=f"'features' of the join with {group.name!r}", example="['age']"
+        )
         for feature in features:
             if feature not in group.features:
                 raise DefinitionError(
