@@ -518,6 +518,10 @@ class FeatureView:
                 instead of giving nulls.
         """
         mapping(entity, what="entity", example="{'user_id': 42}")
+        if not isinstance(return_type, str) or return_type not in _RETURN_TYPES:
+            raise DefinitionError(
+                f"return_type must be 'list', 'dict', 'polars' or 'numpy', got {return_type!r}"
+            )
         if passed_features is not None:
             mapping(passed_features, what="passed_features", example="{'age': 31}")
         return self._vector_server().vector(
@@ -551,6 +555,9 @@ class FeatureView:
         return self._server[1]
 
 
+_RETURN_TYPES = ("list", "dict", "polars", "numpy")
+
+
 def _check_versions(table_versions: object) -> None:
     if table_versions is not None:
         mapping(table_versions, what="table_versions", example="{'user_profile': 3}")
@@ -564,7 +571,7 @@ def _check_split(test_size: object, split: object, seed: object) -> None:
         or not (0 < test_size < 1)
     ):
         raise DefinitionError(f"test_size must be a fraction between 0 and 1, got {test_size!r}")
-    if split not in ("time", "random"):
+    if not isinstance(split, str) or split not in ("time", "random"):
         raise DefinitionError(f"split must be 'time' or 'random', got {split!r}")
     seed = integer(seed, what="seed")
     if seed < 0:

@@ -57,6 +57,8 @@ class FeatureGroupDefinition:
         check_name(name, what="feature group name")
         check_version(version)
         canonical = normalize_schema(schema)
+        if event_time is not None and not isinstance(event_time, str):
+            raise DefinitionError(f"event_time must be a column name or None, got {event_time!r}")
         keys = column_names(primary_keys, what="primary_keys")
         if not keys:
             raise DefinitionError(
@@ -86,13 +88,11 @@ class FeatureGroupDefinition:
                 raise DefinitionError(
                     "online_keys is empty; give the key columns to serve by, or None"
                 )
-        if event_time is not None and not isinstance(event_time, str):
-            raise DefinitionError(f"event_time must be a column name or None, got {event_time!r}")
         if not isinstance(description, str):
             raise DefinitionError(f"description must be a string, got {description!r}")
         descriptions = dict(
             mapping(
-                feature_descriptions or {},
+                {} if feature_descriptions is None else feature_descriptions,
                 what="feature_descriptions",
                 example="{'age': 'years since birth'}",
             )

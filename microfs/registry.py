@@ -99,7 +99,7 @@ class Registry:
             )
         if version is None:
             version = versions[-1]
-        if version not in versions:
+        if isinstance(version, bool) or not isinstance(version, int) or version not in versions:
             raise NotFoundError(
                 f"{label} {name!r} has no version {version!r}; existing versions: "
                 f"{', '.join(map(str, versions))}"
@@ -192,7 +192,7 @@ class Registry:
             return None
         if number is None:
             number = numbers[-1]
-        if number not in numbers:
+        if isinstance(number, bool) or not isinstance(number, int) or number not in numbers:
             return None
         return _read(self.folder(kind, name, version) / collection / f"{number}.json")
 
@@ -210,6 +210,8 @@ class Registry:
         if not numbers:
             return None
         number = numbers[-1] if number is None else number
+        if isinstance(number, bool) or not isinstance(number, int):
+            return None
         data = self.get_record(kind, name, version, collection, number)
         if data is None:
             return None
@@ -249,6 +251,17 @@ class Registry:
         pins: dict[int, list[str]] = {}
         for view in self.names("feature_views"):
             for view_version in self.versions("feature_views", view):
+                # pins first: a creator removes its pin only after writing its record
+                pin_folder = self.folder("feature_views", view, view_version) / PINS
+                for pin in sorted(pin_folder.glob("*.json")) if pin_folder.is_dir() else []:
+                    if pin.name.startswith("."):
+                        continue  # a pin being written (see _write_once)
+                    with contextlib.suppress(FileNotFoundError):  # its creator is done
+                        for pinned in parsed(pin, _read(pin), _pinned_groups):
+                            if pinned.name == group and pinned.version == version:
+                                pins.setdefault(pinned.table_version, []).append(
+                                    f"{view} v{view_version} training dataset being created ({pin})"
+                                )
                 for number in self.training_datasets(view, view_version):
                     record = self.training_dataset(view, view_version, number)
                     if record is None:
@@ -258,14 +271,6 @@ class Registry:
                             pins.setdefault(pinned.table_version, []).append(
                                 f"{view} v{view_version} training dataset {number}"
                             )
-                pin_folder = self.folder("feature_views", view, view_version) / PINS
-                for pin in sorted(pin_folder.glob("*.json")) if pin_folder.is_dir() else []:
-                    with contextlib.suppress(FileNotFoundError):  # its creator is done
-                        for pinned in parsed(pin, _read(pin), _pinned_groups):
-                            if pinned.name == group and pinned.version == version:
-                                pins.setdefault(pinned.table_version, []).append(
-                                    f"{view} v{view_version} training dataset being created ({pin})"
-                                )
         return pins
 
     def add_pin(self, view: str, version: int, groups: Sequence[PinnedGroup]) -> Path:

@@ -119,6 +119,8 @@ class FeatureViewDefinition:
         """Check a user-given definition against the groups that ``groups`` finds."""
         check_name(name, what="feature view name")
         check_version(version)
+        if not isinstance(label_col, str):
+            raise DefinitionError(f"label_col must be a column name, got {label_col!r}")
         label = groups(label_fg, None)
         if label.event_time is None:
             raise DefinitionError(
@@ -138,8 +140,6 @@ class FeatureViewDefinition:
                 f"joins must be a list of joins like [{{'fg_name': 'user_profile', 'on': "
                 f"['user_id']}}] (or [] for none), got {joins!r}"
             )
-        if not isinstance(label_col, str):
-            raise DefinitionError(f"label_col must be a column name, got {label_col!r}")
         if not isinstance(description, str):
             raise DefinitionError(f"description must be a string, got {description!r}")
         for number, spec in enumerate(joins):
@@ -280,7 +280,7 @@ def _build_join(
                     f"feature {feature!r} is not a feature of group {group.name!r}; its "
                     f"features: {', '.join(group.features)}"
                 )
-    prefix = spec.get("prefix") or ""
+    prefix = "" if spec.get("prefix") is None else spec["prefix"]
     if not isinstance(prefix, str):
         raise DefinitionError(f"prefix of the join with {group.name!r} must be a string")
     max_age = spec.get("max_age")
