@@ -15,7 +15,7 @@ sorted category order. Inference vectors use the same order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,7 +29,7 @@ from microfs._frame_plan import FramePlanner
 from microfs.arguments import frame as as_frame
 from microfs.arguments import integer, mapping
 from microfs.arguments import path as as_path
-from microfs.errors import DefinitionError, NotFittedError, NotFoundError
+from microfs.errors import DefinitionError, LakeError, NotFittedError, NotFoundError
 from microfs.feature_group import FeatureGroup, writers_held
 from microfs.online import OnlineStore
 from microfs.registry import PARAMS, Registry
@@ -326,7 +326,7 @@ class FeatureView:
             start: first label event time included.
             end: label event times must be earlier than this.
         """
-        frame = _collect(self.training_frame(start, end))
+        frame = _read(lambda: self.training_frame(start, end))
         fitted = self.fit(frame) if compute_params else self.params()
         return self._xy(frame, fitted)
 
@@ -346,7 +346,7 @@ class FeatureView:
         rows with ``seed``. Both parts keep ``training_frame()`` order.
         """
         _check_split(test_size, split, seed)
-        frame = _collect(self.training_frame(start, end))
+        frame = _read(lambda: self.training_frame(start, end))
         train, test = _split(frame, self._time, test_size, split, seed)
         fitted = self.fit(train)
         X_train, y_train = self._xy(train, fitted)
@@ -396,7 +396,7 @@ class FeatureView:
         split: SplitMode,
         seed: int,
     ) -> int:
-        frame = _collect(self.training_frame(start, end, table_versions=versions))
+        frame = _read(lambda: self.training_frame(start, end, table_versions=versions))
         train, test = (
             (frame, frame.clear())
             if test_size is None
@@ -430,8 +430,10 @@ class FeatureView:
                 f"feature view {self.name!r} v{self.version} has no training dataset {version!r}; "
                 f"existing: {', '.join(map(str, existing)) or '(none)'}"
             )
-        frame = _collect(
-            self.training_frame(record.start, record.end, table_versions=record.table_versions)
+        frame = _read(
+            lambda: self.training_frame(
+                record.start, record.end, table_versions=record.table_versions
+            )
         )
         fitted = record.params
         if record.test_size is None:
@@ -580,6 +582,29 @@ def _check_split(test_size: object, split: object, seed: object) -> None:
 
 def _params_of(record: Mapping[str, Any]) -> FittedParams:
     return FittedParams.from_dict(record["params"])
+
+
+_READ_ATTEMPTS = 3
+
+
+def _read(plan: Callable[[], pl.LazyFrame]) -> pl.DataFrame:
+    """Collect a plan over the groups' files, planned again if a vacuum removed a file.
+
+    Planning resolves table versions afresh (the latest ones, where none are pinned) and
+    checks each version's files, so a version whose files are gone raises NotFoundError
+    there; a file that vanishes between planning and reading is retried, and never
+    surfaces as a raw FileNotFoundError.
+    """
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return _collect(plan())
+        except OSError as exc:
+            if attempt == _READ_ATTEMPTS - 1:
+                raise LakeError(
+                    f"a file of the feature groups could not be read {_READ_ATTEMPTS} times "
+                    f"({type(exc).__name__}: {exc}); another process may be vacuuming, retry"
+                ) from exc
+    raise AssertionError("unreachable")
 
 
 def _collect(frame: pl.LazyFrame) -> pl.DataFrame:

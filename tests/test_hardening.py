@@ -157,6 +157,10 @@ def test_a_vacuum_during_create_training_dataset_keeps_what_it_pins(
 ) -> None:
     """A merge and a vacuum(retention 0) run after the versions are chosen, before the record."""
     fs = FeatureStore(lake)
+    # a merge, so the dataset pins a table version no earlier dataset pins
+    fs.get_feature_group("profile").insert(
+        pl.DataFrame({"user_id": [2], "ts": [T0], "age": [41.0]})
+    )
     fv = fs.get_feature_view("view")
     collect = feature_view._collect
     ran: list[int] = []
@@ -174,7 +178,7 @@ def test_a_vacuum_during_create_training_dataset_keeps_what_it_pins(
     monkeypatch.setattr(feature_view, "_collect", collect)
     data = FeatureStore(lake).get_feature_view("view").get_training_dataset(number)
     assert ran
-    assert data.X_train["age"].to_list() == [30.0, 40.0]
+    assert data.X_train["age"].to_list() == [30.0, 41.0]
     assert not list((lake / "feature_views" / "view" / "v1" / "pins").glob("*.json"))
 
 
