@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from microfs.errors import DefinitionError, NotFoundError
+from microfs.errors import DefinitionError, LakeError, NotFoundError
 from microfs.store import DEFAULT_LAKE, LAKE_ENV, FeatureStore
 
 # the names microfs.cli uses
@@ -74,6 +75,13 @@ def _existing_store(args: argparse.Namespace) -> FeatureStore:
 # ---------------------------------------------------------------------------------------
 # Output helpers
 # ---------------------------------------------------------------------------------------
+
+
+def _warn(problems: Sequence[str]) -> None:
+    """Report entries a listing skipped, one line each on stderr (stdout stays clean)."""
+    for problem in problems:
+        line = " ".join(part.strip() for part in problem.splitlines() if part.strip())
+        print(f"microfs: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _emit_json(document: object) -> None:
@@ -156,20 +164,27 @@ def _parse_time(text: str) -> datetime:
 def groups_list(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     entries = []
+    problems = fs.registry.problems("feature_groups")
     for name in fs.list_feature_groups():
-        fg = fs.get_feature_group(name)
+        try:
+            fg = fs.get_feature_group(name)
+            rows, table_version = fg.count(), fg.table_version()
+        except LakeError as exc:
+            problems.append(f"{exc}; skipped")
+            continue
         entries.append(
             {
                 "name": name,
                 "versions": fs.feature_group_versions(name),
                 "version": fg.version,
-                "rows": fg.count(),
-                "table_version": fg.table_version(),
+                "rows": rows,
+                "table_version": table_version,
                 "primary_keys": fg.primary_keys,
                 "event_time": fg.event_time,
                 "online_keys": fg.online_keys,
             }
         )
+    _warn(problems)
     if args.json:
         _emit_json(entries)
     elif not entries:
@@ -289,8 +304,9 @@ def groups_head(args: argparse.Namespace) -> int:
     fg = fs.get_feature_group(args.name, args.version)
     as_of = _parse_time(args.as_of) if args.as_of is not None else None
     table_version = fg.resolve_version(version=args.table_version, as_of=as_of)
-    frame = fg.scan(version=table_version).head(args.rows).collect()
     total = fg.count(table_version)
+    # more rows than the table holds is all of them (and keeps huge numbers out of Polars)
+    frame = fg.scan(version=table_version).head(min(args.rows, total)).collect()
     if args.json:
         _emit_json(
             {
@@ -354,7 +370,14 @@ def groups_vacuum(args: argparse.Namespace) -> int:
     fg = fs.get_feature_group(args.name, args.version)
     options: dict[str, Any] = {"dry_run": not args.yes, "force": args.force}
     if args.retention_hours is not None:
-        options["retention"] = timedelta(hours=args.retention_hours)
+        try:
+            options["retention"] = timedelta(hours=args.retention_hours)
+        except OverflowError:
+            longest = timedelta.max // timedelta(hours=1)
+            raise DefinitionError(
+                f"--retention-hours {args.retention_hours:g} is too long; give at most "
+                f"{longest} hours"
+            ) from None
     result = fg.vacuum(**options)
     if args.json:
         _emit_json(
@@ -396,8 +419,13 @@ def groups_vacuum(args: argparse.Namespace) -> int:
 def views_list(args: argparse.Namespace) -> int:
     fs = _existing_store(args)
     entries = []
+    problems = fs.registry.problems("feature_views")
     for name in fs.list_feature_views():
-        fv = fs.get_feature_view(name)
+        try:
+            fv = fs.get_feature_view(name)
+        except LakeError as exc:
+            problems.append(f"{exc}; skipped")
+            continue
         definition = fv.definition.to_dict()
         entries.append(
             {
@@ -410,6 +438,7 @@ def views_list(args: argparse.Namespace) -> int:
                 "training_datasets": fv.list_training_datasets(),
             }
         )
+    _warn(problems)
     if args.json:
         _emit_json(entries)
     elif not entries:

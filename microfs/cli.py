@@ -122,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
+    except (SystemExit, MemoryError):
+        raise
+    except BaseException as exc:  # a panic from below included: one line, never a traceback
+        return _fail(f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _fail(message: str) -> int:

@@ -17,7 +17,8 @@ The tree::
     ├── CommitConflictError       a concurrent commit that could not be retried
     ├── VacuumError               a vacuum that would break recorded training datasets
     ├── ServerConfigError         a feature server that cannot start as asked
-    └── MissingDependencyError    an optional engine asked for but not installed
+    ├── MissingDependencyError    an optional engine asked for but not installed
+    └── LakeError                 a lake file that is damaged, truncated or not MicroFS's
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "DefinitionError",
     "DuplicateKeyError",
     "InvalidNameError",
+    "LakeError",
     "MicroFSError",
     "MissingDependencyError",
     "NotFittedError",
@@ -89,3 +91,10 @@ class ServerConfigError(MicroFSError):
 
 class MissingDependencyError(MicroFSError, ImportError):
     """An optional engine was asked for but its packages are not installed."""
+
+
+class LakeError(MicroFSError):
+    """A file of the lake that cannot be read: damaged, truncated or not written by MicroFS.
+
+    The message names the file; the rest of the lake keeps working.
+    """

@@ -12,16 +12,23 @@ carries the batch's key ranges, so Delta prunes the files that cannot hold a mat
 
 Writers of one group on one machine take turns through a lock file (``filelock``, which
 works alike on Linux, macOS and Windows); a commit that still conflicts (another Delta
-writer) is retried with jittered backoff.
+writer) is retried with jittered backoff. Vacuum reads which table versions training
+datasets pin while holding that lock, so a pin written under :func:`writers_held` is
+either seen by a vacuum or written after it finished.
 
 Rows leave a table through :meth:`FeatureGroup.delete_rows` (one commit), and columns join
 it through :meth:`FeatureGroup.append_features` (Delta schema evolution: earlier rows read
 null).
+
+Errors from below (deltalake, pyarrow, Polars, and the panics of their Rust code, which
+are BaseExceptions) do not reach the caller of a public method raw: they become a
+:class:`LakeError` naming the group and, where one is found, the damaged file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -32,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 from urllib.parse import unquote
 
 import polars as pl
@@ -46,6 +53,8 @@ from filelock import FileLock
 from microfs.errors import (
     CommitConflictError,
     DefinitionError,
+    LakeError,
+    MicroFSError,
     NotFoundError,
     SchemaError,
 )
@@ -73,6 +82,7 @@ __all__ = [
     "InsertResult",
     "SchemaChange",
     "VacuumResult",
+    "writers_held",
 ]
 
 _LARGE_INSERT = 1_000_000  # rows from which progress=True draws a bar
@@ -206,7 +216,32 @@ class VacuumResult:
     broken: tuple[str, ...] = ()
 
 
+_P = ParamSpec("_P")
 _R = TypeVar("_R")
+_PASS_THROUGH = (MicroFSError, CommitFailedError, KeyboardInterrupt, SystemExit, MemoryError)
+
+
+def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Re-raise what a storage call raises from below as a :class:`LakeError`.
+
+    Panics of deltalake's and Polars' Rust code arrive as ``PanicException``, a
+    BaseException, so everything but our errors and the interpreter's own is caught.
+    """
+
+    @functools.wraps(method)
+    def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:
+            group = args[0]
+            assert isinstance(group, FeatureGroup)
+            raise group.storage_error(exc) from exc
+
+    return wrapped
+
+
 CommitListener = Callable[["FeatureGroup", Committed], None]
 PinsProvider = Callable[[], Mapping[int, Sequence[str]]]
 SchemaRecorder = Callable[[Mapping[str, str]], FeatureGroupDefinition]
@@ -291,6 +326,7 @@ class FeatureGroup:
 
     # -- Delta table ---------------------------------------------------------------------
 
+    @_boundary
     def create_table(self) -> None:
         """Create the empty Delta table (table version 0) unless it exists."""
         if DeltaTable.is_deltatable(str(self.path)):
@@ -315,6 +351,14 @@ class FeatureGroup:
         try:
             return DeltaTable(str(self.path), version=version)
         except DeltaError as exc:
+            if not (self.path / "_delta_log").is_dir():
+                # the definition was written and the process died before the table was:
+                # finish creating it (an empty table is all it could have held)
+                self.create_table()
+                if version in (None, 0):
+                    return DeltaTable(str(self.path), version=version)
+            elif version is None or not any((self.path / "_delta_log").glob("*.json")):
+                raise self.storage_error(exc) from exc
             if version is not None:
                 latest = self.table_version()
                 raise NotFoundError(
@@ -326,6 +370,71 @@ class FeatureGroup:
                 + (f" (lake {str(self._lake)!r})" if self._lake is not None else "")
             ) from exc
 
+    def storage_error(self, exc: BaseException) -> LakeError:
+        """A :class:`LakeError` for an error from below, naming the damaged files if any."""
+        damaged = self._damaged_files()
+        where = f"; damaged file(s): {', '.join(damaged)}" if damaged else ""
+        text = str(exc).strip()
+        detail = text.splitlines()[0] if text else type(exc).__name__
+        return LakeError(
+            f"feature group {self.name!r} (table {self.path}) could not be read or written: "
+            f"{type(exc).__name__}: {detail[:300]}{where}; restore the damaged files from a "
+            "copy of the lake"
+        )
+
+    def _damaged_files(self) -> list[str]:
+        """Data and log files of the latest table version that are unreadable (best effort)."""
+        found: list[str] = []
+        log = self.path / "_delta_log"
+        for entry in sorted(log.glob("*.json")) if log.is_dir() else []:
+            try:
+                for line in entry.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        json.loads(line)
+            except (OSError, ValueError):
+                found.append(str(entry))
+        if found:
+            return found
+        try:
+            actions = pl.DataFrame(DeltaTable(str(self.path)).get_add_actions(flatten=True))
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return found
+        return self._wrong_sizes(actions)
+
+    def _wrong_sizes(self, actions: pl.DataFrame) -> list[str]:
+        """Data files whose size on disk differs from what the Delta log recorded."""
+        if actions.height == 0 or "size_bytes" not in actions.columns:
+            return []
+        wrong = []
+        for path, size in actions.select("path", "size_bytes").iter_rows():
+            file = self.path / unquote(path)
+            with contextlib.suppress(FileNotFoundError):
+                if file.stat().st_size != size:
+                    wrong.append(str(file))
+        return wrong
+
+    def _check_files(self, resolved: int) -> None:
+        """Raise if a data file of the table version is gone (vacuumed) or damaged."""
+        actions = self._files(resolved)
+        if actions.height == 0:
+            return
+        missing = [p for p in actions["path"] if not (self.path / unquote(p)).exists()]
+        if missing:
+            raise NotFoundError(
+                f"table version {resolved} of feature group {self.name!r} was vacuumed "
+                f"({len(missing)} data file(s) are gone); read a later version"
+            )
+        wrong = self._wrong_sizes(actions)
+        if wrong:
+            raise LakeError(
+                f"feature group {self.name!r} table version {resolved}: data file(s) "
+                f"{', '.join(wrong)} are not the size the Delta log recorded (truncated or "
+                "overwritten); restore them from a copy of the lake"
+            )
+
+    @_boundary
     def table_version(self) -> int:
         """The latest Delta table version."""
         version: int = self._table().version()
@@ -333,6 +442,7 @@ class FeatureGroup:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_boundary
     def insert(self, df: object, *, progress: Progress = False) -> InsertResult:
         """Upsert a batch on (primary keys, event time) in one Delta commit.
 
@@ -440,12 +550,13 @@ class FeatureGroup:
     def _delete(self, batch: pl.DataFrame, columns: Sequence[str]) -> DeleteResult:
         table = self._table()
         ranged = [c for c in columns if self.definition.schema[c] in _RANGE_TYPES]
-        ranges = _batch_ranges(batch, ranged)
+        ranges = _batch_ranges(batch, self.definition.schema, ranged)
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in columns]
             + [
-                f"t.{_quote(col)} >= {_literal(lo)} AND t.{_quote(col)} <= {_literal(hi)}"
-                for col, (lo, hi) in ranges.items()
+                f"t.{_quote(col)} >= {_literal(r.kind, r.low)} AND "
+                f"t.{_quote(col)} <= {_literal(r.kind, r.high)}"
+                for col, r in ranges.items()
             ]
         )
         before = table.version()
@@ -519,7 +630,7 @@ class FeatureGroup:
 
     def _write(self, batch: pl.DataFrame) -> InsertResult:
         table = self._table()
-        ranges = _batch_ranges(batch, self._range_columns())
+        ranges = _batch_ranges(batch, self.definition.schema, self._range_columns())
         meta = CommitProperties(
             custom_metadata={"microfs.operation": "insert", "microfs.rows": str(batch.height)},
             max_commit_retries=0,
@@ -531,8 +642,9 @@ class FeatureGroup:
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in keys]
             + [
-                f"t.{_quote(col)} >= {_literal(lo)} AND t.{_quote(col)} <= {_literal(hi)}"
-                for col, (lo, hi) in ranges.items()
+                f"t.{_quote(col)} >= {_literal(r.kind, r.low)} AND "
+                f"t.{_quote(col)} <= {_literal(r.kind, r.high)}"
+                for col, r in ranges.items()
             ]
         )
         metrics = (
@@ -579,6 +691,7 @@ class FeatureGroup:
 
     # -- reading ---------------------------------------------------------------------------
 
+    @_boundary
     def resolve_version(self, *, version: int | None = None, as_of: TimeLike | None = None) -> int:
         """The Delta table version that ``version`` or ``as_of`` (a commit time) selects."""
         if version is not None and as_of is not None:
@@ -608,13 +721,14 @@ class FeatureGroup:
             )
         return max(chosen)
 
+    @_boundary
     def scan(self, version: int | None = None, as_of: TimeLike | None = None) -> pl.LazyFrame:
         """A lazy scan of the table at a version (or commit time); the latest by default.
 
         >>> fg.scan().filter(pl.col("age") > 30).collect()  # doctest: +SKIP
         """
         resolved = self.resolve_version(version=version, as_of=as_of)
-        self.data_files(resolved)  # a vacuumed version is a clear error, not a raw one
+        self._check_files(resolved)
         return pl.scan_delta(str(self.path), version=resolved)
 
     def data_files(self, version: int | None = None) -> list[Path]:
@@ -624,15 +738,10 @@ class FeatureGroup:
         when the version's files were vacuumed.
         """
         resolved = self.resolve_version(version=version)
-        files = [Path(f.removeprefix("file://")) for f in self._table(resolved).file_uris()]
-        missing = [f for f in files if not f.exists()]
-        if missing:
-            raise NotFoundError(
-                f"table version {resolved} of feature group {self.name!r} was vacuumed "
-                f"({len(missing)} data file(s) are gone); read a later version"
-            )
-        return files
+        self._check_files(resolved)
+        return [Path(f.removeprefix("file://")) for f in self._table(resolved).file_uris()]
 
+    @_boundary
     def scan_and_record_order(self, version: int | None = None) -> tuple[pl.LazyFrame, RowOrder]:
         """A scan whose rows follow event time where the stored files allow, and their order.
 
@@ -655,6 +764,7 @@ class FeatureGroup:
             return self.scan(version=resolved), "none"
         table = self._table(resolved)
         actions = self._files(resolved, table)
+        self._check_files(resolved)
         low, high = f"min.{time}", f"max.{time}"
         if actions.height == 0 or low not in actions.columns or high not in actions.columns:
             return self.scan(version=resolved), "none"
@@ -686,6 +796,7 @@ class FeatureGroup:
             self._row_order[resolved] = known
         return frame, known
 
+    @_boundary
     def extent(self, column: str, *, version: int | None = None) -> Extent:
         """A table version's row count and ``column``'s range, from the Delta log alone.
 
@@ -744,14 +855,30 @@ class FeatureGroup:
         except OSError:
             temporary.unlink(missing_ok=True)
 
+    @_boundary
     def read(self, version: int | None = None, as_of: TimeLike | None = None) -> pl.DataFrame:
-        """Like :meth:`scan`, collected."""
-        return self.scan(version=version, as_of=as_of).collect()
+        """Like :meth:`scan`, collected.
 
+        The latest version is read again from a fresh snapshot when a vacuum removed its
+        files meanwhile (a merge made it old); a given version that lost its files raises
+        :class:`NotFoundError`.
+        """
+        for attempt in range(_MAX_ATTEMPTS):
+            resolved = self.resolve_version(version=version, as_of=as_of)
+            try:
+                return self.scan(version=resolved).collect()
+            except (OSError, pl.exceptions.PolarsError):
+                self._check_files(resolved)  # NotFoundError if vacuumed, LakeError if damaged
+                if version is not None or as_of is not None or attempt == _MAX_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @_boundary
     def count(self, version: int | None = None) -> int:
         """Rows at a table version, from the Delta log's statistics."""
-        return int(self._table(version).count())
+        return int(self._table(self.resolve_version(version=version)).count())
 
+    @_boundary
     def history(self) -> list[Commit]:
         """The table's commits, oldest first."""
         entries = self._table().history()
@@ -766,6 +893,7 @@ class FeatureGroup:
         ]
         return sorted(commits, key=lambda c: c.version)
 
+    @_boundary
     def added_since(self, version: int) -> tuple[int, pl.LazyFrame] | None:
         """Rows added by append commits after ``version``, with the latest version.
 
@@ -794,6 +922,7 @@ class FeatureGroup:
 
     # -- maintenance -----------------------------------------------------------------------
 
+    @_boundary
     def compact(self) -> CompactResult:
         """Rewrite small files into larger ones (a new table version, same rows)."""
         with self._writer_lock():
@@ -806,6 +935,7 @@ class FeatureGroup:
             files_added=int(metrics.get("numFilesAdded", 0)),
         )
 
+    @_boundary
     def vacuum(
         self,
         retention: timedelta = _DEFAULT_RETENTION,
@@ -827,11 +957,12 @@ class FeatureGroup:
             raise DefinitionError(
                 f"retention={retention!r} must be a non-negative datetime.timedelta"
             )
-        pins = dict(self._pins()) if self._pins is not None else {}
-        keep = sorted(pins) if not force else []
         # deltalake takes whole hours: round up, so no file younger than asked is deleted
         hours = math.ceil(retention.total_seconds() / 3600)
         with self._writer_lock():
+            # read under the lock: a pin written under writers_held is seen, or comes after
+            pins = dict(self._pins()) if self._pins is not None else {}
+            keep = sorted(pins) if not force else []
             table = self._table()
             would = table.vacuum(
                 retention_hours=hours,
@@ -865,6 +996,23 @@ class FeatureGroup:
         )
 
 
+@contextlib.contextmanager
+def writers_held(groups: Sequence[FeatureGroup]) -> Iterator[None]:
+    """Hold the writer lock of each group (each table once, in path order).
+
+    While held, no insert, compaction or vacuum of these groups runs: what is read and
+    written meanwhile (e.g. the table versions a training dataset pins, and its pin)
+    is one consistent step for them.
+    """
+    with contextlib.ExitStack() as stack:
+        seen: dict[Path, FeatureGroup] = {}
+        for group in groups:
+            seen.setdefault(group.path.resolve(), group)
+        for _, group in sorted(seen.items()):
+            stack.enter_context(group._writer_lock())
+        yield
+
+
 def _fingerprint(paths: Sequence[str]) -> str:
     """A digest of data file names in read order (names only, so a copied lake matches)."""
     names = "\n".join(path.rsplit("/", 1)[-1] for path in paths)
@@ -892,18 +1040,42 @@ def _rows_of(entry: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _batch_ranges(batch: pl.DataFrame, columns: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+@dataclass(frozen=True)
+class _Range:
+    """A batch's range of one key column, as integers (microseconds, days or the value).
+
+    Integers, not Python dates: every value Polars stores has one (year 0 or 10000 has
+    no ``datetime``), and an integer cannot be mis-formatted in a merge predicate.
+    """
+
+    kind: str
+    low: int
+    high: int
+
+
+def _as_integer(expr: pl.Expr, kind: str) -> pl.Expr:
+    """A range column as integers: datetimes in microseconds, dates in days."""
+    if kind == "datetime":
+        return expr.dt.epoch("us")
+    if kind == "date":
+        return expr.dt.epoch("d").cast(pl.Int64)
+    return expr.cast(pl.Int64)
+
+
+def _batch_ranges(
+    batch: pl.DataFrame, schema: Mapping[str, str], columns: Sequence[str]
+) -> dict[str, _Range]:
     if not columns:
         return {}
     row = batch.select(
-        [pl.col(c).min().alias(f"{c}\x00min") for c in columns]
-        + [pl.col(c).max().alias(f"{c}\x00max") for c in columns]
+        [_as_integer(pl.col(c), schema[c]).min().alias(f"{c}\x00min") for c in columns]
+        + [_as_integer(pl.col(c), schema[c]).max().alias(f"{c}\x00max") for c in columns]
     ).row(0)
     n = len(columns)
-    return {c: (row[i], row[n + i]) for i, c in enumerate(columns)}
+    return {c: _Range(schema[c], int(row[i]), int(row[n + i])) for i, c in enumerate(columns)}
 
 
-def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, tuple[Any, Any]]) -> bool:
+def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, _Range]) -> bool:
     """True when no stored row can share a key with the batch, judged from file statistics.
 
     A row overlaps only if all its key columns are equal, so a file is out of reach when
@@ -917,26 +1089,28 @@ def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, tuple[Any, Any]]) ->
     in_reach = files.filter(~_disjoint(files, ranges, slack=_STATS_SLACK))
     if in_reach.height == 0:
         return True
-    times = [c for c, (lo, _) in ranges.items() if isinstance(lo, datetime)]
+    times = [c for c, r in ranges.items() if r.kind == "datetime"]
     if not times or in_reach.height > _MAX_FOOTERS:
         return False
     exact = in_reach.with_columns(_footer_ranges(table, in_reach["path"], times))
     return bool(exact.select(_disjoint(exact, ranges, slack=timedelta(0)).all()).item())
 
 
-def _disjoint(
-    files: pl.DataFrame, ranges: Mapping[str, tuple[Any, Any]], *, slack: timedelta
-) -> pl.Expr:
+def _disjoint(files: pl.DataFrame, ranges: Mapping[str, _Range], *, slack: timedelta) -> pl.Expr:
     """Per file: whether some key column's batch range lies outside the file's range."""
     outside = []
-    for column, (lo, hi) in ranges.items():
+    for column, r in ranges.items():
         low, high = f"min.{column}", f"max.{column}"
         if low not in files.columns or high not in files.columns:
             continue
-        stored_lo, stored_hi = pl.col(low), pl.col(high)
-        if isinstance(lo, datetime):
-            stored_lo, stored_hi = stored_lo - slack, stored_hi + slack
-        outside.append(((pl.lit(hi) < stored_lo) | (pl.lit(lo) > stored_hi)).fill_null(False))
+        stored_lo = _as_integer(pl.col(low), r.kind)
+        stored_hi = _as_integer(pl.col(high), r.kind)
+        if r.kind == "datetime":
+            widen = slack // timedelta(microseconds=1)
+            stored_lo, stored_hi = stored_lo - widen, stored_hi + widen
+        outside.append(
+            ((pl.lit(r.high) < stored_lo) | (pl.lit(r.low) > stored_hi)).fill_null(False)
+        )
     return pl.any_horizontal(outside) if outside else pl.repeat(False, pl.len())
 
 
@@ -947,18 +1121,24 @@ def _footer_ranges(table: DeltaTable, paths: pl.Series, columns: Sequence[str]) 
     highs: dict[str, list[Any]] = {c: [] for c in columns}
     for path in paths:
         metadata = pq.ParquetFile(root / unquote(path)).metadata
-        names = metadata.schema.to_arrow_schema().names
+        arrow = metadata.schema.to_arrow_schema()
         for column in columns:
             stats = [
-                metadata.row_group(g).column(names.index(column)).statistics
+                metadata.row_group(g).column(arrow.names.index(column)).statistics
                 for g in range(metadata.num_row_groups)
             ]
-            known = all(s is not None and s.has_min_max for s in stats) and bool(stats)
-            lows[column].append(min(s.min for s in stats) if known else None)
-            highs[column].append(max(s.max for s in stats) if known else None)
+            # raw integers (microseconds), which every stored time has, unlike datetime
+            field = arrow.field(column).type
+            known = (
+                bool(stats)
+                and all(s is not None and s.has_min_max for s in stats)
+                and getattr(field, "unit", None) == "us"
+            )
+            lows[column].append(min(s.min_raw for s in stats) if known else None)
+            highs[column].append(max(s.max_raw for s in stats) if known else None)
     return [
-        *(pl.Series(f"min.{c}", lows[c], dtype=DATETIME) for c in columns),
-        *(pl.Series(f"max.{c}", highs[c], dtype=DATETIME) for c in columns),
+        *(pl.Series(f"min.{c}", lows[c], dtype=pl.Int64).cast(DATETIME) for c in columns),
+        *(pl.Series(f"max.{c}", highs[c], dtype=pl.Int64).cast(DATETIME) for c in columns),
     ]
 
 
@@ -966,13 +1146,14 @@ def _quote(column: str) -> str:
     return f"`{column}`"
 
 
-def _literal(value: Any) -> str:
-    if isinstance(value, datetime):
-        text = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return f"'{text}'"
-    if hasattr(value, "isoformat"):
-        return f"'{value.isoformat()}'"
-    return repr(int(value))
+def _literal(kind: str, value: int) -> str:
+    """A merge predicate literal of a range bound: an integer, cast in the predicate."""
+    number = int(value)
+    if kind == "datetime":
+        return f"arrow_cast({number}, 'Timestamp(Microsecond, Some(\"UTC\"))')"
+    if kind == "date":
+        return f"arrow_cast({number}, 'Date32')"
+    return str(number)
 
 
 def _height(df: object) -> int | None:

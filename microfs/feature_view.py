@@ -20,7 +20,7 @@ ISO 8601 strings (:func:`microfs.schema.aware_utc`); frames are Polars, pandas o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -32,8 +32,11 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from microfs._frame_plan import FramePlanner
-from microfs.errors import DefinitionError, NotFittedError, NotFoundError
-from microfs.feature_group import FeatureGroup
+from microfs.arguments import frame as as_frame
+from microfs.arguments import integer, mapping
+from microfs.arguments import path as as_path
+from microfs.errors import DefinitionError, LakeError, NotFittedError, NotFoundError
+from microfs.feature_group import FeatureGroup, writers_held
 from microfs.online import OnlineStore
 from microfs.progress import Progress, track
 from microfs.registry import PARAMS, Registry
@@ -262,6 +265,7 @@ class FeatureView:
         >>> fv.training_frame(engine="daft").write_parquet("frame/")  # doctest: +SKIP
         """
         planner = self._planner
+        _check_versions(table_versions)
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
@@ -313,6 +317,8 @@ class FeatureView:
         >>> fv.write_training_frame("train.parquet", window=timedelta(days=30))  # doctest: +SKIP
         1000000
         """
+        target = as_path(path, what="path")
+        _check_versions(table_versions)
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
         planner = self._planner
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
@@ -325,7 +331,6 @@ class FeatureView:
                 )
             )
         edges = planner.windows(start, end, window, versions)
-        target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         schema = planner.plan(start, end, versions).collect_schema()
@@ -357,7 +362,7 @@ class FeatureView:
 
     def fit(self, frame: pl.LazyFrame | pl.DataFrame) -> FittedParams:
         """Fit the view's transformations on the given training rows and store them."""
-        fitted = fit_transforms(frame.lazy(), self.definition.transforms)
+        fitted = fit_transforms(as_frame(frame, what="frame"), self.definition.transforms)
         self._store_params(fitted)
         return fitted
 
@@ -376,7 +381,9 @@ class FeatureView:
         Raises:
             NotFittedError: no parameters were fitted yet (and the view has transforms).
         """
-        record = self._registry.get_record("feature_views", self.name, self.version, PARAMS)
+        record = self._registry.load_record(
+            "feature_views", self.name, self.version, PARAMS, _params_of
+        )
         if record is None:
             if not self.definition.transforms:
                 return fit_transforms(pl.LazyFrame(), ())
@@ -385,7 +392,7 @@ class FeatureView:
                 "get_training_data(compute_params=True), train_test_split() or "
                 "create_training_dataset() first"
             )
-        return FittedParams.from_dict(record["params"])
+        return record
 
     @property
     def columns(self) -> list[str]:
@@ -394,8 +401,11 @@ class FeatureView:
 
     def transform(self, frame: pl.LazyFrame, params: FittedParams | None = None) -> pl.LazyFrame:
         """Apply the view's fitted transformations to a frame holding its feature columns."""
+        rows = as_frame(frame, what="frame")
+        if params is not None and not isinstance(params, FittedParams):
+            raise DefinitionError(f"params must be FittedParams or None, got {params!r}")
         fitted = params if params is not None else self.params()
-        return apply_transforms(frame, self._feature_columns, fitted)
+        return apply_transforms(rows, self._feature_columns, fitted)
 
     def _xy(self, frame: pl.DataFrame, fitted: FittedParams) -> tuple[pl.DataFrame, pl.Series]:
         out = _collect(apply_transforms(frame.lazy(), self._feature_columns, fitted))
@@ -418,7 +428,7 @@ class FeatureView:
             compute_params: fit the transformations on these rows and store the
                 parameters; otherwise use the stored ones.
         """
-        frame = _collect(self.training_frame(start=start, end=end))
+        frame = _read(lambda: self.training_frame(start=start, end=end))
         fitted = self.fit(frame) if compute_params else self.params()
         return self._xy(frame, fitted)
 
@@ -437,7 +447,8 @@ class FeatureView:
         (rows with the same event time stay on one side); ``"random"`` draws the test
         rows with ``seed``. Both parts keep ``training_frame()`` order.
         """
-        frame = _collect(self.training_frame(start=start, end=end))
+        _check_split(test_size, split, seed)
+        frame = _read(lambda: self.training_frame(start=start, end=end))
         train, test = _split(frame, self._time, test_size, split, seed)
         fitted = self.fit(train)
         X_train, y_train = self._xy(train, fitted)
@@ -461,21 +472,40 @@ class FeatureView:
         too, so online vectors match the model trained on it). ``progress=True`` draws a
         bar over the steps (join, split, fit, record); a callable gets each step.
         """
+        if test_size is not None:
+            _check_split(test_size, split, seed)
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
+        groups = [self._label, *self._groups]
         with track(progress, task=f"{self.name}: training dataset", total=4) as step:
-            versions = self.table_versions()
-            frame = _collect(self.training_frame(start=start, end=end, table_versions=versions))
-            step("joined")
-            train, test = (
-                (frame, frame.clear())
-                if test_size is None
-                else _split(frame, self._time, test_size, split, seed)
-            )
-            step("split")
-            fitted = fit_transforms(train.lazy(), self.definition.transforms)
-            step("fitted")
-            number = self._record(versions, start, end, test_size, split, seed, fitted, train, test)
-            step("recorded")
+            # The versions read are pinned before a vacuum can remove them: no vacuum of
+            # these groups runs while they are resolved and the pin is written (vacuum reads
+            # pins under the same lock), and every later vacuum sees the pin.
+            with writers_held(groups):
+                versions = self.table_versions()
+                pin = self._registry.add_pin(
+                    self.name,
+                    self.version,
+                    [PinnedGroup(g.name, g.version, versions[g.name]) for g in groups],
+                )
+            try:
+                frame = _read(
+                    lambda: self.training_frame(start=start, end=end, table_versions=versions)
+                )
+                step("joined")
+                train, test = (
+                    (frame, frame.clear())
+                    if test_size is None
+                    else _split(frame, self._time, test_size, split, seed)
+                )
+                step("split")
+                fitted = fit_transforms(train.lazy(), self.definition.transforms)
+                step("fitted")
+                number = self._record(
+                    versions, start, end, test_size, split, seed, fitted, train, test
+                )
+                step("recorded")
+            finally:
+                self._registry.remove_pin(pin)
         return number
 
     def _record(
@@ -528,8 +558,8 @@ class FeatureView:
             built = daft_engine.frame(spec)
             frame = daft_engine.collect(built, daft_engine.expected_schema(spec))
         else:
-            frame = _collect(
-                self.training_frame(
+            frame = _read(
+                lambda: self.training_frame(
                     start=record.start, end=record.end, table_versions=record.table_versions
                 )
             )
@@ -645,6 +675,9 @@ class FeatureView:
             strict: raise :class:`NotFoundError` for an entity the store has never seen,
                 instead of giving nulls.
         """
+        mapping(entity, what="entity", example="{'user_id': 42}")
+        if passed_features is not None:
+            mapping(passed_features, what="passed_features", example="{'age': 31}")
         return self._vector_server().vector(
             entity, passed_features=passed_features, return_type=return_type, strict=strict
         )
@@ -699,6 +732,53 @@ def _daft_engine(engine: str) -> ModuleType | None:
     from microfs import daft_engine
 
     return daft_engine
+
+
+def _check_versions(table_versions: object) -> None:
+    if table_versions is not None:
+        mapping(table_versions, what="table_versions", example="{'user_profile': 3}")
+
+
+def _check_split(test_size: object, split: object, seed: object) -> None:
+    """The split options' checks, made before anything is read or written."""
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, (int, float))
+        or not (0 < test_size < 1)
+    ):
+        raise DefinitionError(f"test_size must be a fraction between 0 and 1, got {test_size!r}")
+    if not isinstance(split, str) or split not in ("time", "random"):
+        raise DefinitionError(f"split must be 'time' or 'random', got {split!r}")
+    seed = integer(seed, what="seed")
+    if seed < 0:
+        raise DefinitionError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _params_of(record: Mapping[str, Any]) -> FittedParams:
+    return FittedParams.from_dict(record["params"])
+
+
+_READ_ATTEMPTS = 3
+
+
+def _read(plan: Callable[[], pl.LazyFrame]) -> pl.DataFrame:
+    """Collect a plan over the groups' files, planned again if a vacuum removed a file.
+
+    Planning resolves table versions afresh (the latest ones, where none are pinned) and
+    checks each version's files, so a version whose files are gone raises NotFoundError
+    there; a file that vanishes between planning and reading is retried, and never
+    surfaces as a raw FileNotFoundError.
+    """
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return _collect(plan())
+        except OSError as exc:
+            if attempt == _READ_ATTEMPTS - 1:
+                raise LakeError(
+                    f"a file of the feature groups could not be read {_READ_ATTEMPTS} times "
+                    f"({type(exc).__name__}: {exc}); another process may be vacuuming, retry"
+                ) from exc
+    raise AssertionError("unreachable")
 
 
 def _collect(frame: pl.LazyFrame) -> pl.DataFrame:

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from microfs.arguments import column_names, mapping
 from microfs.errors import DefinitionError
 from microfs.schema import check_name, check_version, normalize_schema, polars_dtype
 
@@ -60,9 +61,9 @@ class FeatureGroupDefinition:
         check_name(name, what="feature group name")
         check_version(version)
         canonical = normalize_schema(schema)
-        if isinstance(primary_keys, str):
-            primary_keys = [primary_keys]
-        keys = tuple(primary_keys)
+        if event_time is not None and not isinstance(event_time, str):
+            raise DefinitionError(f"event_time must be a column name or None, got {event_time!r}")
+        keys = column_names(primary_keys, what="primary_keys")
         if not keys:
             raise DefinitionError(
                 f"feature group {name!r} needs at least one primary key column, e.g. "
@@ -85,15 +86,25 @@ class FeatureGroupDefinition:
                 )
         online: tuple[str, ...] | None = None
         if online_keys is not None:
-            if isinstance(online_keys, str):
-                online_keys = [online_keys]
-            online = tuple(online_keys)
+            online = column_names(online_keys, what="online_keys")
             _check_columns(name, "online key", online, canonical)
             if not online:
                 raise DefinitionError(
                     "online_keys is empty; give the key columns to serve by, or None"
                 )
-        descriptions = dict(feature_descriptions or {})
+        if not isinstance(description, str):
+            raise DefinitionError(f"description must be a string, got {description!r}")
+        descriptions = dict(
+            mapping(
+                {} if feature_descriptions is None else feature_descriptions,
+                what="feature_descriptions",
+                example="{'age': 'years since birth'}",
+            )
+        )
+        if not all(isinstance(text, str) for text in descriptions.values()):
+            raise DefinitionError(
+                f"feature_descriptions must map column names to strings, got {descriptions!r}"
+            )
         _check_columns(name, "described feature", list(descriptions), canonical)
         return cls(
             name=name,

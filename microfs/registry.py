@@ -13,33 +13,42 @@ Every file is written once and never changed: to a temporary file first, then li
 into place, which fails if the target exists. So two processes creating the same
 definition at once cannot leave a half-written file: one wins, and the other gets the
 same definition back (if identical) or :class:`AlreadyExistsError`.
+
+A file that cannot be read as what it should be (truncated, empty, not a JSON object,
+missing fields, a ``"name"`` other than its folder's) raises :class:`LakeError` naming
+it. Listing skips folders that are not valid entries (``.ipynb_checkpoints``,
+``Old Copy``) and :meth:`Registry.problems` reports them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from microfs.errors import AlreadyExistsError, NotFoundError
+from microfs.errors import AlreadyExistsError, InvalidNameError, LakeError, NotFoundError
 from microfs.schema import check_name, check_version
-from microfs.view_definition import TrainingDatasetRecord
+from microfs.view_definition import PinnedGroup, TrainingDatasetRecord
 
-__all__ = ["PARAMS", "Kind", "Registry"]
+__all__ = ["PARAMS", "Kind", "Registry", "parsed"]
 
 PARAMS = "params"
 TRAINING_DATASETS = "training_datasets"
+PINS = "pins"
 
 Kind = Literal["feature_groups", "feature_views"]
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.json$")
 _NUMBERED_FILE = re.compile(r"^([1-9][0-9]*)\.json$")
 _LABELS = {"feature_groups": "feature group", "feature_views": "feature view"}
 APPENDED = "appended"
+_T = TypeVar("_T")
 
 
 class Registry:
@@ -93,7 +102,7 @@ class Registry:
             )
         if version is None:
             version = versions[-1]
-        if version not in versions:
+        if isinstance(version, bool) or not isinstance(version, int) or version not in versions:
             raise NotFoundError(
                 f"{label} {name!r} has no version {version!r}; existing versions: "
                 f"{', '.join(map(str, versions))} (in the lake {str(self.root)!r})"
@@ -156,6 +165,30 @@ class Registry:
             out.append({c: features[c] for c in data.get("column_order") or features})
         return out
 
+    def load(
+        self,
+        kind: Kind,
+        name: str,
+        version: int | None,
+        parse: Callable[[dict[str, Any]], _T],
+    ) -> _T:
+        """The stored definition of ``name`` at ``version``, read by ``parse``.
+
+        A file ``parse`` cannot read raises :class:`LakeError` naming it.
+        """
+        check_name(name)
+        if version is None:
+            version = (self.versions(kind, name) or [1])[-1]
+        data = self.get(kind, name, version)
+        path = self._definition_path(kind, name, version)
+        if data.get("name") != name or data.get("version") != version:
+            raise LakeError(
+                f"{path}: the definition says name={data.get('name')!r}, "
+                f"version={data.get('version')!r}, but its place in the lake says {name!r} "
+                f"version {version}; restore the file or move it where it belongs"
+            )
+        return parsed(path, data, parse)
+
     def versions(self, kind: Kind, name: str) -> list[int]:
         """Sorted versions of one definition (empty when it does not exist)."""
         folder = self.root / kind / check_name(name)
@@ -170,8 +203,30 @@ class Registry:
         if not folder.is_dir():
             return []
         return sorted(
-            p.name for p in folder.iterdir() if p.is_dir() and self.versions(kind, p.name)
+            p.name
+            for p in folder.iterdir()
+            if p.is_dir() and _valid_name(p.name) and self.versions(kind, p.name)
         )
+
+    def problems(self, kind: Kind) -> list[str]:
+        """What listing ``kind`` skipped, one line each: entries that are not valid.
+
+        Folders whose name is not a valid name (``.ipynb_checkpoints``, ``Old Copy``) and
+        files where a folder belongs; a definition file that cannot be read is reported
+        when it is read.
+        """
+        folder = self.root / kind
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") and path.is_file():
+                continue  # lock and order files of the groups' tables
+            if not path.is_dir():
+                found.append(f"{path}: a file where a {_LABELS[kind]} folder belongs; skipped")
+            elif not _valid_name(path.name):
+                found.append(f"{path}: not a valid {_LABELS[kind]} name; skipped")
+        return found
 
     # -- numbered records (fitted parameters, training datasets) -------------------------
 
@@ -196,9 +251,31 @@ class Registry:
             return None
         if number is None:
             number = numbers[-1]
-        if number not in numbers:
+        if isinstance(number, bool) or not isinstance(number, int) or number not in numbers:
             return None
         return _read(self.folder(kind, name, version) / collection / f"{number}.json")
+
+    def load_record(
+        self,
+        kind: Kind,
+        name: str,
+        version: int,
+        collection: str,
+        parse: Callable[[dict[str, Any]], _T],
+        number: int | None = None,
+    ) -> _T | None:
+        """Like :meth:`get_record`, read by ``parse`` (a LakeError naming a damaged file)."""
+        numbers = self.records(kind, name, version, collection)
+        if not numbers:
+            return None
+        number = numbers[-1] if number is None else number
+        if isinstance(number, bool) or not isinstance(number, int):
+            return None
+        data = self.get_record(kind, name, version, collection, number)
+        if data is None:
+            return None
+        path = self.folder(kind, name, version) / collection / f"{number}.json"
+        return parsed(path, data, parse)
 
     # -- training datasets -----------------------------------------------------------------
 
@@ -210,8 +287,14 @@ class Registry:
         self, view: str, version: int, number: int
     ) -> TrainingDatasetRecord | None:
         """Training dataset ``number`` of view ``view`` v``version``, or None."""
-        data = self.get_record("feature_views", view, version, TRAINING_DATASETS, number)
-        return None if data is None else TrainingDatasetRecord.from_dict(data)
+        return self.load_record(
+            "feature_views",
+            view,
+            version,
+            TRAINING_DATASETS,
+            TrainingDatasetRecord.from_dict,
+            number,
+        )
 
     def training_datasets(self, view: str, version: int) -> list[int]:
         """Numbers of the training datasets recorded for view ``view`` v``version``."""
@@ -227,6 +310,17 @@ class Registry:
         pins: dict[int, list[str]] = {}
         for view in self.names("feature_views"):
             for view_version in self.versions("feature_views", view):
+                # pins first: a creator removes its pin only after writing its record
+                pin_folder = self.folder("feature_views", view, view_version) / PINS
+                for pin in sorted(pin_folder.glob("*.json")) if pin_folder.is_dir() else []:
+                    if pin.name.startswith("."):
+                        continue  # a pin being written (see _write_once)
+                    with contextlib.suppress(FileNotFoundError):  # its creator is done
+                        for pinned in parsed(pin, _read(pin), _pinned_groups):
+                            if pinned.name == group and pinned.version == version:
+                                pins.setdefault(pinned.table_version, []).append(
+                                    f"{view} v{view_version} training dataset being created ({pin})"
+                                )
                 for number in self.training_datasets(view, view_version):
                     record = self.training_dataset(view, view_version, number)
                     if record is None:
@@ -237,6 +331,29 @@ class Registry:
                                 f"{view} v{view_version} training dataset {number}"
                             )
         return pins
+
+    def add_pin(self, view: str, version: int, groups: Sequence[PinnedGroup]) -> Path:
+        """Durably note table versions a training dataset being created will read.
+
+        Vacuum keeps what pins and training dataset records name; the creator removes
+        its pin (:meth:`remove_pin`) once the record is written. A pin left by a process
+        that died stays until removed by hand, keeping files rather than losing them.
+        """
+        folder = self.folder("feature_views", view, version) / PINS
+        payload = {
+            "feature_groups": [
+                {"name": g.name, "version": g.version, "table_version": g.table_version}
+                for g in groups
+            ]
+        }
+        while True:
+            path = folder / f"{uuid.uuid4().hex}.json"
+            if _write_once(path, payload):
+                return path
+
+    def remove_pin(self, path: Path) -> None:
+        """Remove a pin written by :meth:`add_pin`."""
+        path.unlink(missing_ok=True)
 
     def records(self, kind: Kind, name: str, version: int, collection: str) -> list[int]:
         """Sorted numbers stored in ``collection``."""
@@ -253,10 +370,58 @@ def _normalise(payload: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def parsed(path: Path, data: dict[str, Any], parse: Callable[[dict[str, Any]], _T]) -> _T:
+    """``parse(data)``, where ``data`` was read from ``path``; a LakeError naming it if that fails.
+
+    Whatever ``parse`` raises means the stored file is not what MicroFS wrote there.
+    """
+    try:
+        return parse(data)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as exc:
+        raise LakeError(
+            f"{path}: damaged or not written by MicroFS ({type(exc).__name__}: "
+            f"{_first_line(exc)}); restore it from a copy of the lake"
+        ) from exc
+
+
 def _read(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        data: dict[str, Any] = json.load(handle)
+    """A stored JSON object; :class:`LakeError` naming ``path`` if it is anything else."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LakeError(f"{path}: not UTF-8 text ({exc.reason}); restore it") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        what = "empty" if not text.strip() else f"not valid JSON ({_first_line(exc)})"
+        raise LakeError(f"{path}: {what}; the file is damaged, restore it") from exc
+    if not isinstance(data, dict):
+        raise LakeError(
+            f"{path}: holds a JSON {type(data).__name__}, not the object MicroFS writes; restore it"
+        )
     return data
+
+
+def _pinned_groups(data: Mapping[str, Any]) -> list[PinnedGroup]:
+    return [
+        PinnedGroup(str(g["name"]), int(g["version"]), int(g["table_version"]))
+        for g in data["feature_groups"]
+    ]
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        check_name(name)
+    except InvalidNameError:
+        return False
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _write_once(path: Path, data: Mapping[str, Any]) -> bool:

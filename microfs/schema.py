@@ -289,6 +289,12 @@ def normalize_schema(schema: SchemaLike) -> dict[str, str]:
                 f"column name {column!r} contains a backtick, which Delta merge predicates "
                 "cannot quote; rename the column without it"
             )
+        if any(ord(c) < 32 or ord(c) == 127 for c in column) or column != column.strip():
+            raise SchemaError(
+                f"column name {column!r} contains a control character (such as NUL or a "
+                "newline) or leading/trailing space, which Delta tables cannot store; "
+                "rename the column"
+            )
         out[column] = canonical_type(spelled, column=column)
     return out
 
@@ -434,6 +440,12 @@ def _cast_column(series: pl.Series, canonical: str) -> pl.Series:
         return series.cast(pl.String)
     if series.dtype == pl.Null:
         return series.cast(target)
+    if not _castable(series.dtype, target):
+        raise SchemaError(
+            f"column {name!r} of type {series.dtype} cannot be stored as {canonical} without "
+            f"loss; convert it to {canonical} yourself first, or declare the column's type to "
+            "match"
+        )
     if series.dtype == pl.String and (target.is_numeric() or target == pl.Boolean):
         sample = series.drop_nulls().head(1).to_list()
         shown = f" ({sample[0]!r})" if sample else ""
@@ -464,6 +476,22 @@ def _cast_column(series: pl.Series, canonical: str) -> pl.Series:
                 f"round or convert the column to {canonical} first"
             )
     return cast
+
+
+def _castable(source: pl.DataType, target: pl.DataType) -> bool:
+    """Whether values of ``source`` may be cast to ``target`` (values then checked for loss).
+
+    Numbers go to numbers (each value checked), whole numbers and booleans to text; no
+    other kind changes: a struct, list, duration, date or binary value is never turned
+    into text or a number, a date into an integer, nor a time into a date.
+    """
+    if source == pl.String:
+        return True  # text into numbers is refused with its own message below
+    if target == pl.String:
+        return source.is_integer() or source == pl.Boolean
+    if target.is_numeric():
+        return source.is_numeric() or source == pl.Boolean
+    return False
 
 
 def _cast_datetime(series: pl.Series) -> pl.Series:

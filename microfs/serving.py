@@ -148,6 +148,10 @@ class VectorServer:
         strict: bool = False,
     ) -> Any:
         """The transformed vector for one entity, in ``X``'s column order."""
+        if type(return_type) is not str:  # before comparing: a frame compares by element
+            raise DefinitionError(
+                f"return_type must be a string such as 'list', got {return_type!r}"
+            )
         values = self._row(self.raw(entity, passed_features, strict=strict))
         if return_type == "list":
             return values

@@ -59,9 +59,14 @@ class FeatureStore:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = False) -> None:
         if path is None:
             path = os.environ.get(LAKE_ENV) or DEFAULT_LAKE
+        if not isinstance(path, (str, os.PathLike)):
+            raise DefinitionError(f"the lake path must be a str or pathlib.Path, got {path!r}")
         self.root = Path(path)
         if self.root.exists() and not self.root.is_dir():
-            raise NotFoundError(f"the lake {str(self.root)!r} is a file, not a folder")
+            raise DefinitionError(
+                f"the lake {str(self.root)!r} is a file, not a folder; give a folder (it is "
+                "created if missing)"
+            )
         if not create and self.root.is_dir() and not is_lake(self.root):
             held = sorted(p.name for p in self.root.iterdir())
             if held:
@@ -168,8 +173,10 @@ class FeatureStore:
 
     def get_feature_group(self, name: str, version: int | None = None) -> FeatureGroup:
         """A feature group: the latest version, or ``version``."""
-        data = self.registry.get("feature_groups", name, version)
-        return self._group(self._with_appended(FeatureGroupDefinition.from_dict(data)))
+        definition = self.registry.load(
+            "feature_groups", name, version, FeatureGroupDefinition.from_dict
+        )
+        return self._group(self._with_appended(definition))
 
     def get_or_create_feature_group(self, name: str, **kwargs: Any) -> FeatureGroup:
         """The group ``name`` at ``version`` (default 1) if it exists, else create it.
@@ -178,7 +185,7 @@ class FeatureStore:
         given must equal the stored one: a difference raises :class:`AlreadyExistsError`
         naming each (create another version to change them).
         """
-        version = kwargs.get("version", 1)
+        version = check_version(kwargs.get("version", 1))
         if version in self.registry.versions("feature_groups", name):
             return self._matching_group(name, version, kwargs)
         return self.create_feature_group(name, **kwargs)
@@ -419,8 +426,10 @@ class FeatureStore:
 
     def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
         """A feature view: the latest version, or ``version``."""
-        data = self.registry.get("feature_views", name, version)
-        return self._view(FeatureViewDefinition.from_dict(data))
+        definition = self.registry.load(
+            "feature_views", name, version, FeatureViewDefinition.from_dict
+        )
+        return self._view(definition)
 
     def _view(self, definition: FeatureViewDefinition) -> FeatureView:
         return FeatureView(
@@ -432,8 +441,10 @@ class FeatureStore:
         )
 
     def _group_definition(self, name: str, version: int | None) -> FeatureGroupDefinition:
-        data = self.registry.get("feature_groups", name, version)
-        return self._with_appended(FeatureGroupDefinition.from_dict(data))
+        definition = self.registry.load(
+            "feature_groups", name, version, FeatureGroupDefinition.from_dict
+        )
+        return self._with_appended(definition)
 
     def list_feature_views(self) -> list[str]:
         """Names of the feature views in the lake, sorted."""

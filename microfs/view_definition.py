@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from microfs.arguments import column_names
 from microfs.errors import DefinitionError
 from microfs.group_definition import FeatureGroupDefinition
 from microfs.schema import aware_utc, check_name, check_version
@@ -135,6 +136,8 @@ class FeatureViewDefinition:
         """
         check_name(name, what="feature view name")
         check_version(version)
+        if not isinstance(label_col, str):
+            raise DefinitionError(f"label_col must be a column name, got {label_col!r}")
         label = groups(label_fg, None)
         if label.event_time is None:
             raise DefinitionError(
@@ -149,6 +152,13 @@ class FeatureViewDefinition:
         taken = {*label.primary_keys, label.event_time, *label.features}
         parsed: list[Join] = []
         joined: list[FeatureGroupDefinition] = []
+        if isinstance(joins, (str, bytes, Mapping)) or not isinstance(joins, Sequence):
+            raise DefinitionError(
+                f"joins must be a list of joins like [{{'fg_name': 'user_profile', 'on': "
+                f"['user_id']}}] (or [] for none), got {joins!r}"
+            )
+        if not isinstance(description, str):
+            raise DefinitionError(f"description must be a string, got {description!r}")
         for number, spec in enumerate(joins):
             join, group = _build_join(groups, label, spec, number)
             joined.append(group)
@@ -295,8 +305,7 @@ def _build_join(
     if "fg_name" not in spec or "on" not in spec:
         raise DefinitionError(f"join #{number} needs 'fg_name' and 'on', got {dict(spec)!r}")
     group = groups(spec["fg_name"], spec.get("fg_version"))
-    on_spec = spec["on"]
-    on = (on_spec,) if isinstance(on_spec, str) else tuple(on_spec)
+    on = column_names(spec["on"], what=f"'on' of the join with {group.name!r}")
     if not on:
         raise DefinitionError(f"join with {group.name!r} has an empty 'on'; name its key columns")
     for column in on:
@@ -324,15 +333,16 @@ def _build_join(
     if spec.get("features") is None:
         features = tuple(c for c in group.features if c not in on)
     else:
-        requested = spec["features"]
-        features = (requested,) if isinstance(requested, str) else tuple(requested)
+        features = column_names(
+            spec["features"], what=f"'features' of the join with {group.name!r}", example="['age']"
+        )
         for feature in features:
             if feature not in group.features:
                 raise DefinitionError(
                     f"feature {feature!r} is not a feature of group {group.name!r}; its "
                     f"features: {', '.join(group.features)}"
                 )
-    prefix = spec.get("prefix") or ""
+    prefix = "" if spec.get("prefix") is None else spec["prefix"]
     if not isinstance(prefix, str):
         raise DefinitionError(f"prefix of the join with {group.name!r} must be a string")
     max_age = spec.get("max_age")

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "microfs.errors": 0,
     "microfs.schema": 1,
     "microfs.progress": 1,
+    "microfs.arguments": 1,
     # definitions, and the pure logic they are made of
     "microfs.transformations": 2,
     "microfs.group_definition": 2,

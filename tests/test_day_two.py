@@ -634,7 +634,7 @@ def test_store_refuses_a_folder_that_is_not_a_lake(tmp_path: Path) -> None:
     mfs.FeatureStore(empty)
     mfs.FeatureStore(tmp_path / "new" / "lake")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(NotFoundError, match="is a file"):
+    with pytest.raises(DefinitionError, match="is a file"):
         mfs.FeatureStore(tmp_path / "file")
 
 
