@@ -23,7 +23,10 @@ from microfs.errors import (
     SchemaError,
     TimestampError,
     VacuumError,
+    ValidationError,
+    ValidationWarning,
 )
+from microfs.expectations import Expectation, ValidationReport
 from microfs.feature_group import (
     Commit,
     CompactResult,
@@ -46,6 +49,7 @@ __all__ = [
     "CompactResult",
     "DefinitionError",
     "DuplicateKeyError",
+    "Expectation",
     "FeatureGroup",
     "FeatureGroupDefinition",
     "FeatureStore",
@@ -66,5 +70,8 @@ __all__ = [
     "Transform",
     "VacuumError",
     "VacuumResult",
+    "ValidationError",
+    "ValidationReport",
+    "ValidationWarning",
     "__version__",
 ]

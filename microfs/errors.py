@@ -15,10 +15,16 @@ The tree::
     ├── DuplicateKeyError         two rows of one batch with the same key and event time
     ├── NotFittedError            transformation parameters were asked for before fitting
     ├── CommitConflictError       a concurrent commit that could not be retried
-    └── VacuumError               a vacuum that would break recorded training datasets
+    ├── VacuumError               a vacuum that would break recorded training datasets
+    └── ValidationError           a batch that fails its group's expectations (strict policy)
+
+And one warning, :class:`ValidationWarning` (a ``UserWarning``): a batch that failed its
+group's expectations and was written anyway (the ``warn`` policy).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AlreadyExistsError",
@@ -32,6 +38,8 @@ __all__ = [
     "SchemaError",
     "TimestampError",
     "VacuumError",
+    "ValidationError",
+    "ValidationWarning",
 ]
 
 
@@ -77,3 +85,20 @@ class CommitConflictError(MicroFSError):
 
 class VacuumError(MicroFSError):
     """A vacuum that would delete files recorded training datasets still need."""
+
+
+class ValidationError(MicroFSError, ValueError):
+    """A batch that fails its feature group's expectations; nothing was written.
+
+    Attributes:
+        report: the :class:`microfs.ValidationReport` of the batch: per expectation, how
+            many rows fail and up to five sample values.
+    """
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ValidationWarning(UserWarning):
+    """A batch that failed its feature group's expectations and was written anyway."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from microfs.errors import DefinitionError
+from microfs.expectations import Policy
 from microfs.feature_group import FeatureGroup, FeatureGroupDefinition, InsertResult
 from microfs.registry import Registry
 from microfs.schema import check_name
@@ -75,11 +76,22 @@ class FeatureStore:
         version: int = 1,
         description: str = "",
         feature_descriptions: Mapping[str, str] | None = None,
+        expectations: Sequence[Mapping[str, Any]] | None = None,
+        validation: Policy = "strict",
+        statistics: bool = True,
     ) -> FeatureGroup:
         """Create a feature group version (its definition and its empty Delta table).
 
         Creating a name and version that exist raises :class:`AlreadyExistsError`,
         unless the stored definition is identical, in which case that group is returned.
+
+        ``expectations`` (dicts, see :mod:`microfs.expectations`) are checked on every
+        insert; ``validation`` says what a failing batch does: ``"strict"`` refuses it
+        (:class:`microfs.ValidationError`, nothing written), ``"warn"`` writes it with a
+        :class:`microfs.ValidationWarning`, ``"quarantine"`` writes the passing rows and
+        puts the failing ones in the group's rejects table. Statistics are computed for
+        every table version an insert commits; ``statistics=False`` leaves that to the
+        first :meth:`FeatureGroup.statistics` call for a version.
 
         >>> fg = fs.create_feature_group(  # doctest: +SKIP
         ...     name="user_profile", primary_keys=["user_id"], event_time="timestamp",
@@ -100,6 +112,9 @@ class FeatureStore:
             online_keys=online_keys,
             description=description,
             feature_descriptions=feature_descriptions,
+            expectations=expectations,
+            validation=validation,
+            statistics=statistics,
         )
         stored = self.registry.create("feature_groups", name, version, definition.to_dict())
         group = self._group(FeatureGroupDefinition.from_dict(stored))
