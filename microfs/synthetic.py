@@ -174,21 +174,41 @@ GROUPS: dict[str, dict[str, Any]] = {
         "event_time": "timestamp",
         "online_keys": ["user_id"],
         "description": "User profiles over time: loyalty level, age and country.",
+        "expectations": [
+            {"column": "user_level", "kind": "in_set", "values": list(USER_LEVELS)},
+            {"column": "age", "kind": "between", "min": 0, "max": 120},
+            {"column": "country", "kind": "in_set", "values": list(COUNTRIES)},
+        ],
+        "validation": "strict",
     },
     "item_feature": {
         "primary_keys": ["item_id"],
         "event_time": "timestamp",
         "online_keys": ["item_id"],
         "description": "Item catalogue over time: price (with discounts) and category.",
+        "expectations": [
+            {"column": "price", "kind": "between", "min": 0},
+            {"column": "category", "kind": "in_set", "values": list(CATEGORIES)},
+        ],
+        "validation": "quarantine",
     },
     "user_activity": {
         "primary_keys": ["user_id", "item_id"],
         "event_time": "timestamp",
         "online_keys": ["user_id", "item_id"],
         "description": "User-item sessions: time spent and whether the session converted.",
+        "expectations": [
+            {"column": "duration_sec", "kind": "between", "min": 0},
+            {"column": "conversion", "kind": "in_set", "values": [0, 1]},
+        ],
+        "validation": "strict",
     },
 }
 """Per group, keyword arguments for ``create_feature_group`` other than name and schema.
+
+Every group has expectations that the generated data meets: ``user_profile`` and
+``user_activity`` refuse a failing batch (``strict``), ``item_feature`` quarantines
+failing rows.
 
 Use as ``fs.create_feature_group(name=n, schema=SCHEMAS[n], **GROUPS[n])``; treat as
 read-only.
