@@ -24,9 +24,8 @@ from microfs.errors import (
     TimestampError,
     VacuumError,
     ValidationError,
-    ValidationWarning,
 )
-from microfs.expectations import Expectation, ValidationReport
+from microfs.expectations import Expectation, ValidationReport, ValidationWarning
 from microfs.feature_group import (
     Commit,
     CompactResult,

@@ -18,8 +18,8 @@ The tree::
     ├── VacuumError               a vacuum that would break recorded training datasets
     └── ValidationError           a batch that fails its group's expectations (strict policy)
 
-And one warning, :class:`ValidationWarning` (a ``UserWarning``): a batch that failed its
-group's expectations and was written anyway (the ``warn`` policy).
+(A batch written in spite of failing expectations, under the ``warn`` policy, raises no
+error but a warning: :class:`microfs.ValidationWarning`, a ``UserWarning``.)
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ __all__ = [
     "TimestampError",
     "VacuumError",
     "ValidationError",
-    "ValidationWarning",
 ]
 
 
@@ -98,7 +97,3 @@ class ValidationError(MicroFSError, ValueError):
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
-
-
-class ValidationWarning(UserWarning):
-    """A batch that failed its feature group's expectations and was written anyway."""

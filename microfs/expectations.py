@@ -54,6 +54,7 @@ __all__ = [
     "Kind",
     "Policy",
     "ValidationReport",
+    "ValidationWarning",
     "check_policy",
     "evaluate",
     "parse_expectations",
@@ -98,6 +99,10 @@ _RESULTS_SCHEMA = pl.Schema(
         "sample": pl.List(pl.String()),
     }
 )
+
+
+class ValidationWarning(UserWarning):
+    """A batch that failed its feature group's expectations and was written anyway."""
 
 
 @dataclass(frozen=True)

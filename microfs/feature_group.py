@@ -45,9 +45,8 @@ from microfs.errors import (
     NotFoundError,
     SchemaError,
     ValidationError,
-    ValidationWarning,
 )
-from microfs.expectations import REASON, ValidationReport, evaluate, split
+from microfs.expectations import REASON, ValidationReport, ValidationWarning, evaluate, split
 from microfs.group_definition import FeatureGroupDefinition
 from microfs.pit import order_spine
 from microfs.schema import DATETIME, prepare_batch

@@ -114,7 +114,7 @@ def compute(
         exprs += [
             col.count().alias(f"{i}:count"),
             col.null_count().alias(f"{i}:null_count"),
-            col.approx_n_unique().alias(f"{i}:approx_distinct"),
+            col.drop_nulls().approx_n_unique().alias(f"{i}:approx_distinct"),
         ]
         if column in numeric:
             values = _values(column, schema[column])
