@@ -336,7 +336,10 @@ class ValidationReport:
 
 
 def evaluate(frame: pl.DataFrame, expectations: Sequence[Expectation]) -> ValidationReport:
-    """Check ``frame`` against ``expectations`` in one query; samples in a second if any fail.
+    """Check ``frame`` against ``expectations`` in one query.
+
+    A second query runs only when something fails: it collects the samples, and the rows
+    a ``unique`` expectation fails.
 
     >>> e = parse_expectations([{"column": "x", "kind": "between", "min": 0}], {"x": "int64"})
     >>> evaluate(pl.DataFrame({"x": [1, -2, None, -3]}), e).summary()
@@ -346,23 +349,33 @@ def evaluate(frame: pl.DataFrame, expectations: Sequence[Expectation]) -> Valida
     if not expectations:
         return ValidationReport(True, pl.DataFrame(schema=_RESULTS_SCHEMA), rows)
     fails = [e.failing(rows) for e in expectations]
-    counted = [i for i, e in enumerate(expectations) if e.kind != "row_count_between"]
-    row = (
-        frame.select([fails[i].sum().cast(pl.Int64).alias(f"\x00{i}") for i in counted]).row(0)
-        if counted
-        else ()
-    )
-    found = dict(zip(counted, row, strict=True))
+    # First query: a failing-row count per expectation; for `unique`, the cheaper count of
+    # repeated values (values minus distinct values), which is 0 exactly when it passes.
+    first = {
+        i: (
+            (pl.col(e.column or "").count() - pl.col(e.column or "").drop_nulls().n_unique())
+            if e.kind == "unique"
+            else fails[i].sum()
+        )
+        .cast(pl.Int64)
+        .alias(f"\x00{i}")
+        for i, e in enumerate(expectations)
+        if e.kind != "row_count_between"
+    }
+    row = frame.select(list(first.values())).row(0) if first else ()
+    found = dict(zip(first, row, strict=True))
     # a batch outside its row count range fails as a whole
     counts = [
         found[i] if i in found else rows if _outside(e, rows) else 0
         for i, e in enumerate(expectations)
     ]
-    samples: dict[int, list[str]] = {}
     failing = [i for i, n in enumerate(counts) if n]
     sampled = [i for i in failing if expectations[i].kind not in _WHOLE_BATCH]
+    samples: dict[int, list[str]] = {}
     if sampled:
-        row = frame.select(
+        # Second query, only for a failing batch: samples, and `unique`'s failing rows.
+        recount = [i for i in sampled if expectations[i].kind == "unique"]
+        second = frame.select(
             [
                 pl.col(expectations[i].column or "")
                 .filter(fails[i])
@@ -373,10 +386,11 @@ def evaluate(frame: pl.DataFrame, expectations: Sequence[Expectation]) -> Valida
                 .alias(f"\x00{i}")
                 for i in sampled
             ]
-        ).row(0)
-        samples = {
-            i: [v if v is not None else "null" for v in row[k]] for k, i in enumerate(sampled)
-        }
+            + [fails[i].sum().cast(pl.Int64).alias(f"\x00n{i}") for i in recount]
+        ).row(0, named=True)
+        samples = {i: [v if v is not None else "null" for v in second[f"\x00{i}"]] for i in sampled}
+        for i in recount:
+            counts[i] = second[f"\x00n{i}"]
     results = pl.DataFrame(
         {
             "expectation": [e.name for e in expectations],
