@@ -12,6 +12,12 @@ carries the batch's key ranges, so Delta prunes the files that cannot hold a mat
 
 Writers of one group on one machine take turns through a lock file; a commit that still
 conflicts (another Delta writer) is retried with jittered backoff.
+
+Data quality lives beside the table, in ``<lake>/feature_groups/<name>/v<version>.quality/``:
+``statistics/<table version>.json`` (written once per table version, see
+:mod:`microfs.statistics`) and ``rejects/``, the Delta table of rows the ``quarantine``
+policy refused. Each validated commit records its validation summary in its Delta commit
+metadata (``microfs.validation``).
 """
 
 from __future__ import annotations

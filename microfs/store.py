@@ -26,6 +26,8 @@ This folder is a MicroFS lake: everything a `FeatureStore` knows lives here.
 
 - `feature_groups/<name>/v<version>.json`: a feature group definition (JSON, immutable)
 - `feature_groups/<name>/v<version>/`: its Delta table (readable by any Delta reader)
+- `feature_groups/<name>/v<version>.quality/`: statistics per table version (JSON) and
+  the Delta table of rows its expectations rejected
 - `feature_views/<name>/v<version>.json`: a feature view definition
 - `feature_views/<name>/v<version>/params/`, `training_datasets/`: fitted parameters and
   training dataset metadata, one immutable JSON file each

@@ -6,6 +6,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -723,3 +724,24 @@ def test_report_renders_in_headless_chromium(
     assert png.startswith(b"\x89PNG")
     # a rendered page with charts is not a blank image
     assert len(png) > 20_000
+
+
+def test_quality_benchmark_runs_and_checks_every_engine(tmp_path: Path) -> None:
+    pytest.importorskip("pandera.polars", reason="the bench extra (pandera) is not installed")
+    pytest.importorskip("dataframely", reason="the bench extra (dataframely) is not installed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_quality
+    finally:
+        sys.path.pop(0)
+    clean, bad = bench_quality.make_data(3000, seed=1)
+    results = bench_quality.bench_validation(clean, bad, repeats=1)
+    assert {r["engine"] for r in results} == {
+        "microfs",
+        "pandera (polars)",
+        "dataframely validate",
+        "dataframely filter",
+    }
+    assert len(bench_quality.bench_insert(clean, 1, tmp_path)) == 2
+    read = bench_quality.bench_statistics(clean, 1, tmp_path)
+    assert read[-1]["benchmark"] == "read old version's statistics"
