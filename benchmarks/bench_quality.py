@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -148,14 +149,24 @@ def dataframely_schema() -> Any:
     return Rows
 
 
+CPU_SECONDS: list[float] = []
+"""CPU seconds (all threads of this process) of the runs :func:`timed` measured last."""
+
+
 def timed(action: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
-    """Median seconds over ``repeats`` runs after one warm-up, every run, the last result."""
+    """Median seconds over ``repeats`` runs after one warm-up, every run, the last result.
+
+    The CPU seconds of each run (this process, all threads) are left in ``CPU_SECONDS``:
+    on a shared machine they move less than wall time when other work competes.
+    """
     result = action()
     runs = []
+    CPU_SECONDS.clear()
     for _ in range(repeats):
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         result = action()
         runs.append(time.perf_counter() - began)
+        CPU_SECONDS.append(time.process_time() - cpu)
     return statistics.median(runs), runs, result
 
 
@@ -208,16 +219,22 @@ def bench_validation(clean: pl.DataFrame, bad: pl.DataFrame, repeats: int) -> li
                     "rows": frame.height,
                     "seconds": seconds,
                     "runs": runs,
+                    "cpu_seconds": statistics.median(CPU_SECONDS),
                     "rules": 5 if engine.startswith("dataframely") else 6,
                 }
             )
-            print(f"  validate {label:<5} {engine:<22} {seconds:7.3f} s", flush=True)
+            print(
+                f"  validate {label:<5} {engine:<22} {seconds:7.3f} s "
+                f"(cpu {statistics.median(CPU_SECONDS):6.3f} s)",
+                flush=True,
+            )
     return out
 
 
 def bench_insert(clean: pl.DataFrame, repeats: int, workdir: Path) -> list[dict[str, Any]]:
     out = []
     runs: dict[str, list[float]] = {"with": [], "without": []}
+    cpu: dict[str, list[float]] = {"with": [], "without": []}
     for attempt in range(repeats + 1):
         order = ("with", "without") if attempt % 2 else ("without", "with")
         for variant in order:
@@ -230,12 +247,13 @@ def bench_insert(clean: pl.DataFrame, repeats: int, workdir: Path) -> list[dict[
             fg = fs.create_feature_group(
                 "rows", primary_keys=["id"], event_time="ts", schema=SCHEMA, **options
             )
-            began = time.perf_counter()
+            began, started = time.perf_counter(), time.process_time()
             result = fg.insert(clean)
             seconds = time.perf_counter() - began
             assert result.rows_inserted == clean.height
             if attempt:  # the first round warms up
                 runs[variant].append(seconds)
+                cpu[variant].append(time.process_time() - started)
     for variant, values in runs.items():
         seconds = statistics.median(values)
         name = "validation + statistics" if variant == "with" else "neither"
@@ -246,11 +264,14 @@ def bench_insert(clean: pl.DataFrame, repeats: int, workdir: Path) -> list[dict[
                 "rows": clean.height,
                 "seconds": seconds,
                 "runs": values,
+                "cpu_seconds": statistics.median(cpu[variant]),
             }
         )
-        print(f"  insert   {name:<30} {seconds:7.3f} s", flush=True)
+        used = statistics.median(cpu[variant])
+        print(f"  insert   {name:<30} {seconds:7.3f} s (cpu {used:6.3f} s)", flush=True)
     ratio = statistics.median(runs["with"]) / statistics.median(runs["without"])
-    print(f"  insert with / without: {ratio:.2f}x", flush=True)
+    cpu_ratio = statistics.median(cpu["with"]) / statistics.median(cpu["without"])
+    print(f"  insert with / without: {ratio:.2f}x wall, {cpu_ratio:.2f}x cpu", flush=True)
     return out
 
 
@@ -275,9 +296,13 @@ def bench_statistics(clean: pl.DataFrame, repeats: int, workdir: Path) -> list[d
                 "rows": clean.height,
                 "seconds": seconds,
                 "runs": runs,
+                "cpu_seconds": statistics.median(CPU_SECONDS),
             }
         )
-        print(f"  {label:<40} {seconds:7.3f} s", flush=True)
+        print(
+            f"  {label:<40} {seconds:7.3f} s (cpu {statistics.median(CPU_SECONDS):6.3f} s)",
+            flush=True,
+        )
     # later commits, then read version 1's statistics from a freshly opened store
     fg.insert(clean.head(1000).with_columns(pl.col("ts") + timedelta(days=9000)))
     fg.insert(clean.head(1000).with_columns(pl.col("ts") + timedelta(days=9001)))
@@ -316,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     clean, bad = make_data(args.rows)
     print(f"data: {args.rows:,} rows x 6 columns in {time.perf_counter() - began:.1f} s")
+    print(f"load average before: {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     results = bench_validation(clean, bad, args.repeats)
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         results += bench_insert(clean, args.repeats, Path(folder))
@@ -324,7 +350,13 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         path = RESULTS / f"quality-{stamp}.json"
-        path.write_text(json.dumps({"rows": args.rows, "results": results}, indent=1))
+        document = {
+            "rows": args.rows,
+            "load_average": os.getloadavg(),
+            "cpus": os.cpu_count(),
+            "results": results,
+        }
+        path.write_text(json.dumps(document, indent=1))
         print(f"results: {path}")
     return 0
 
