@@ -118,7 +118,7 @@ def compute(
         ]
         if column in numeric:
             values = _values(column, schema[column])
-            finite = values.filter(values.is_finite())
+            finite = _finite(values, schema[column])
             exprs += [
                 values.min().cast(pl.Float64).alias(f"{i}:min"),
                 values.max().cast(pl.Float64).alias(f"{i}:max"),
@@ -183,7 +183,7 @@ def histogram(
 ) -> pl.DataFrame:
     """The ``bins``-bin histogram of one numeric column: ``bin_start, bin_end, count``."""
     values = _values(column, dtype)
-    finite = values.filter(values.is_finite())
+    finite = _finite(values, dtype)
     row = (
         frame.lazy()
         .select(
@@ -353,6 +353,11 @@ def _values(column: str, dtype: str) -> pl.Expr:
     """A numeric column with NaN as null."""
     col = pl.col(column)
     return col.fill_nan(None) if dtype.startswith("float") else col
+
+
+def _finite(values: pl.Expr, dtype: str) -> pl.Expr:
+    """The finite values (integers always are: no copy for them)."""
+    return values.filter(values.is_finite()) if dtype.startswith("float") else values
 
 
 def _number(value: Any) -> float | None:
