@@ -14,8 +14,9 @@ Writers of one group on one machine take turns through a lock file; a commit tha
 conflicts (another Delta writer) is retried with jittered backoff.
 
 Data quality lives beside the table, in ``<lake>/feature_groups/<name>/v<version>.quality/``:
-``statistics/<table version>.json`` (written once per table version, see
-:mod:`microfs.statistics`) and ``rejects/``, the Delta table of rows the ``quarantine``
+``statistics/<table version>.json`` (written once per table version, by the insert that
+made it when cheap, else by the first request; see :mod:`microfs.statistics`) and
+``rejects/``, the Delta table of rows the ``quarantine``
 policy refused. Each validated commit records its validation summary in its Delta commit
 metadata (``microfs.validation``).
 """
@@ -267,8 +268,9 @@ class FeatureGroup:
         ``strict`` group raises :class:`microfs.ValidationError` and writes nothing,
         ``warn`` writes the batch with a :class:`microfs.ValidationWarning`,
         ``quarantine`` writes the passing rows and appends the failing ones, with a
-        ``reason`` column, to the rejects table (:meth:`rejects`). The new table
-        version's statistics are computed and stored with it (see :meth:`statistics`).
+        ``reason`` column, to the rejects table (:meth:`rejects`). When the batch is the
+        whole new table version (the first insert), its statistics are computed from
+        memory and stored with the version (see :meth:`statistics`).
         """
         d = self.definition
         batch = prepare_batch(df, d.schema, primary_keys=d.primary_keys, event_time=d.event_time)
@@ -288,7 +290,8 @@ class FeatureGroup:
         note = _validation_note(d.validation, report, rejected)
         with self._writer_lock():
             if batch.height:
-                result = self._with_retries(lambda: self._write(batch, note))
+                write = (lambda: self._write(batch, note)) if note else lambda: self._write(batch)
+                result = self._with_retries(write)
             else:
                 result = InsertResult(self.table_version(), 0, 0, "noop")
             if rejected is not None and rejected.height:
@@ -603,9 +606,10 @@ class FeatureGroup:
         Columns: ``column, dtype, count, null_count, min, max, mean, std,
         approx_distinct, p01, p05, p25, p50, p75, p95, p99`` (numeric-only fields null
         for other columns); see :mod:`microfs.statistics` for what each means. They are
-        stored with the table version when an insert commits it; a version without them
-        (written before statistics existed, or by a compaction) gets them computed from
-        its data on the first call, and stored.
+        stored with the table version, once: by the insert that wrote it when its batch
+        was the whole version, else by the first call for that version, which reads the
+        version's own data (never a newer snapshot). Later calls read the stored file.
+        A version vacuumed before its statistics were stored has none (NotFoundError).
 
         >>> fg.statistics(version=3).select("column", "mean", "p50")  # doctest: +SKIP
         """
@@ -734,15 +738,17 @@ class FeatureGroup:
         self._with_retries(append)
 
     def _store_statistics(self, result: InsertResult, batch: pl.DataFrame) -> None:
-        """Compute and store the statistics of the version an insert committed.
+        """Store the statistics of the version an insert committed, when that is cheap.
 
-        When the insert appended to an empty table the batch is the whole version, so it
-        is summarised in memory; otherwise the version is read back.
+        When the insert appended to an empty table, the batch in memory is the whole
+        version: it is summarised at once. Any other version would have to be read back
+        in full, which an insert never does (an append stays proportional to its batch);
+        its statistics are computed on the first :meth:`statistics` call and stored then.
         """
         rows = self.count(result.version)
-        whole = result.mode == "append" and result.rows_inserted == rows
-        data: pl.DataFrame | pl.LazyFrame = batch if whole else self.scan(version=result.version)
-        document = stats.compute(data, self.definition.schema, rows=rows)
+        if result.mode != "append" or result.rows_inserted != rows:
+            return
+        document = stats.compute(batch, self.definition.schema, rows=rows)
         document["table_version"] = result.version
         stats.write_document(self._statistics_path(result.version), document)
 

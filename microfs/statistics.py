@@ -152,9 +152,8 @@ def compute(
         if column in numeric:
             entry.update({k: _number(row[f"{i}:{k}"]) for k in ("min", "max", "mean", "std")})
             sample = _array(result, f"{i}:sample")
-            if sample.size:
-                for p, v in zip(PERCENTILES, np.percentile(sample, PERCENTILES), strict=True):
-                    entry[f"p{p:02d}"] = float(v)
+            for p, v in zip(PERCENTILES, _percentiles(sample, PERCENTILES), strict=True):
+                entry[f"p{p:02d}"] = v
             histograms[column] = _histogram_lists(
                 row[f"{i}:hist"], row[f"{i}:finite_min"], row[f"{i}:finite_max"]
             )
@@ -353,6 +352,24 @@ def _values(column: str, dtype: str) -> pl.Expr:
     """A numeric column with NaN as null."""
     col = pl.col(column)
     return col.fill_nan(None) if dtype.startswith("float") else col
+
+
+def _percentiles(ordered: np.ndarray[Any, np.dtype[np.float64]], ps: Sequence[int]) -> list[Any]:
+    """Linearly interpolated percentiles of a sorted array (``numpy.percentile``'s rule).
+
+    Equal neighbours give their value and -inf next to a finite value gives -inf, so
+    infinities come back as themselves, never as NaN.
+    """
+    if ordered.size == 0:
+        return [None] * len(ps)
+    position = np.asarray(ps, dtype=np.float64) / 100 * (ordered.size - 1)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, ordered.size - 1)
+    a, b = ordered[low], ordered[high]
+    with np.errstate(invalid="ignore"):
+        between = a + (b - a) * (position - low)
+    # -inf next to a finite value interpolates to NaN: the infinite end stands
+    return [float(v) for v in np.where((a == b) | np.isnan(between), a, between)]
 
 
 def _finite(values: pl.Expr, dtype: str) -> pl.Expr:

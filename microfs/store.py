@@ -91,9 +91,10 @@ class FeatureStore:
         insert; ``validation`` says what a failing batch does: ``"strict"`` refuses it
         (:class:`microfs.ValidationError`, nothing written), ``"warn"`` writes it with a
         :class:`microfs.ValidationWarning`, ``"quarantine"`` writes the passing rows and
-        puts the failing ones in the group's rejects table. Statistics are computed for
-        every table version an insert commits; ``statistics=False`` leaves that to the
-        first :meth:`FeatureGroup.statistics` call for a version.
+        puts the failing ones in the group's rejects table. A table version's statistics
+        are stored once: by the first insert (its batch is the whole version) or by the
+        first :meth:`FeatureGroup.statistics` call for the version; ``statistics=False``
+        leaves even the first insert's to that call.
 
         >>> fg = fs.create_feature_group(  # doctest: +SKIP
         ...     name="user_profile", primary_keys=["user_id"], event_time="timestamp",
