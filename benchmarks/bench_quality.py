@@ -16,8 +16,8 @@ Measurements (median of ``repeats``, in this process, after one warm-up run):
 - ``insert``: ``fg.insert`` of the clean batch into a fresh group with the six
   expectations and statistics, against a group with neither (``statistics=False``).
 - ``statistics``: the statistics of the 10M-row table version, computed from the batch in
-  memory (what an insert into an empty table does) and from the stored version (what any
-  other commit does).
+  memory (what an insert into an empty table does) and from the stored version (what the
+  first ``fg.statistics`` call for any other version does).
 - ``read old statistics``: ``fg.statistics(version=1)`` after later commits, from a
   freshly opened store.
 
