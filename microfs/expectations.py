@@ -196,21 +196,6 @@ class Expectation:
             out[option] = value
         return out
 
-    @property
-    def rule(self) -> str:
-        """The rule in a few words, e.g. ``between 0 and 120``."""
-        if self.kind == "between" or self.kind == "row_count_between":
-            low = "-inf" if self.min is None else self.min
-            high = "inf" if self.max is None else self.max
-            return f"{self.kind.replace('_', ' ')} {low} and {high}"
-        if self.kind == "in_set":
-            return f"in {list(self.values or ())}"
-        if self.kind == "matches":
-            return f"matches {self.pattern!r}"
-        if self.kind == "max_null_fraction":
-            return f"null fraction at most {self.value}"
-        return self.kind.replace("_", " ")
-
     def failing(self, rows: int) -> pl.Expr:
         """A boolean expression per row: True where the row fails (never null).
 
