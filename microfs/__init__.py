@@ -26,7 +26,9 @@ from microfs.errors import (
     ServerConfigError,
     TimestampError,
     VacuumError,
+    ValidationError,
 )
+from microfs.expectations import Expectation, ValidationReport, ValidationWarning
 from microfs.feature_group import (
     Commit,
     CompactResult,
@@ -53,6 +55,7 @@ __all__ = [
     "DefinitionError",
     "DeleteResult",
     "DuplicateKeyError",
+    "Expectation",
     "FeatureGroup",
     "FeatureGroupDefinition",
     "FeatureStore",
@@ -78,5 +81,8 @@ __all__ = [
     "Transform",
     "VacuumError",
     "VacuumResult",
+    "ValidationError",
+    "ValidationReport",
+    "ValidationWarning",
     "__version__",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -17,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from microfs.errors import DefinitionError, LakeError, NotFoundError
 from microfs.store import DEFAULT_LAKE, LAKE_ENV, FeatureStore
@@ -27,7 +30,9 @@ __all__ = [
     "groups_head",
     "groups_history",
     "groups_list",
+    "groups_report",
     "groups_show",
+    "groups_stats",
     "groups_vacuum",
     "lake_path",
     "serve",
@@ -409,6 +414,110 @@ def groups_vacuum(args: argparse.Namespace) -> int:
             f"{'; '.join(result.broken)}"
         )
     return 0
+
+
+def groups_stats(args: argparse.Namespace) -> int:
+    fs = _existing_store(args)
+    fg = fs.get_feature_group(args.name, args.version)
+    table_version = fg.resolve_version(version=args.table_version)
+    frame = fg.statistics(version=table_version)
+    if args.json:
+        _emit_json(
+            {
+                "name": fg.name,
+                "version": fg.version,
+                "table_version": table_version,
+                "statistics": [
+                    {k: _finite(v) for k, v in row.items()} for row in frame.iter_rows(named=True)
+                ],
+            }
+        )
+        return 0
+    rows = int(frame["count"][0] + frame["null_count"][0]) if frame.height else 0
+    print(
+        f"feature group {fg.name} version {fg.version}, table version {table_version}: "
+        f"{rows:,} rows"
+    )
+    shown = [
+        ("COLUMN", "column"),
+        ("TYPE", "dtype"),
+        ("COUNT", "count"),
+        ("NULLS", "null_count"),
+        ("DISTINCT~", "approx_distinct"),
+        ("MIN", "min"),
+        ("P01", "p01"),
+        ("P25", "p25"),
+        ("P50", "p50"),
+        ("P75", "p75"),
+        ("P99", "p99"),
+        ("MAX", "max"),
+        ("MEAN", "mean"),
+        ("STD", "std"),
+    ]
+    print(
+        _table(
+            [h for h, _ in shown],
+            [[row[c] for _, c in shown] for row in frame.iter_rows(named=True)],
+        )
+    )
+    return 0
+
+
+def groups_report(args: argparse.Namespace) -> int:
+    from microfs.quality_report import ReportInput, render_report
+    from microfs.statistics import NUMERIC_TYPES, top_values
+
+    fs = _existing_store(args)
+    fg = fs.get_feature_group(args.name, args.version)
+    table_version = fg.resolve_version(version=args.table_version)
+    schema = fg.definition.schema
+    histograms = {}
+    tops = {}
+    for column in fg.features:
+        if schema[column] in NUMERIC_TYPES:
+            histograms[column] = fg.histogram(column, version=table_version)
+        elif schema[column] in ("string", "bool"):
+            try:
+                tops[column] = top_values(fg.scan(version=table_version), column)
+            except NotFoundError:
+                continue  # the version's files were vacuumed: no chart for this column
+    report = ReportInput(
+        group=fg.name,
+        version=fg.version,
+        table_version=table_version,
+        statistics=fg.statistics(version=table_version),
+        histograms=histograms,
+        top_values=tops,
+        features=fg.features,
+        expectations=[e.to_dict() for e in fg.definition.expectations],
+        policy=fg.definition.validation,
+        history=fg.validation_history(),
+        rejected_rows=fg.rejects().select(pl.len()).collect().item(),
+    )
+    out = Path(args.out)
+    out.write_text(render_report(report), encoding="utf-8")
+    if args.json:
+        _emit_json(
+            {
+                "name": fg.name,
+                "version": fg.version,
+                "table_version": table_version,
+                "out": str(out),
+            }
+        )
+        return 0
+    print(
+        f"wrote the data quality report of feature group {fg.name} version {fg.version}, "
+        f"table version {table_version}, to {out}"
+    )
+    return 0
+
+
+def _finite(value: object) -> object:
+    """A value for strict JSON: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 # ---------------------------------------------------------------------------------------

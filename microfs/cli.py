@@ -9,6 +9,8 @@ Verbs::
     microfs groups head NAME [--version N] [--rows 10] [--table-version N | --as-of TIME]
     microfs groups compact NAME [--version N]
     microfs groups vacuum NAME [--version N] [--retention-hours H] [--yes] [--force]
+    microfs groups stats NAME [--version N] [--table-version N]
+    microfs groups report NAME [--version N] [--table-version N] --out FILE.html
     microfs views list
     microfs views show NAME [--version N]
     microfs serve [--host 127.0.0.1] [--port 6566] [--workers N] [--token-env NAME]
@@ -46,7 +48,9 @@ from microfs._cli_verbs import (
     groups_head,
     groups_history,
     groups_list,
+    groups_report,
     groups_show,
+    groups_stats,
     groups_vacuum,
     lake_path,
     serve,
@@ -77,6 +81,8 @@ examples:
   microfs groups history user_activity  the table's commits
   microfs groups head user_activity --rows 5 --table-version 1
   microfs groups vacuum user_activity  list what a vacuum would delete (--yes deletes)
+  microfs groups stats user_profile     statistics of the latest table version
+  microfs groups report user_profile --out report.html
   microfs views show recommendation_model_v1 --json
   microfs serve --port 6566             feature vectors over HTTP (pip install "microfs[serve]")
 
@@ -198,7 +204,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     groups = nouns.add_parser(
-        "groups", help="feature groups: list, show, history, head, compact, vacuum"
+        "groups",
+        help="feature groups: list, show, history, head, compact, vacuum, stats, report",
     )
     group_verbs = groups.add_subparsers(title="verbs", metavar="VERB", required=True)
     verb = group_verbs.add_parser("list", parents=[out], help="list feature groups")
@@ -271,6 +278,30 @@ def _parser() -> argparse.ArgumentParser:
         help="delete files recorded training datasets need too (names the ones it breaks)",
     )
     verb.set_defaults(handler=groups_vacuum)
+    verb = group_verbs.add_parser(
+        "stats",
+        parents=[named],
+        help="statistics of a table version: counts, nulls, min, max, mean, percentiles",
+        description="Print the statistics stored with a table version (the latest by "
+        "default): per column the values, nulls, approximate distinct values and, for "
+        "numeric columns, min, max, mean, std and percentiles.",
+    )
+    verb.add_argument(
+        "--table-version", type=_non_negative_int, metavar="N", help="Delta table version"
+    )
+    verb.set_defaults(handler=groups_stats)
+    verb = group_verbs.add_parser(
+        "report",
+        parents=[named],
+        help="write a self-contained HTML data quality report",
+        description="Write one HTML page (no scripts, no network) with a histogram per "
+        "feature, the version's statistics, the expectations and the validation history.",
+    )
+    verb.add_argument(
+        "--table-version", type=_non_negative_int, metavar="N", help="Delta table version"
+    )
+    verb.add_argument("--out", required=True, metavar="FILE.html", help="where to write")
+    verb.set_defaults(handler=groups_report)
 
     views = nouns.add_parser("views", help="feature views: list, show")
     view_verbs = views.add_subparsers(title="verbs", metavar="VERB", required=True)

@@ -18,10 +18,16 @@ The tree::
     ├── VacuumError               a vacuum that would break recorded training datasets
     ├── ServerConfigError         a feature server that cannot start as asked
     ├── MissingDependencyError    an optional engine asked for but not installed
-    └── LakeError                 a lake file that is damaged, truncated or not MicroFS's
+    ├── LakeError                 a lake file that is damaged, truncated or not MicroFS's
+    └── ValidationError           a batch that fails its group's expectations (strict policy)
+
+(A batch written in spite of failing expectations, under the ``warn`` policy, raises no
+error but a warning: :class:`microfs.ValidationWarning`, a ``UserWarning``.)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AlreadyExistsError",
@@ -38,6 +44,7 @@ __all__ = [
     "ServerConfigError",
     "TimestampError",
     "VacuumError",
+    "ValidationError",
 ]
 
 
@@ -98,3 +105,16 @@ class LakeError(MicroFSError):
 
     The message names the file; the rest of the lake keeps working.
     """
+
+
+class ValidationError(MicroFSError, ValueError):
+    """A batch that fails its feature group's expectations; nothing was written.
+
+    Attributes:
+        report: the :class:`microfs.ValidationReport` of the batch: per expectation, how
+            many rows fail and up to five sample values.
+    """
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report

@@ -23,11 +23,19 @@ null).
 Errors from below (deltalake, pyarrow, Polars, and the panics of their Rust code, which
 are BaseExceptions) do not reach the caller of a public method raw: they become a
 :class:`LakeError` naming the group and, where one is found, the damaged file.
+
+Data quality lives beside the table, in ``<lake>/feature_groups/<name>/v<version>.quality/``:
+``statistics/<table version>.json`` (written once per table version, by the insert that
+made it when cheap, else by the first request; see :mod:`microfs.statistics`) and
+``rejects/``, the Delta table of rows the ``quarantine``
+policy refused. Each validated commit records its validation summary in its Delta commit
+metadata (``microfs.validation``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -35,6 +43,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -50,6 +59,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.schema import Field
 from filelock import FileLock
 
+from microfs import statistics as stats
 from microfs.errors import (
     CommitConflictError,
     DefinitionError,
@@ -57,7 +67,9 @@ from microfs.errors import (
     MicroFSError,
     NotFoundError,
     SchemaError,
+    ValidationError,
 )
+from microfs.expectations import REASON, ValidationReport, ValidationWarning, evaluate, split
 from microfs.group_definition import FeatureGroupDefinition
 from microfs.pit import RowOrder, order_spine
 from microfs.progress import Progress, track
@@ -92,6 +104,18 @@ _DEFAULT_RETENTION = timedelta(days=7)
 _STATS_SLACK = timedelta(milliseconds=1)
 _MAX_FOOTERS = 8  # files whose Parquet footers an insert may read to prove an append
 _KEPT_ORDERS = 64  # proven row orders remembered on disk per table
+_VALIDATION_KEY = "microfs.validation"
+_HISTORY_SCHEMA = pl.Schema(
+    {
+        "committed_at": DATETIME,
+        "table_version": pl.Int64(),
+        "policy": pl.String(),
+        "passed": pl.Boolean(),
+        "rows": pl.Int64(),
+        "rows_rejected": pl.Int64(),
+        "failed": pl.String(),
+    }
+)
 _RANGE_TYPES = (
     "int8",
     "int16",
@@ -112,12 +136,17 @@ class InsertResult:
         rows_inserted: rows appended (new key and event time).
         rows_updated: stored rows replaced (same key and event time).
         mode: ``"append"`` (fast path), ``"merge"`` (upsert) or ``"noop"`` (empty batch).
+        validation: the report of the group's expectations on the batch (None when the
+            group has none).
+        rows_rejected: rows the ``quarantine`` policy put in the rejects table.
     """
 
     table_version: int
     rows_inserted: int
     rows_updated: int
     mode: Literal["append", "merge", "noop"]
+    validation: ValidationReport | None = None
+    rows_rejected: int = 0
 
     @property
     def version(self) -> int:
@@ -451,6 +480,14 @@ class FeatureGroup:
         :class:`microfs.SchemaError` (or subclass) and writes nothing. A group created
         without a schema takes the batch's schema on its first insert.
 
+        The group's expectations are checked first, with its validation policy: a
+        ``strict`` group raises :class:`microfs.ValidationError` and writes nothing,
+        ``warn`` writes the batch with a :class:`microfs.ValidationWarning`,
+        ``quarantine`` writes the passing rows and appends the failing ones, with a
+        ``reason`` column, to the rejects table (:meth:`rejects`). When the batch is the
+        whole new table version (the first insert), its statistics are computed from
+        memory and stored with the version (see :meth:`statistics`).
+
         Args:
             df: The batch.
             progress: True draws a bar for batches of 1M rows or more (check, order,
@@ -471,23 +508,44 @@ class FeatureGroup:
             batch = prepare_batch(
                 df, d.schema, primary_keys=d.primary_keys, event_time=d.event_time
             )
+            report, rejected = self._check(batch)
+            if rejected is not None:
+                batch, rejected = split(batch, d.expectations)
             step("checked")
-            if batch.height == 0:
-                return InsertResult(self.table_version(), 0, 0, "noop")
+            if batch.height == 0 and (rejected is None or rejected.height == 0):
+                return InsertResult(self.table_version(), 0, 0, "noop", validation=report)
             if d.event_time is None:
                 # prepare_batch sorts by event time; a static group clusters files by key
                 batch = batch.sort(list(d.primary_keys))
             else:
                 # Rows sharing an event time go in key order, so a table written by appends
-                # is in a point-in-time spine's full order (see scan_by_time).
+                # is in a point-in-time spine's full order (see scan_and_record_order).
                 ordered = order_spine(batch.lazy(), d.event_time, d.primary_keys, time_sorted=True)
                 batch = ordered.collect(engine="in-memory")
             step("ordered")
+            note = _validation_note(d.validation, report, rejected)
             with self._writer_lock():
-                result = self._with_retries(lambda: self._write(batch))
+                if batch.height:
+                    write = (
+                        (lambda: self._write(batch, note)) if note else lambda: self._write(batch)
+                    )
+                    result = self._with_retries(write)
+                else:
+                    result = InsertResult(self.table_version(), 0, 0, "noop")
+                if rejected is not None and rejected.height:
+                    # the validation note goes with the rejects only when nothing else committed
+                    self._write_rejects(rejected, note if result.mode == "noop" else {})
             step("written")
-        if self._on_commit is not None:
-            self._on_commit(self, result)
+        result = dataclasses.replace(
+            result,
+            validation=report,
+            rows_rejected=rejected.height if rejected is not None else 0,
+        )
+        if result.mode != "noop":
+            if d.statistics:
+                self._store_statistics(result, batch)
+            if self._on_commit is not None:
+                self._on_commit(self, result)
         return result
 
     def _define_from(self, df: object) -> None:
@@ -628,11 +686,15 @@ class FeatureGroup:
             self._on_commit(self, result)
         return result
 
-    def _write(self, batch: pl.DataFrame) -> InsertResult:
+    def _write(self, batch: pl.DataFrame, note: Mapping[str, str] | None = None) -> InsertResult:
         table = self._table()
         ranges = _batch_ranges(batch, self.definition.schema, self._range_columns())
         meta = CommitProperties(
-            custom_metadata={"microfs.operation": "insert", "microfs.rows": str(batch.height)},
+            custom_metadata={
+                "microfs.operation": "insert",
+                "microfs.rows": str(batch.height),
+                **(note or {}),
+            },
             max_commit_retries=0,
         )
         if _cannot_overlap(table, ranges):
@@ -920,6 +982,215 @@ class FeatureGroup:
         """An empty frame with the group's schema."""
         return pl.LazyFrame(schema=self.schema)
 
+    # -- data quality ----------------------------------------------------------------------
+
+    def validate(self, df: object) -> ValidationReport:
+        """Check a batch against the group's expectations without writing anything.
+
+        The batch passes the same schema checks as :meth:`insert` first.
+
+        >>> report = fg.validate(df)  # doctest: +SKIP
+        >>> report.passed, report.results  # doctest: +SKIP
+        """
+        d = self.definition
+        batch = prepare_batch(df, d.schema, primary_keys=d.primary_keys, event_time=d.event_time)
+        return evaluate(batch, d.expectations)
+
+    def rejects(self) -> pl.LazyFrame:
+        """Rows the ``quarantine`` policy refused: the group's columns and ``reason``."""
+        if not DeltaTable.is_deltatable(str(self._rejects_path())):
+            return pl.LazyFrame(schema=self._rejects_schema())
+        return pl.scan_delta(str(self._rejects_path()))
+
+    def statistics(self, version: int | None = None, as_of: datetime | None = None) -> pl.DataFrame:
+        """Statistics of a table version (the latest by default), one row per column.
+
+        Columns: ``column, dtype, count, null_count, min, max, mean, std,
+        approx_distinct, p01, p05, p25, p50, p75, p95, p99`` (numeric-only fields null
+        for other columns); see :mod:`microfs.statistics` for what each means. They are
+        stored with the table version, once: by the insert that wrote it when its batch
+        was the whole version, else by the first call for that version, which reads the
+        version's own data (never a newer snapshot). Later calls read the stored file.
+        A version vacuumed before its statistics were stored has none (NotFoundError).
+
+        >>> fg.statistics(version=3).select("column", "mean", "p50")  # doctest: +SKIP
+        """
+        return stats.statistics_frame(self._statistics_document(version, as_of))
+
+    def histogram(self, column: str, version: int | None = None, bins: int = 20) -> pl.DataFrame:
+        """A numeric column's histogram at a table version: ``bin_start, bin_end, count``.
+
+        Equal-width bins from the least to the greatest finite value, each holding the
+        values in ``(bin_start, bin_end]`` (the first also its start). The 20-bin
+        histogram is stored with the version; other bin counts are computed from its data.
+        """
+        dtype = self._numeric_type(column)
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise DefinitionError(f"bins={bins!r} must be a positive integer, e.g. bins=20")
+        if bins == stats.HISTOGRAM_BINS:
+            document = self._statistics_document(version, None)
+            return stats.histogram_frame(document["histograms"][column])
+        return stats.histogram(self.scan(version=version), column, dtype, bins=bins)
+
+    def compare_statistics(self, a: int, b: int) -> pl.DataFrame:
+        """Drift from table version ``a`` to ``b``, one row per numeric column.
+
+        Columns: ``column, psi`` (population stability index over ten bins cut at version
+        ``a``'s deciles; under 0.1 is usually read as stable, over 0.25 as a shift),
+        ``mean_change`` (b minus a) and ``null_fraction_change`` (b minus a). The means
+        and null fractions come from the stored statistics; the PSI reads both versions.
+        """
+        first = self._statistics_document(a, None)
+        second = self._statistics_document(b, None)
+        numeric = {c: t for c, t in self.definition.schema.items() if t in stats.NUMERIC_TYPES}
+        drift = stats.psi(
+            self.scan(version=a), self.scan(version=b), numeric, rows=int(first["rows"])
+        )
+        return stats.compare(first, second, drift)
+
+    def validation_history(self) -> pl.DataFrame:
+        """Every validated write, oldest first.
+
+        Columns: ``committed_at, table_version`` (null when the quarantine took every
+        row), ``policy, passed, rows, rows_rejected, failed`` (JSON: failing rows per
+        expectation). Refused batches (``strict``) write nothing, so they are not here.
+        """
+        entries: list[tuple[Mapping[str, Any], int | None]] = [
+            (e, int(e["version"])) for e in self._table().history() if _VALIDATION_KEY in e
+        ]
+        if DeltaTable.is_deltatable(str(self._rejects_path())):
+            entries += [
+                (e, None)
+                for e in DeltaTable(str(self._rejects_path())).history()
+                if _VALIDATION_KEY in e
+            ]
+        rows = []
+        for entry, version in entries:
+            note = json.loads(entry[_VALIDATION_KEY])
+            rows.append(
+                [
+                    datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc),
+                    version,
+                    note.get("policy"),
+                    note.get("passed"),
+                    note.get("rows"),
+                    note.get("rows_rejected"),
+                    json.dumps(note.get("failed", {})),
+                ]
+            )
+        frame = pl.DataFrame(rows, schema=_HISTORY_SCHEMA, orient="row")
+        return frame.sort("committed_at", "table_version", nulls_last=True)
+
+    def _check(self, batch: pl.DataFrame) -> tuple[ValidationReport | None, pl.DataFrame | None]:
+        """Validate a batch by the group's policy: raise, warn, or mark it for splitting.
+
+        Returns the report (None without expectations) and, for a failing batch under
+        ``quarantine``, the batch itself (to be split into passing and rejected rows).
+        """
+        d = self.definition
+        if not d.expectations:
+            return None, None
+        report = evaluate(batch, d.expectations)
+        if report.passed:
+            return report, None
+        if d.validation == "strict":
+            raise ValidationError(
+                f"feature group {self.name!r} refused the batch (validation='strict'); "
+                f"nothing was written: {report.summary()}",
+                report,
+            )
+        if d.validation == "warn":
+            warnings.warn(
+                f"feature group {self.name!r} wrote a batch that fails its expectations "
+                f"(validation='warn'): {report.summary()}",
+                ValidationWarning,
+                stacklevel=3,
+            )
+            return report, None
+        return report, batch
+
+    def _quality_path(self) -> Path:
+        """The folder beside the table holding its statistics and rejects table."""
+        return self.path.parent / f"{self.path.name}.quality"
+
+    def _rejects_path(self) -> Path:
+        return self._quality_path() / "rejects"
+
+    def _statistics_path(self, version: int) -> Path:
+        return self._quality_path() / "statistics" / f"{version}.json"
+
+    def _rejects_schema(self) -> pl.Schema:
+        return pl.Schema({**self.schema, REASON: pl.String()})
+
+    def _write_rejects(self, rejected: pl.DataFrame, note: Mapping[str, str]) -> None:
+        meta = CommitProperties(
+            custom_metadata={"microfs.operation": "reject", **note}, max_commit_retries=0
+        )
+
+        def append() -> InsertResult:
+            write_deltalake(
+                str(self._rejects_path()),
+                rejected.to_arrow(),
+                mode="append",
+                commit_properties=meta,
+            )
+            return InsertResult(0, rejected.height, 0, "append")
+
+        self._rejects_path().parent.mkdir(parents=True, exist_ok=True)
+        self._with_retries(append)
+
+    def _store_statistics(self, result: InsertResult, batch: pl.DataFrame) -> None:
+        """Store the statistics of the version an insert committed, when that is cheap.
+
+        When the insert appended to an empty table, the batch in memory is the whole
+        version: it is summarised at once. Any other version would have to be read back
+        in full, which an insert never does (an append stays proportional to its batch);
+        its statistics are computed on the first :meth:`statistics` call and stored then.
+        """
+        rows = self.count(result.version)
+        if result.mode != "append" or result.rows_inserted != rows:
+            return
+        document = stats.compute(batch, self.definition.schema, rows=rows)
+        document["table_version"] = result.version
+        stats.write_document(self._statistics_path(result.version), document)
+
+    def _statistics_document(self, version: int | None, as_of: datetime | None) -> dict[str, Any]:
+        """A table version's stored statistics, computed and stored first if missing."""
+        if (
+            as_of is None
+            and isinstance(version, int)
+            and not isinstance(version, bool)
+            and version >= 0
+        ):
+            # a stored document exists only for a real version: skip opening the table
+            found = stats.read_document(self._statistics_path(version))
+            if found is not None:
+                return found
+        resolved = self.resolve_version(version=version, as_of=as_of)
+        path = self._statistics_path(resolved)
+        document = stats.read_document(path)
+        if document is None:
+            rows = self.count(resolved)
+            document = stats.compute(self.scan(version=resolved), self.definition.schema, rows=rows)
+            document["table_version"] = resolved
+            stats.write_document(path, document)
+        return document
+
+    def _numeric_type(self, column: str) -> str:
+        schema = self.definition.schema
+        if column not in schema:
+            raise NotFoundError(
+                f"feature group {self.name!r} has no column {column!r}; columns: "
+                f"{', '.join(schema)}"
+            )
+        if schema[column] not in stats.NUMERIC_TYPES:
+            numeric = [c for c, t in schema.items() if t in stats.NUMERIC_TYPES]
+            raise SchemaError(
+                f"column {column!r} of feature group {self.name!r} is {schema[column]}, not "
+                f"numeric; histograms are of numeric columns: {', '.join(numeric) or 'none'}"
+            )
+        return schema[column]
+
     # -- maintenance -----------------------------------------------------------------------
 
     @_boundary
@@ -1011,6 +1282,24 @@ def writers_held(groups: Sequence[FeatureGroup]) -> Iterator[None]:
         for _, group in sorted(seen.items()):
             stack.enter_context(group._writer_lock())
         yield
+
+
+def _validation_note(
+    policy: str, report: ValidationReport | None, rejected: pl.DataFrame | None
+) -> dict[str, str]:
+    """Commit metadata recording a batch's validation (empty for a group without checks)."""
+    if report is None:
+        return {}
+    summary = {
+        "policy": policy,
+        "passed": report.passed,
+        "rows": report.rows,
+        "rows_rejected": rejected.height if rejected is not None else 0,
+        "failed": {
+            row["expectation"]: row["failing_rows"] for row in report.failures.iter_rows(named=True)
+        },
+    }
+    return {_VALIDATION_KEY: json.dumps(summary, separators=(",", ":"))}
 
 
 def _fingerprint(paths: Sequence[str]) -> str:

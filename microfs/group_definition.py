@@ -1,8 +1,10 @@
-"""Feature group definitions: name, keys, event time, schema and online keys.
+"""Feature group definitions: name, keys, event time, schema, online keys, expectations.
 
 A definition is checked when it is created (a valid name, key and event-time columns in
-the schema, an event time of type datetime, online keys among the columns) and stored as
-JSON with canonical type names; it never changes once a version exists.
+the schema, an event time of type datetime, online keys among the columns, expectations
+that fit their columns) and stored as JSON with canonical type names; it never changes
+once a version exists. Expectations, the validation policy and ``statistics=False`` are
+written only when set, so definitions stored before they existed read back unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import polars as pl
 
 from microfs.arguments import column_names, mapping
 from microfs.errors import DefinitionError
+from microfs.expectations import Expectation, Policy, check_policy, parse_expectations
 from microfs.schema import check_name, check_version, normalize_schema, polars_dtype
 
 __all__ = ["FeatureGroupDefinition"]
@@ -39,6 +42,9 @@ class FeatureGroupDefinition:
     online_keys: tuple[str, ...] | None = None
     description: str = ""
     feature_descriptions: Mapping[str, str] = field(default_factory=dict)
+    expectations: tuple[Expectation, ...] = ()
+    validation: Policy = "strict"
+    statistics: bool = True
     appended: tuple[str, ...] = ()
     """Columns added after creation by ``append_features`` (also in ``schema``, at its end).
 
@@ -56,6 +62,9 @@ class FeatureGroupDefinition:
         online_keys: Sequence[str] | None = None,
         description: str = "",
         feature_descriptions: Mapping[str, str] | None = None,
+        expectations: Sequence[Mapping[str, Any] | Expectation] | None = None,
+        validation: Policy = "strict",
+        statistics: bool = True,
     ) -> FeatureGroupDefinition:
         """Check a user-given definition and return it with canonical types."""
         check_name(name, what="feature group name")
@@ -106,6 +115,8 @@ class FeatureGroupDefinition:
                 f"feature_descriptions must map column names to strings, got {descriptions!r}"
             )
         _check_columns(name, "described feature", list(descriptions), canonical)
+        if not isinstance(statistics, bool):
+            raise DefinitionError(f"statistics={statistics!r} must be True or False")
         return cls(
             name=name,
             version=version,
@@ -115,6 +126,9 @@ class FeatureGroupDefinition:
             online_keys=online,
             description=description,
             feature_descriptions=descriptions,
+            expectations=parse_expectations(expectations, canonical, group=name),
+            validation=check_policy(validation, group=name),
+            statistics=statistics,
         )
 
     def with_appended(self, added: Mapping[str, str]) -> FeatureGroupDefinition:
@@ -136,6 +150,9 @@ class FeatureGroupDefinition:
             "online_keys": list(self.online_keys) if self.online_keys is not None else None,
             "description": self.description,
             "feature_descriptions": dict(self.feature_descriptions),
+            "expectations": [e.to_dict() for e in self.expectations],
+            "validation": self.validation,
+            "statistics": self.statistics,
         }
 
     @property
@@ -155,6 +172,13 @@ class FeatureGroupDefinition:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form."""
+        quality: dict[str, Any] = {}
+        if self.expectations:
+            quality["expectations"] = [e.to_dict() for e in self.expectations]
+        if self.expectations or self.validation != "strict":
+            quality["validation"] = self.validation
+        if not self.statistics:
+            quality["statistics"] = False
         return {
             "name": self.name,
             "version": self.version,
@@ -166,6 +190,7 @@ class FeatureGroupDefinition:
             "description": self.description,
             "feature_descriptions": dict(self.feature_descriptions),
             **({"appended": list(self.appended)} if self.appended else {}),
+            **quality,
         }
 
     @classmethod
@@ -174,16 +199,22 @@ class FeatureGroupDefinition:
         schema = data["schema"]
         order = data.get("column_order") or list(schema)
         online = data.get("online_keys")
+        ordered = {c: schema[c] for c in order}
         return cls(
             name=data["name"],
             version=int(data["version"]),
             primary_keys=tuple(data["primary_keys"]),
             event_time=data.get("event_time"),
-            schema={c: schema[c] for c in order},
+            schema=ordered,
             online_keys=tuple(online) if online is not None else None,
             description=data.get("description", ""),
             feature_descriptions=dict(data.get("feature_descriptions") or {}),
             appended=tuple(data.get("appended") or ()),
+            expectations=parse_expectations(
+                data.get("expectations") or (), ordered, group=data["name"]
+            ),
+            validation=check_policy(data.get("validation", "strict"), group=data["name"]),
+            statistics=bool(data.get("statistics", True)),
         )
 
 

@@ -118,16 +118,19 @@ class Registry:
         """
         path = self._definition_path(kind, name, version)
         path.unlink(missing_ok=True)
-        folders = [self.folder(kind, name, version)]
-        if kind == "feature_groups":
-            folders.append(self._appended_folder(name, version))
-        for folder in folders:
-            if folder.exists():
-                doomed = folder.with_name(f".deleted-{folder.name}-{os.getpid()}")
-                folder.rename(doomed)
+        # everything the version keeps beside its definition: its data folder (a group's
+        # Delta table, a view's parameters and training datasets) and the files and
+        # folders named after it (v<n>.appended/, v<n>.quality/, .v<n>.lock, ...)
+        for entry in sorted(path.parent.iterdir()) if path.parent.is_dir() else []:
+            stem = entry.name.removeprefix(".")
+            if stem != f"v{version}" and not stem.startswith(f"v{version}."):
+                continue
+            if entry.is_dir():
+                doomed = entry.with_name(f".deleted-{entry.name}-{os.getpid()}")
+                entry.rename(doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
-        for leftover in (f".v{version}.lock", f".v{version}.order.json"):
-            (path.parent / leftover).unlink(missing_ok=True)
+            else:
+                entry.unlink(missing_ok=True)
         parent = path.parent
         if parent.is_dir() and not any(p for p in parent.iterdir() if not p.name.startswith(".")):
             shutil.rmtree(parent, ignore_errors=True)

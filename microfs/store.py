@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from microfs.errors import AlreadyExistsError, DefinitionError, MicroFSError, NotFoundError
+from microfs.expectations import Policy, parse_expectations
 from microfs.feature_group import Committed, FeatureGroup, FeatureGroupDefinition
 from microfs.feature_view import FeatureView, FeatureViewDefinition
 from microfs.online import OnlineStore
@@ -26,6 +27,8 @@ This folder is a MicroFS lake: everything a `FeatureStore` knows lives here.
 - `feature_groups/<name>/v<version>.json`: a feature group definition (JSON, immutable)
 - `feature_groups/<name>/v<version>/`: its Delta table (readable by any Delta reader)
 - `feature_groups/<name>/v<version>.appended/`: columns added later by `append_features`
+- `feature_groups/<name>/v<version>.quality/`: statistics per table version (JSON) and
+  the Delta table of rows its expectations rejected
 - `feature_views/<name>/v<version>.json`: a feature view definition
 - `feature_views/<name>/v<version>/params/`, `training_datasets/`: fitted parameters and
   training dataset metadata, one immutable JSON file each
@@ -98,6 +101,9 @@ class FeatureStore:
         version: int = 1,
         description: str = "",
         feature_descriptions: Mapping[str, str] | None = None,
+        expectations: Sequence[Mapping[str, Any]] | None = None,
+        validation: Policy = "strict",
+        statistics: bool = True,
     ) -> FeatureGroup:
         """Create a feature group version (its definition and its empty Delta table).
 
@@ -108,6 +114,15 @@ class FeatureStore:
         pandas ``df.dtypes``, or a data frame whose schema is used. Omitted, the group
         takes its schema from its first insert: until then it has no definition file and
         no table, and its other options are checked against that first batch.
+
+        ``expectations`` (dicts, see :mod:`microfs.expectations`) are checked on every
+        insert; ``validation`` says what a failing batch does: ``"strict"`` refuses it
+        (:class:`microfs.ValidationError`, nothing written), ``"warn"`` writes it with a
+        :class:`microfs.ValidationWarning`, ``"quarantine"`` writes the passing rows and
+        puts the failing ones in the group's rejects table. A table version's statistics
+        are stored once: by the first insert (its batch is the whole version) or by the
+        first :meth:`FeatureGroup.statistics` call for the version; ``statistics=False``
+        leaves even the first insert's to that call.
 
         >>> fg = fs.create_feature_group(  # doctest: +SKIP
         ...     name="user_profile", primary_keys=["user_id"], event_time="timestamp",
@@ -124,6 +139,9 @@ class FeatureStore:
                 version=version,
                 description=description,
                 feature_descriptions=feature_descriptions,
+                expectations=expectations,
+                validation=validation,
+                statistics=statistics,
             )
         definition = FeatureGroupDefinition.build(
             name=name,
@@ -134,6 +152,9 @@ class FeatureStore:
             online_keys=online_keys,
             description=description,
             feature_descriptions=feature_descriptions,
+            expectations=expectations,
+            validation=validation,
+            statistics=statistics,
         )
         stored = self.registry.create("feature_groups", name, version, definition.to_dict())
         group = self._group(self._with_appended(FeatureGroupDefinition.from_dict(stored)))
@@ -210,6 +231,9 @@ class FeatureStore:
                 value = [value] if isinstance(value, str) else list(value)
             elif option == "feature_descriptions":
                 value = dict(value or {})
+            elif option == "expectations":
+                parsed = parse_expectations(value, group.definition.schema, group=name)
+                value = [e.to_dict() for e in parsed]
             wanted[option] = value
         differences = _differences(stored, wanted)
         if differences:

@@ -27,6 +27,9 @@ LAYERS: dict[str, int] = {
     "microfs.arguments": 1,
     # definitions, and the pure logic they are made of
     "microfs.transformations": 2,
+    "microfs.expectations": 2,
+    "microfs.statistics": 2,
+    "microfs.quality_report": 7,
     "microfs.group_definition": 2,
     "microfs.synthetic": 2,
     "microfs.view_definition": 3,
