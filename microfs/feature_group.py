@@ -36,12 +36,14 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from microfs import _commit_log
 from microfs.errors import (
     CommitConflictError,
     DefinitionError,
     NotFoundError,
 )
 from microfs.group_definition import FeatureGroupDefinition
+from microfs.known import COMMIT_TIME, SUPERSEDED_AT
 from microfs.pit import RowOrder, order_spine
 from microfs.schema import DATETIME, aware_utc, prepare_batch
 
@@ -130,10 +132,12 @@ class VacuumResult:
     dry_run: bool
     kept_versions: tuple[int, ...]
     broken: tuple[str, ...] = ()
+    superseded_pruned: int = 0
 
 
 CommitListener = Callable[["FeatureGroup", InsertResult], None]
 PinsProvider = Callable[[], Mapping[int, Sequence[str]]]
+HistoryPinsProvider = Callable[[], Sequence[str]]
 
 
 class FeatureGroup:
@@ -150,11 +154,16 @@ class FeatureGroup:
         *,
         on_commit: CommitListener | None = None,
         pins: PinsProvider | None = None,
+        history_pins: HistoryPinsProvider | None = None,
     ) -> None:
         self.definition = definition
         self.path = path
         self._on_commit = on_commit
         self._pins = pins
+        self._history_pins = history_pins
+        self.commit_clock: _commit_log.Clock = _commit_log.system_clock
+        """Where commit times come from (the system clock; a replay test sets its own)."""
+        self._issued: int | None = None
         self._row_order: dict[int, RowOrder] = {}
         self._file_actions: dict[int, pl.DataFrame] = {}
 
@@ -214,7 +223,7 @@ class FeatureGroup:
         with contextlib.suppress(DeltaError):
             DeltaTable.create(
                 str(self.path),
-                self.schema.to_arrow(),
+                pl.Schema({**self.schema, COMMIT_TIME: DATETIME}).to_arrow(),
                 mode="ignore",
                 name=self.name,
                 description=self.description or None,
@@ -270,13 +279,21 @@ class FeatureGroup:
     def _write(self, batch: pl.DataFrame) -> InsertResult:
         table = self._table()
         ranges = _batch_ranges(batch, self._range_columns())
-        meta = CommitProperties(
-            custom_metadata={"microfs.operation": "insert", "microfs.rows": str(batch.height)},
-            max_commit_retries=0,
-        )
+        custom = {"microfs.operation": "insert", "microfs.rows": str(batch.height)}
+        stamped = _has_commit_times(table)
+        if stamped:  # tables made before commit times were recorded have no such column
+            at = _commit_log.next_commit_time(table, self.commit_clock, self._issued)
+            self._issued = at
+            custom[_commit_log.COMMIT_TIME_KEY] = str(at)
+            batch = batch.with_columns(
+                pl.lit(_commit_log.from_micros(at), dtype=DATETIME).alias(COMMIT_TIME)
+            )
+        meta = CommitProperties(custom_metadata=custom, max_commit_retries=0)
         if _cannot_overlap(table, ranges):
             write_deltalake(table, batch.to_arrow(), mode="append", commit_properties=meta)
             return InsertResult(table.version(), batch.height, 0, "append")
+        if stamped:
+            self._supersede(table, batch, ranges, at)
         keys = self.definition.upsert_keys
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in keys]
@@ -303,6 +320,32 @@ class FeatureGroup:
             int(metrics["num_target_rows_updated"]),
             "merge",
         )
+
+    def _supersede(
+        self, table: DeltaTable, batch: pl.DataFrame, ranges: Mapping[str, tuple[Any, Any]], at: int
+    ) -> None:
+        """Log the stored rows the coming merge (commit time ``at``) will replace.
+
+        Written before the merge: rows logged for a merge that never commits are ignored
+        on reading (their version's commit does not record ``at``).
+        """
+        keys = list(self.definition.upsert_keys)
+        stored = pl.scan_delta(str(self.path), version=table.version())
+        for column, (lo, hi) in ranges.items():  # prunes files by their statistics
+            stored = stored.filter(pl.col(column).is_between(lo, hi))
+        replaced = (
+            stored.join(batch.lazy().select(keys), on=keys, how="semi", nulls_equal=False)
+            .select([*self.schema.names(), COMMIT_TIME])
+            .with_columns(
+                pl.lit(_commit_log.from_micros(at), dtype=DATETIME).alias(SUPERSEDED_AT),
+                pl.lit(table.version() + 1, dtype=pl.Int64).alias(_commit_log.SUPERSEDED_VERSION),
+            )
+            .collect()
+        )
+        self._superseded_log().append(replaced)
+
+    def _superseded_log(self) -> _commit_log.SupersededLog:
+        return _commit_log.SupersededLog(self.path.parent / f".{self.path.name}.superseded")
 
     def _range_columns(self) -> list[str]:
         d = self.definition
@@ -375,7 +418,49 @@ class FeatureGroup:
                 f"table version {resolved} of feature group {self.name!r} was vacuumed "
                 f"({len(missing)} data file(s) are gone); read a later version"
             )
-        return pl.scan_delta(str(self.path), version=resolved)
+        frame = pl.scan_delta(str(self.path), version=resolved)
+        return frame.select(self.schema.names())
+
+    def scan_versions(self, version: int | None = None) -> pl.LazyFrame:
+        """Every version of the rows that table version ``version`` holds or replaced.
+
+        The group's columns, :data:`~microfs.known.COMMIT_TIME` (when MicroFS committed the
+        version) and :data:`~microfs.known.SUPERSEDED_AT` (when an upsert replaced it;
+        null for the rows the table version holds). What a known-at join reads.
+
+        Raises:
+            NotFoundError: The table was created before MicroFS recorded commit times.
+        """
+        resolved = self.resolve_version(version=version)
+        table = self._table(resolved)
+        if not _has_commit_times(table):
+            raise NotFoundError(
+                f"feature group {self.name!r} v{self.version} was created before MicroFS "
+                "recorded commit times, so what was known when is lost; create a new version "
+                "of the group and insert its rows again for known-at views"
+            )
+        self.scan(version=resolved)  # refuses a vacuumed version
+        names = [*self.schema.names(), COMMIT_TIME]
+        current = (
+            pl.scan_delta(str(self.path), version=resolved)
+            .select(names)
+            .with_columns(pl.lit(None, dtype=DATETIME).alias(SUPERSEDED_AT))
+        )
+        committed = _commit_log.commit_times(table, resolved)
+        replaced = (
+            self._superseded_log()
+            .scan(self.schema)
+            .join(committed.lazy(), on=[_commit_log.SUPERSEDED_VERSION, SUPERSEDED_AT], how="semi")
+            .select([*names, SUPERSEDED_AT])
+        )
+        return pl.concat([current, replaced])
+
+    def history_from(self) -> datetime | None:
+        """Replaced row versions older than this were pruned by :meth:`vacuum` (or None).
+
+        A known-at join is exact only for labels at or after this time plus its lag.
+        """
+        return self._superseded_log().history_from()
 
     def scan_and_record_order(self, version: int | None = None) -> tuple[pl.LazyFrame, RowOrder]:
         """A scan whose rows follow event time where the stored files allow, and their order.
@@ -407,7 +492,8 @@ class FeatureGroup:
         uris = [by_name.get(path.rsplit("/", 1)[-1]) for path in ordered]
         if None in uris or any(not Path(u.removeprefix("file://")).exists() for u in uris if u):
             return self.scan(version=resolved), "none"
-        frame = pl.scan_parquet([u for u in uris if u is not None]).cast(self.schema)
+        frame = pl.scan_parquet([u for u in uris if u is not None])
+        frame = frame.select(self.schema.names()).cast(self.schema)
         known = self._row_order.get(resolved)
         if known is None:
             fingerprint = _fingerprint(ordered)
@@ -526,7 +612,7 @@ class FeatureGroup:
         new = [f for f in table.file_uris() if f not in before]
         if not new:
             return latest, self.schema_frame()
-        return latest, pl.scan_parquet(new, schema=self.schema)
+        return latest, pl.scan_parquet(new, schema=self.schema, extra_columns="ignore")
 
     def schema_frame(self) -> pl.LazyFrame:
         """An empty frame with the group's schema."""
@@ -562,6 +648,11 @@ class FeatureGroup:
         Files that recorded training datasets need are kept, so their data stays
         reproducible; ``force=True`` deletes those too and names the training datasets
         it breaks. The default retention (7 days) is far longer than any write.
+
+        Row versions that upserts replaced longer than ``retention`` ago are pruned from
+        the group's superseded log likewise, unless a known-at feature view reads the
+        group: then they are kept, and ``force=True`` prunes them and names those views
+        in ``broken``.
         """
         if not isinstance(retention, timedelta) or retention < timedelta(0):
             raise DefinitionError(
@@ -587,6 +678,13 @@ class FeatureGroup:
                     needed = {Path(u).name for u in self._table(pinned).file_uris()}
                     if needed & {Path(g).name for g in gone}:
                         broken.extend(datasets)
+            history_views = list(self._history_pins()) if self._history_pins is not None else []
+            pruned = 0
+            if force or not history_views:
+                cutoff = self.commit_clock() - timedelta(hours=hours)
+                pruned = self._superseded_log().prune(cutoff, dry_run=dry_run)
+                if pruned:
+                    broken.extend(history_views)
             if dry_run:
                 files = would
             else:
@@ -600,9 +698,20 @@ class FeatureGroup:
                         custom_metadata={"microfs.operation": "vacuum"}
                     ),
                 )
+                if pruned:
+                    self._superseded_log().vacuum(hours)
         return VacuumResult(
-            files=tuple(files), dry_run=dry_run, kept_versions=tuple(keep), broken=tuple(broken)
+            files=tuple(files),
+            dry_run=dry_run,
+            kept_versions=tuple(keep),
+            broken=tuple(broken),
+            superseded_pruned=pruned,
         )
+
+
+def _has_commit_times(table: DeltaTable) -> bool:
+    """Whether the table's rows carry their commit time (tables made since MicroFS records it)."""
+    return COMMIT_TIME in {field.name for field in table.schema().fields}
 
 
 def _fingerprint(paths: Sequence[str]) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from microfs.errors import DefinitionError
 from microfs.feature_group import FeatureGroup, FeatureGroupDefinition, InsertResult
 from microfs.feature_view import FeatureView, FeatureViewDefinition
+from microfs.known import Timeline
 from microfs.online import OnlineStore
 from microfs.registry import Registry
 from microfs.schema import check_name
@@ -137,6 +139,7 @@ class FeatureStore:
             path,
             on_commit=self._committed,
             pins=lambda: self._pins(definition.name, definition.version),
+            history_pins=lambda: self._history_pins(definition.name, definition.version),
         )
 
     def _committed(self, group: FeatureGroup, result: InsertResult) -> None:
@@ -145,6 +148,18 @@ class FeatureStore:
     def _pins(self, name: str, version: int) -> dict[int, list[str]]:
         """Table versions of one group that recorded training datasets need."""
         return self.registry.pinned_table_versions(name, version)
+
+    def _history_pins(self, name: str, version: int) -> list[str]:
+        """Known-at views that join one group: they need its replaced row versions."""
+        views = []
+        for view in self.registry.names("feature_views"):
+            for number in self.registry.versions("feature_views", view):
+                data = self.registry.get("feature_views", view, number)
+                if data.get("timeline", "event") == "known" and any(
+                    j["fg_name"] == name and int(j["fg_version"]) == version for j in data["joins"]
+                ):
+                    views.append(f"{view} v{number} (timeline='known')")
+        return views
 
     # -- feature views -----------------------------------------------------------------
 
@@ -158,8 +173,15 @@ class FeatureStore:
         *,
         version: int = 1,
         description: str = "",
+        timeline: Timeline = "event",
+        lag: timedelta = timedelta(0),
     ) -> FeatureView:
-        """Create a feature view: a label group joined point-in-time to feature groups."""
+        """Create a feature view: a label group joined point-in-time to feature groups.
+
+        ``timeline="known"`` joins, for a label at ``t``, only rows committed at or before
+        ``t - lag`` (what a lookup at ``t`` could serve; see :mod:`microfs.known`);
+        ``"event"`` (the default) joins on event time alone.
+        """
         check_name(name, what="feature view name")
         definition = FeatureViewDefinition.build(
             self._group_definition,
@@ -170,6 +192,8 @@ class FeatureStore:
             joins=joins,
             transforms=transforms,
             description=description,
+            timeline=timeline,
+            lag=lag,
         )
         stored = self.registry.create("feature_views", name, version, definition.to_dict())
         return self._view(FeatureViewDefinition.from_dict(stored))

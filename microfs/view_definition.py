@@ -17,6 +17,7 @@ import polars as pl
 
 from microfs.errors import DefinitionError
 from microfs.group_definition import FeatureGroupDefinition
+from microfs.known import Timeline, check_lag, check_timeline
 from microfs.schema import aware_utc, check_name, check_version
 from microfs.transformations import FittedParams, Transform, parse_transforms, validate_transforms
 
@@ -91,7 +92,12 @@ class Join:
 
 @dataclass(frozen=True)
 class FeatureViewDefinition:
-    """The immutable definition of one feature view version, stored as JSON."""
+    """The immutable definition of one feature view version, stored as JSON.
+
+    ``timeline`` and ``lag`` say which rows the joins see (see :mod:`microfs.known`); they
+    are written to the JSON only for ``timeline="known"``, so event-time views keep the
+    form they always had.
+    """
 
     name: str
     version: int
@@ -101,6 +107,8 @@ class FeatureViewDefinition:
     joins: tuple[Join, ...]
     transforms: tuple[Transform, ...]
     description: str = ""
+    timeline: Timeline = "event"
+    lag: timedelta = timedelta(0)
 
     @classmethod
     def build(
@@ -114,10 +122,18 @@ class FeatureViewDefinition:
         transforms: Sequence[Mapping[str, Any] | Transform] = (),
         version: int = 1,
         description: str = "",
+        timeline: Timeline = "event",
+        lag: timedelta = timedelta(0),
     ) -> FeatureViewDefinition:
         """Check a user-given definition against the groups that ``groups`` finds."""
         check_name(name, what="feature view name")
         check_version(version)
+        timeline = check_timeline(timeline)
+        lag = check_lag(lag)
+        if timeline == "event" and lag != timedelta(0):
+            raise DefinitionError(
+                f"lag={lag!r} applies to timeline='known' only; give timeline='known' or drop lag"
+            )
         label = groups(label_fg, None)
         if label.event_time is None:
             raise DefinitionError(
@@ -153,6 +169,8 @@ class FeatureViewDefinition:
             joins=tuple(parsed),
             transforms=parse_transforms(transforms),
             description=description,
+            timeline=timeline,
+            lag=lag,
         )
         schema = definition.feature_schema(label, joined)
         for transform in definition.transforms:
@@ -199,12 +217,19 @@ class FeatureViewDefinition:
             "joins": [j.to_dict() for j in self.joins],
             "transforms": [t.to_dict() for t in self.transforms],
             "description": self.description,
+            **(
+                {"timeline": self.timeline, "lag_us": _micros(self.lag)}
+                if self.timeline != "event"
+                else {}
+            ),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureViewDefinition:
         """Read the form written by :meth:`to_dict`."""
         return cls(
+            timeline=check_timeline(data.get("timeline", "event")),
+            lag=timedelta(microseconds=int(data.get("lag_us", 0))),
             name=data["name"],
             version=int(data["version"]),
             label_fg=data["label_fg"],
