@@ -446,7 +446,9 @@ class FeatureGroup:
             .select(names)
             .with_columns(pl.lit(None, dtype=DATETIME).alias(SUPERSEDED_AT))
         )
-        committed = _commit_log.commit_times(table, resolved)
+        # from the latest table: a DeltaTable opened at an older version numbers the
+        # entries of its history() from that version while listing the newest commits
+        committed = _commit_log.commit_times(self._table(), resolved)
         replaced = (
             self._superseded_log()
             .scan(self.schema)

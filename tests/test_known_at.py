@@ -154,6 +154,62 @@ def oracle(
     return out
 
 
+# --- Feast's retrieval with filter_by_created_timestamp=True, step by step -------------------
+
+
+def feast_created_cutoff(
+    writes: list[tuple[int, datetime, float, datetime]],
+    labels: list[tuple[int, datetime]],
+    ttl: timedelta | None,
+) -> dict[tuple[int, datetime], float | None]:
+    """What Feast's file (Dask) offline store returns, in pandas, per label it keeps.
+
+    Feast keeps every write as a row with its ``created_timestamp``; its historical
+    retrieval with ``filter_by_created_timestamp=True`` (Feast 0.66, ``dask.py``):
+    merges the labels with the feature rows on the join key (left); keeps rows whose event
+    time is null or ``<= t`` (and ``>= t - ttl`` for a non-zero ttl); blanks the feature
+    side of rows created after ``t`` (so the label survives); sorts by created time, then
+    event time (nulls first) and keeps the last row per label. A label whose only
+    candidates all have event times after ``t`` is dropped by the ttl step, so it is
+    missing from the result.
+    """
+    entity = pd.DataFrame(labels, columns=["k", "entity_ts"])
+    rows = pd.DataFrame(
+        [(k, e, c, x) for k, e, x, c in writes], columns=["k", "ts", "created", "x"]
+    ).astype({"x": "float64"})
+    df = entity.merge(rows, on="k", how="left")
+    in_window = df["ts"] <= df["entity_ts"]
+    if ttl is not None:
+        in_window &= df["ts"] >= df["entity_ts"] - ttl
+    df = df[df["ts"].isna() | in_window]
+    too_new = ~df["ts"].isna() & ~(df["created"] <= df["entity_ts"])
+    df = df.assign(**{c: df[c].mask(too_new) for c in ("ts", "created", "x")})
+    df = df.sort_values("created", na_position="first", kind="stable")
+    df = df.sort_values("ts", na_position="first", kind="stable")
+    df = df.drop_duplicates(["k", "entity_ts"], keep="last")
+    return {
+        (int(k), t.to_pydatetime()): None if pd.isna(x) else float(x)
+        for k, t, x in df[["k", "entity_ts", "x"]].itertuples(index=False)
+    }
+
+
+def assert_agrees_with_feast(
+    got: pl.DataFrame,
+    writes: list[tuple[int, datetime, float, datetime]],
+    ttl: timedelta | None,
+    column: str,
+) -> None:
+    """Known-at rows (lag 0) equal Feast's wherever Feast returns the label at all."""
+    labels = got.select("k", "t" if "t" in got.columns else "ts").rows()
+    feast = feast_created_cutoff(writes, labels, ttl)
+    ours = dict(zip(labels, got[column].to_list(), strict=True))
+    for label, value in ours.items():
+        if label in feast:
+            assert value == feast[label], (label, value, feast[label])
+        else:  # dropped by Feast's ttl step: no row had an event time in the window
+            assert value is None
+
+
 # --- the pure plan against the oracle --------------------------------------------------------
 
 writes_strategy = st.lists(
@@ -232,6 +288,8 @@ def test_known_segments_agree_with_a_brute_force_oracle(
     ).collect()
     expected = dict(zip(spine, oracle(versions, spine, lag, None), strict=True))
     assert got["x"].to_list() == [expected[(k, t)] for k, t in got.select("k", "t").rows()]
+    if lag == timedelta(0):
+        assert_agrees_with_feast(got, writes, None, "x")
 
 
 # --- the whole store against the oracle ------------------------------------------------------
@@ -305,6 +363,8 @@ def test_known_at_frames_agree_with_the_oracle(
         assert got["feat_x"].to_list() == [
             expected[(k, t)] for k, t in got.select("k", "ts").rows()
         ]
+        if lag == timedelta(0):
+            assert_agrees_with_feast(got, writes, max_age, "feat_x")
 
 
 # --- replay: the known-at frame equals what the service logged --------------------------------
@@ -389,3 +449,199 @@ def test_replay_known_at_frame_equals_the_logged_online_vectors(seed: int, day_h
     # the event-time frame sees late rows and corrections the service could not have
     assert mismatched > 0.05 * len(lookups), mismatched
     print(f"event-time frame differs from the logged vectors on {mismatched} of {got.height} rows")
+
+
+# --- one late row and one correction, by hand -------------------------------------------------
+
+
+@pytest.fixture
+def late(store: FeatureStore) -> tuple[FeatureStore, FakeClock]:
+    """A ``price`` group whose 09:00 row arrives at 11:00 and is corrected at 13:00.
+
+    10:00 and 12:00 labels; event-time and known-at views over it.
+    """
+    (price,) = make_groups(store, "price")
+    clock = FakeClock(hours(8))
+    price.commit_clock = clock
+    clock.now = hours(8)
+    price.insert(feature_rows([(1, hours(8), 80.0)]))
+    clock.now = hours(11)
+    price.insert(feature_rows([(1, hours(9), 90.0)]))  # late: event 09:00, committed 11:00
+    clock.now = hours(13)
+    price.insert(feature_rows([(1, hours(9), 95.0)]))  # correction of the 09:00 row
+    make_labels(store).insert(label_rows([(1, hours(10)), (1, hours(12)), (1, hours(14))]))
+    view(store, "by_event", ["price"])
+    view(store, "by_known", ["price"], timeline="known")
+    return store, clock
+
+
+def test_a_late_row_is_not_seen_before_its_commit_nor_a_correction_before_its_own(
+    late: tuple[FeatureStore, FakeClock],
+) -> None:
+    fs, _ = late
+    by_event = frame(fs.get_feature_view("by_event"))["price_x"].to_list()
+    by_known = frame(fs.get_feature_view("by_known"))["price_x"].to_list()
+    assert by_event == [95.0, 95.0, 95.0]
+    assert by_known == [80.0, 90.0, 95.0]
+    lagged = view(fs, "lagged", ["price"], timeline="known", lag=timedelta(hours=1, minutes=30))
+    assert frame(lagged)["price_x"].to_list() == [80.0, 80.0, 90.0]
+
+
+def test_commit_times_increase_strictly_even_when_the_clock_goes_back(
+    late: tuple[FeatureStore, FakeClock],
+) -> None:
+    fs, clock = late
+    price = fs.get_feature_group("price")
+    price.commit_clock = clock
+    clock.now = hours(1)  # earlier than every commit so far
+    price.insert(feature_rows([(2, hours(1), 1.0)]))
+    price.insert(feature_rows([(3, hours(1), 1.0)]))
+    times = price.scan_versions().collect().sort(COMMIT_TIME)[COMMIT_TIME].to_list()
+    assert times[-2:] == [
+        hours(13) + timedelta(microseconds=1),
+        hours(13) + timedelta(microseconds=2),
+    ]
+    recorded = [e.get("microfs.commit_time") for e in DeltaTable(str(price.path)).history()]
+    numbers = [int(t) for t in recorded if t is not None]
+    assert numbers == sorted(numbers, reverse=True) and len(set(numbers)) == len(numbers) == 5
+
+
+def test_the_commit_time_column_stays_out_of_reads_features_and_vectors(
+    late: tuple[FeatureStore, FakeClock],
+) -> None:
+    fs, _ = late
+    price = fs.get_feature_group("price")
+    assert price.read().columns == list(FEATURE_SCHEMA)
+    assert price.read(version=1).columns == list(FEATURE_SCHEMA)
+    assert price.scan().collect_schema().names() == list(FEATURE_SCHEMA)
+    assert [c.version for c in price.history()] == [0, 1, 2, 3]
+    fv = fs.get_feature_view("by_known")
+    assert fv.feature_columns == ["price_x"]
+    assert frame(fv).columns == ["k", "ts", "price_x", "y"]
+    assert fv.get_inference_vector({"k": 1}, return_type="dict") == {"price_x": 95.0}
+
+
+def test_compaction_keeps_commit_times_and_the_known_at_frame(
+    late: tuple[FeatureStore, FakeClock],
+) -> None:
+    fs, _ = late
+    price = fs.get_feature_group("price")
+    fv = fs.get_feature_view("by_known")
+    before, versions = frame(fv), price.scan_versions().collect().sort(COMMIT_TIME)
+    assert price.compact().files_removed > 1
+    assert_frame_equal(price.scan_versions().collect().sort(COMMIT_TIME), versions)
+    assert_frame_equal(frame(fs.get_feature_view("by_known")), before)
+
+
+def test_rows_logged_for_a_merge_that_never_committed_are_ignored(
+    late: tuple[FeatureStore, FakeClock],
+) -> None:
+    fs, _ = late
+    price = fs.get_feature_group("price")
+    before = frame(fs.get_feature_view("by_known"))
+    log = SupersededLog(price.path.parent / f".{price.path.name}.superseded")
+    orphan = (
+        price.scan_versions()
+        .filter(pl.col(SUPERSEDED_AT).is_null())
+        .with_columns(
+            pl.lit(hours(12), dtype=UTC_US).alias(SUPERSEDED_AT),  # no commit has this time
+            pl.lit(price.table_version() + 1, dtype=pl.Int64).alias(SUPERSEDED_VERSION),
+        )
+        .collect()
+    )
+    log.append(orphan)
+    assert_frame_equal(frame(fs.get_feature_view("by_known")), before)
+    price.insert(feature_rows([(1, hours(15), 1.0)]))  # that table version now exists
+    assert frame(fs.get_feature_view("by_known"))["price_x"].to_list() == [80.0, 90.0, 95.0]
+
+
+def test_training_datasets_and_batch_data_follow_the_timeline(
+    late: tuple[FeatureStore, FakeClock],
+) -> None:
+    fs, clock = late
+    fv = fs.get_feature_view("by_known")
+    number = fv.create_training_dataset()
+    first = fv.get_training_dataset(number)
+    assert first.X_train["price_x"].to_list() == [80.0, 90.0, 95.0]
+    price = fs.get_feature_group("price")
+    price.commit_clock = clock
+    clock.now = hours(
+        13,
+    ) + timedelta(minutes=30)
+    price.insert(feature_rows([(1, hours(8), 81.0)]))  # another correction, after all labels
+    again = fv.get_training_dataset(number)
+    assert_frame_equal(again.X_train, first.X_train)
+    batch = fv.get_batch_data().collect()
+    assert batch["price_x"].to_list() == [80.0, 90.0, 95.0]
+    spine = pl.DataFrame({"k": [1], "ts": [hours(14)]}, schema={"k": pl.Int64, "ts": UTC_US})
+    assert fv.get_batch_data(spine=spine).collect()["price_x"].to_list() == [95.0]
+    windows = fv.training_frame(window=timedelta(hours=1)).collect()
+    assert_frame_equal(windows, frame(fv))
+
+
+def test_a_static_group_is_joined_as_it_was_known(store: FeatureStore) -> None:
+    clock = FakeClock(hours(9))
+    users = store.create_feature_group(
+        name="users", primary_keys=["k"], schema={"k": "int64", "x": "float64"}
+    )
+    users.commit_clock = clock
+    users.insert(pl.DataFrame({"k": [1], "x": [1.0]}))
+    clock.now = hours(11)
+    users.insert(pl.DataFrame({"k": [1], "x": [2.0]}))
+    make_labels(store).insert(label_rows([(1, hours(8)), (1, hours(10)), (1, hours(12))]))
+    fv = view(store, "static_known", ["users"], timeline="known")
+    assert frame(fv)["users_x"].to_list() == [None, 1.0, 2.0]
+    assert frame(view(store, "static_event", ["users"]))["users_x"].to_list() == [2.0] * 3
+
+
+def test_vacuum_keeps_replaced_versions_a_known_at_view_needs_unless_forced(
+    late: tuple[FeatureStore, FakeClock],
+) -> None:
+    fs, clock = late
+    price = fs.get_feature_group("price")
+    price.commit_clock = clock
+    clock.now = hours(40)
+    kept = price.vacuum(timedelta(0))
+    assert kept.superseded_pruned == 0 and kept.broken == ()
+    assert frame(fs.get_feature_view("by_known"))["price_x"].to_list() == [80.0, 90.0, 95.0]
+    dry = price.vacuum(timedelta(0), force=True, dry_run=True)
+    assert dry.superseded_pruned == 1 and dry.broken == ("by_known v1 (timeline='known')",)
+    forced = price.vacuum(timedelta(0), force=True)
+    assert forced.superseded_pruned == 1 and forced.broken == dry.broken
+    assert price.history_from() == hours(40)
+    with pytest.raises(DefinitionError, match="pruned the row versions .* give start="):
+        fs.get_feature_view("by_known").training_frame()
+    later = fs.get_feature_view("by_known").training_frame(start=hours(40)).collect()
+    assert later.height == 0
+
+
+def test_vacuum_prunes_replaced_versions_when_no_known_at_view_reads_the_group(
+    store: FeatureStore,
+) -> None:
+    (price,) = make_groups(store, "price")
+    clock = FakeClock(hours(1))
+    price.commit_clock = clock
+    price.insert(feature_rows([(1, hours(1), 1.0)]))
+    clock.now = hours(2)
+    price.insert(feature_rows([(1, hours(1), 2.0)]))
+    clock.now = hours(30)
+    assert price.vacuum(timedelta(hours=1)).superseded_pruned == 1
+    assert price.scan_versions().collect()["x"].to_list() == [2.0]
+
+
+def test_timeline_and_lag_are_checked_and_stored_only_for_known_at_views(
+    late: tuple[FeatureStore, FakeClock],
+) -> None:
+    fs, _ = late
+    root = fs.root / "feature_views"
+    event_json = (root / "by_event" / "v1.json").read_text()
+    assert "timeline" not in event_json and "lag" not in event_json
+    known = fs.get_feature_view("by_known").definition
+    assert (known.timeline, known.lag) == ("known", timedelta(0))
+    with pytest.raises(DefinitionError, match="timeline='sometime' is not a timeline"):
+        view(fs, "bad", ["price"], timeline="sometime")
+    with pytest.raises(DefinitionError, match="lag=.* non-negative"):
+        view(fs, "bad", ["price"], timeline="known", lag=timedelta(hours=-1))
+    with pytest.raises(DefinitionError, match="applies to timeline='known' only"):
+        view(fs, "bad", ["price"], lag=timedelta(hours=1))
+    assert not (root / "bad").exists() or not list((root / "bad").glob("v*.json"))
