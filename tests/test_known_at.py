@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import random
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -503,7 +503,8 @@ def test_commit_times_increase_strictly_even_when_the_clock_goes_back(
     ]
     recorded = [e.get("microfs.commit_time") for e in DeltaTable(str(price.path)).history()]
     numbers = [int(t) for t in recorded if t is not None]
-    assert numbers == sorted(numbers, reverse=True) and len(set(numbers)) == len(numbers) == 5
+    assert numbers == sorted(numbers, reverse=True)
+    assert len(set(numbers)) == len(numbers) == 5
 
 
 def test_the_commit_time_column_stays_out_of_reads_features_and_vectors(
@@ -602,12 +603,15 @@ def test_vacuum_keeps_replaced_versions_a_known_at_view_needs_unless_forced(
     price.commit_clock = clock
     clock.now = hours(40)
     kept = price.vacuum(timedelta(0))
-    assert kept.superseded_pruned == 0 and kept.broken == ()
+    assert kept.superseded_pruned == 0
+    assert kept.broken == ()
     assert frame(fs.get_feature_view("by_known"))["price_x"].to_list() == [80.0, 90.0, 95.0]
     dry = price.vacuum(timedelta(0), force=True, dry_run=True)
-    assert dry.superseded_pruned == 1 and dry.broken == ("by_known v1 (timeline='known')",)
+    assert dry.superseded_pruned == 1
+    assert dry.broken == ("by_known v1 (timeline='known')",)
     forced = price.vacuum(timedelta(0), force=True)
-    assert forced.superseded_pruned == 1 and forced.broken == dry.broken
+    assert forced.superseded_pruned == 1
+    assert forced.broken == dry.broken
     assert price.history_from() == hours(40)
     with pytest.raises(DefinitionError, match="pruned the row versions .* give start="):
         fs.get_feature_view("by_known").training_frame()
@@ -635,7 +639,8 @@ def test_timeline_and_lag_are_checked_and_stored_only_for_known_at_views(
     fs, _ = late
     root = fs.root / "feature_views"
     event_json = (root / "by_event" / "v1.json").read_text()
-    assert "timeline" not in event_json and "lag" not in event_json
+    assert "timeline" not in event_json
+    assert "lag" not in event_json
     known = fs.get_feature_view("by_known").definition
     assert (known.timeline, known.lag) == ("known", timedelta(0))
     with pytest.raises(DefinitionError, match="timeline='sometime' is not a timeline"):
