@@ -137,31 +137,39 @@ def known_segments(
     time = pl.col(event_time) if event_time is not None else pl.lit(_STATIC_TIME)
     dtype = versions.collect_schema()[COMMIT_TIME]
     lag_expr = pl.lit(lag, dtype=pl.Duration("us"))
-    first = f"{known_from}\x00first"
     until = f"{known_from}\x00until"
-    served_until = f"{known_from}\x00next"
-    rows = versions.select(
-        *on,
-        time.cast(dtype).alias(event_out),
-        *features,
-        pl.max_horizontal(pl.col(COMMIT_TIME) + lag_expr, time.cast(dtype)).alias(known_from),
-        (pl.col(SUPERSEDED_AT) + lag_expr).alias(until),
-    ).filter(pl.col(until).is_null() | (pl.col(known_from) < pl.col(until)))
-    # One entry per row (key and event time): when it is first visible. A row is served
-    # from then if its event time is greater than every row's visible before or with it.
-    row_keys = [*on, event_out]
-    rows_first = (
-        rows.group_by(row_keys)
-        .agg(pl.col(known_from).min().alias(first))
-        .sort([*on, first, event_out])
+    rows = (
+        versions.select(
+            *on,
+            time.cast(dtype).alias(event_out),
+            *features,
+            pl.max_horizontal(pl.col(COMMIT_TIME) + lag_expr, time.cast(dtype)).alias(known_from),
+            (pl.col(SUPERSEDED_AT) + lag_expr).alias(until),
+        )
+        .filter(pl.col(until).is_null() | (pl.col(known_from) < pl.col(until)))
+        .drop(until)
     )
-    newest_before = pl.col(event_out).cum_max().shift(1).over(on)
-    served = rows_first.filter(
-        newest_before.is_null() | (pl.col(event_out) > newest_before)
-    ).with_columns(pl.col(first).shift(-1).over(on).alias(served_until))
-    # Each served row's versions while it is served (its later corrections included).
-    return (
-        rows.join(served, on=row_keys, how="inner", nulls_equal=False)
-        .filter(pl.col(served_until).is_null() | (pl.col(known_from) < pl.col(served_until)))
-        .select(*on, known_from, event_out, *features)
+    # Walking a key's versions by the time they become visible: a version is served from
+    # then if no version visible earlier has a greater event time (a row once visible stays
+    # visible, and a correction of the served row has its event time); of versions that
+    # become visible at once, the one with the greatest event time. Per key in one pass:
+    # dense ranks make (key, visible-from) one int64 to sort by and (key, event time) one
+    # int64 whose running maximum stays within each key (ranks are below the row count, so
+    # the products stay far inside int64 for any table that fits on one machine).
+    key = pl.struct(on).rank("dense") if len(on) > 1 else pl.col(on[0]).rank("dense")
+    group, order, newest = (f"{known_from}\x00{n}" for n in ("group", "order", "newest"))
+    ranked = rows.with_columns(key.cast(pl.Int64).alias(group)).with_columns(
+        (pl.col(group) * (pl.len() + 1) + pl.col(known_from).rank("dense").cast(pl.Int64)).alias(
+            order
+        ),
+        (pl.col(group) * (pl.len() + 1) + pl.col(event_out).rank("dense").cast(pl.Int64)).alias(
+            newest
+        ),
     )
+    served = ranked.sort(order).filter(
+        pl.col(newest) >= pl.col(newest).cum_max().shift(1).fill_null(pl.col(newest))
+    )
+    # a served version followed by another served one of its key from the same time
+    # was outranked by it (a greater event time became visible at once)
+    outranked = (pl.col(order) == pl.col(order).shift(-1)).fill_null(False)
+    return served.filter(~outranked).select(*on, known_from, event_out, *features)
