@@ -26,7 +26,9 @@ _LAKE_README = """# MicroFS lake
 This folder is a MicroFS lake: everything a `FeatureStore` knows lives here.
 
 - `feature_groups/<name>/v<version>.json`: a feature group definition (JSON, immutable)
-- `feature_groups/<name>/v<version>/`: its Delta table (readable by any Delta reader)
+- `feature_groups/<name>/v<version>/`: its Delta table (readable by any Delta reader); its
+  last column, `_microfs_commit_time`, is when MicroFS committed the row
+- `feature_groups/<name>/.v<version>.superseded/`: row versions that upserts replaced
 - `feature_views/<name>/v<version>.json`: a feature view definition
 - `feature_views/<name>/v<version>/params/`, `training_datasets/`: fitted parameters and
   training dataset metadata, one immutable JSON file each
