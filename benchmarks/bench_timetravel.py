@@ -44,6 +44,8 @@ CORRECTED = 0.01
 RECENT = 0.1
 ENGINES: tuple[str, ...] = ("microfs", "deltalake", "polars")
 ORDER = ["timestamp", "user_id", "item_id"]
+COLUMNS = ["user_id", "item_id", "timestamp", "duration_sec", "conversion"]
+"""The group's columns: what MicroFS reads (its commit-time column is its own)."""
 
 
 def build_timetravel_lake(source: str, folder: str) -> dict[str, Any]:
@@ -52,7 +54,7 @@ def build_timetravel_lake(source: str, folder: str) -> dict[str, Any]:
     from microfs.synthetic import GROUPS, SCHEMAS, corrections
 
     root = fresh_folder(Path(folder))
-    frame = pl.read_delta(source)
+    frame = pl.read_delta(source, columns=list(SCHEMAS[GROUP]))  # MicroFS's columns
     fs = FeatureStore(root / "lake")
     fg = fs.create_feature_group(name=GROUP, schema=SCHEMAS[GROUP], **GROUPS[GROUP])
     first = fg.insert(frame)
@@ -115,11 +117,11 @@ def read_version(
         from deltalake import DeltaTable
 
         def work() -> Any:
-            return DeltaTable(table, version=version).to_pyarrow_table()
+            return DeltaTable(table, version=version).to_pyarrow_table(columns=COLUMNS)
     elif engine == "polars":
 
         def work() -> Any:
-            return pl.read_delta(table, version=version)
+            return pl.read_delta(table, version=version, columns=COLUMNS)
     else:
         raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     clock, frame = timed_work(work)

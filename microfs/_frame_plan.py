@@ -10,6 +10,10 @@ A windowed plan covers ``[start, end)`` with consecutive windows. Each window jo
 labels to the joined groups' rows inside it plus the latest row per key from before it
 (within ``max_age``), which is all a label in the window can match, so one window's plan
 needs memory for one window. :meth:`FramePlanner.window_plans` gives them one by one.
+
+A view with ``timeline="known"`` joins each group's served-row segments
+(:func:`microfs.known.known_segments`) as of the label's time instead of its rows as of
+their event time; its windows join all segments before the window's end.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ from microfs import _asof_kernel
 from microfs._frame_spec import FrameSpec, frame_columns, frame_spec
 from microfs.errors import DefinitionError
 from microfs.feature_group import Extent, FeatureGroup
+from microfs.known import known_segments
 from microfs.pit import JoinPlan, RowOrder, point_in_time_join
 from microfs.schema import aware_utc
 from microfs.view_definition import FeatureViewDefinition
 
 __all__ = ["FramePlanner", "Spine", "window_filter"]
+
+_KNOWN_FROM = "__microfs_known_from"
+_KNOWN_EVENT = "__microfs_known_event_"
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,8 @@ class FramePlanner:
             label.definition, [g.definition for g in self.groups]
         )
         self.feature_columns = tuple(self.feature_schema)
+        self.timeline = definition.timeline
+        self.lag = definition.lag
 
     def plan(
         self,
@@ -157,7 +167,7 @@ class FramePlanner:
         out: list[pl.DataFrame | None] = []
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             time = group.event_time
-            if time is None:
+            if time is None or self.timeline == "known":  # known-at windows do not carry rows
                 out.append(None)
                 continue
             scan, _ = group.scan_and_record_order(version=(table_versions or {}).get(group.name))
@@ -183,6 +193,7 @@ class FramePlanner:
         version = (table_versions or {}).get(label.name)
         scan, order = label.scan_and_record_order(version=version)
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
+        self._check_history(lo)
         frame = window_filter(scan.select(columns), self.time, lo, hi)
         return Spine(frame, order, _rows_between(label.extent(self.time, version=version), lo, hi))
 
@@ -208,7 +219,21 @@ class FramePlanner:
             [pl.lit(None, dtype=label.schema[c]).alias(c) for c in extra if c not in names]
         ).select([*keys, *extra])
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
+        self._check_history(lo)
         return Spine(window_filter(frame, self.time, lo, hi), order="none")
+
+    def _check_history(self, start: datetime | None) -> None:
+        """Refuse known-at labels earlier than a joined group's pruned history reaches."""
+        if self.timeline != "known":
+            return
+        for group in self.groups:
+            pruned = group.history_from()
+            if pruned is not None and (start is None or start < pruned + self.lag):
+                raise DefinitionError(
+                    f"feature group {group.name!r} pruned the row versions it replaced before "
+                    f"{pruned.isoformat()} (vacuum), so a known-at join is exact only for "
+                    f"labels from {(pruned + self.lag).isoformat()}: give start= at or after it"
+                )
 
     def join(
         self,
@@ -230,6 +255,9 @@ class FramePlanner:
         versions = table_versions or {}
         plans = []
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
+            if self.timeline == "known":
+                plans.append(self._known_plan(number, spine, versions.get(group.name), end))
+                continue
             time = group.event_time
             scan, order = group.scan_and_record_order(version=versions.get(group.name))
             time_sorted = order != "none"
@@ -267,7 +295,48 @@ class FramePlanner:
             joins=plans,
             labels_order=spine.order,
         )
+        if self.timeline == "known":
+            joined = self._known_max_age(joined)
         return joined.select(frame_columns(label, self.label_col, self.feature_columns))
+
+    def _known_plan(
+        self, number: int, spine: Spine, version: int | None, end: datetime | None
+    ) -> JoinPlan:
+        """Join ``number`` as of the time each row became the one a lookup served.
+
+        The served row's event time rides along as a private feature, for ``max_age``.
+        """
+        join, group = self.joins[number], self.groups[number]
+        segments = known_segments(
+            group.scan_versions(version),
+            on=join.on,
+            event_time=group.event_time,
+            features=join.features,
+            lag=self.lag,
+            known_from=_KNOWN_FROM,
+            event_out=f"{_KNOWN_EVENT}{number}",
+        )
+        if end is not None:  # served from the window's end on: no label in it sees them
+            segments = segments.filter(pl.col(_KNOWN_FROM) < aware_utc(end, what="end"))
+        return JoinPlan(
+            frame=segments,
+            on=join.on,
+            event_time=_KNOWN_FROM,
+            features=(*join.features, f"{_KNOWN_EVENT}{number}"),
+            prefix=join.prefix,
+            compiled=_suits_kernel(spine.rows, group, join.on, version),
+        )
+
+    def _known_max_age(self, joined: pl.LazyFrame) -> pl.LazyFrame:
+        """Null each known-at join's features where the served row is older than ``max_age``."""
+        masks = []
+        for number, join in enumerate(self.joins):
+            if join.max_age is None:
+                continue
+            served = pl.col(f"{join.prefix}{_KNOWN_EVENT}{number}")
+            fresh = served >= pl.col(self.time) - pl.lit(join.max_age, dtype=pl.Duration("us"))
+            masks += [pl.when(fresh).then(pl.col(name)).alias(name) for name in join.output_names()]
+        return joined.with_columns(masks) if masks else joined
 
 
 def _suits_kernel(

@@ -59,6 +59,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.schema import Field
 from filelock import FileLock
 
+from microfs import _commit_log
 from microfs import statistics as stats
 from microfs.errors import (
     CommitConflictError,
@@ -71,6 +72,7 @@ from microfs.errors import (
 )
 from microfs.expectations import REASON, ValidationReport, ValidationWarning, evaluate, split
 from microfs.group_definition import FeatureGroupDefinition
+from microfs.known import COMMIT_TIME, SUPERSEDED_AT
 from microfs.pit import RowOrder, order_spine
 from microfs.progress import Progress, track
 from microfs.schema import (
@@ -243,6 +245,7 @@ class VacuumResult:
     dry_run: bool
     kept_versions: tuple[int, ...]
     broken: tuple[str, ...] = ()
+    superseded_pruned: int = 0
 
 
 _P = ParamSpec("_P")
@@ -277,6 +280,7 @@ SchemaRecorder = Callable[[Mapping[str, str]], FeatureGroupDefinition]
 """Records columns added to a group's definition and returns the definition with them."""
 FirstSchema = Callable[[Mapping[str, str]], "FeatureGroup"]
 """Defines a group whose schema was left to its first insert; returns the stored group."""
+HistoryPinsProvider = Callable[[], Sequence[str]]
 
 
 class FeatureGroup:
@@ -296,6 +300,7 @@ class FeatureGroup:
         record_schema: SchemaRecorder | None = None,
         first_schema: FirstSchema | None = None,
         lake: Path | None = None,
+        history_pins: HistoryPinsProvider | None = None,
     ) -> None:
         self.definition = definition
         self.path = path
@@ -304,6 +309,10 @@ class FeatureGroup:
         self._record_schema = record_schema
         self._first_schema = first_schema  # set while the first insert must define the schema
         self._lake = lake
+        self._history_pins = history_pins
+        self.commit_clock: _commit_log.Clock = _commit_log.system_clock
+        """Where commit times come from (the system clock; a replay test sets its own)."""
+        self._issued: int | None = None
         self._row_order: dict[int, RowOrder] = {}
         self._file_actions: dict[int, pl.DataFrame] = {}
 
@@ -364,7 +373,7 @@ class FeatureGroup:
         with contextlib.suppress(DeltaError):
             DeltaTable.create(
                 str(self.path),
-                self.schema.to_arrow(),
+                pl.Schema({**self.schema, COMMIT_TIME: DATETIME}).to_arrow(),
                 mode="ignore",
                 name=self.name,
                 description=self.description or None,
@@ -618,15 +627,17 @@ class FeatureGroup:
             ]
         )
         before = table.version()
+        custom = {"microfs.operation": "delete"}
+        if self._stamp(table, custom) is not None:
+            # an erasure: the rows leave the known-at history too (it keeps no copy)
+            self._superseded_log().erase(batch)
         metrics = (
             table.merge(
                 batch.to_arrow(),
                 predicate=condition,
                 source_alias="s",
                 target_alias="t",
-                commit_properties=CommitProperties(
-                    custom_metadata={"microfs.operation": "delete"}, max_commit_retries=0
-                ),
+                commit_properties=CommitProperties(custom_metadata=custom, max_commit_retries=0),
             )
             .when_matched_delete()
             .execute()
@@ -689,17 +700,22 @@ class FeatureGroup:
     def _write(self, batch: pl.DataFrame, note: Mapping[str, str] | None = None) -> InsertResult:
         table = self._table()
         ranges = _batch_ranges(batch, self.definition.schema, self._range_columns())
-        meta = CommitProperties(
-            custom_metadata={
-                "microfs.operation": "insert",
-                "microfs.rows": str(batch.height),
-                **(note or {}),
-            },
-            max_commit_retries=0,
-        )
+        custom = {
+            "microfs.operation": "insert",
+            "microfs.rows": str(batch.height),
+            **(note or {}),
+        }
+        at = self._stamp(table, custom)
+        if at is not None:
+            batch = batch.with_columns(
+                pl.lit(_commit_log.from_micros(at), dtype=DATETIME).alias(COMMIT_TIME)
+            )
+        meta = CommitProperties(custom_metadata=custom, max_commit_retries=0)
         if _cannot_overlap(table, ranges):
             write_deltalake(table, batch.to_arrow(), mode="append", commit_properties=meta)
             return InsertResult(table.version(), batch.height, 0, "append")
+        if at is not None:
+            self._supersede(table, batch, ranges, at)
         keys = self.definition.upsert_keys
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in keys]
@@ -727,6 +743,48 @@ class FeatureGroup:
             int(metrics["num_target_rows_updated"]),
             "merge",
         )
+
+    def _stamp(self, table: DeltaTable, custom: dict[str, str]) -> int | None:
+        """The next commit's MicroFS commit time, recorded in ``custom`` (its metadata).
+
+        None for a table made before commit times were recorded (it has no such column).
+        """
+        if not _has_commit_times(table):
+            return None
+        at = _commit_log.next_commit_time(table, self.commit_clock, self._issued)
+        self._issued = at
+        custom[_commit_log.COMMIT_TIME_KEY] = str(at)
+        return at
+
+    def _supersede(
+        self, table: DeltaTable, batch: pl.DataFrame, ranges: Mapping[str, _Range], at: int
+    ) -> None:
+        """Log the stored rows the coming merge (commit time ``at``) will replace.
+
+        Written before the merge: rows logged for a merge that never commits are ignored
+        on reading (their version's commit does not record ``at``).
+        """
+        keys = list(self.definition.upsert_keys)
+        stored = pl.scan_delta(str(self.path), version=table.version())
+        for column, bounds in ranges.items():  # prunes files by their statistics
+            stored = stored.filter(
+                pl.col(column).is_between(
+                    _typed(bounds.kind, bounds.low), _typed(bounds.kind, bounds.high)
+                )
+            )
+        replaced = (
+            stored.join(batch.lazy().select(keys), on=keys, how="semi", nulls_equal=False)
+            .select([*self.schema.names(), COMMIT_TIME])
+            .with_columns(
+                pl.lit(_commit_log.from_micros(at), dtype=DATETIME).alias(SUPERSEDED_AT),
+                pl.lit(table.version() + 1, dtype=pl.Int64).alias(_commit_log.SUPERSEDED_VERSION),
+            )
+            .collect()
+        )
+        self._superseded_log().append(replaced)
+
+    def _superseded_log(self) -> _commit_log.SupersededLog:
+        return _commit_log.SupersededLog(self.path.parent / f".{self.path.name}.superseded")
 
     def _range_columns(self) -> list[str]:
         d = self.definition
@@ -791,7 +849,51 @@ class FeatureGroup:
         """
         resolved = self.resolve_version(version=version, as_of=as_of)
         self._check_files(resolved)
-        return pl.scan_delta(str(self.path), version=resolved)
+        frame = pl.scan_delta(str(self.path), version=resolved)
+        return frame.select(self.schema.names())
+
+    def scan_versions(self, version: int | None = None) -> pl.LazyFrame:
+        """Every version of the rows that table version ``version`` holds or replaced.
+
+        The group's columns, :data:`~microfs.known.COMMIT_TIME` (when MicroFS committed the
+        version) and :data:`~microfs.known.SUPERSEDED_AT` (when an upsert replaced it;
+        null for the rows the table version holds). What a known-at join reads.
+
+        Raises:
+            NotFoundError: The table was created before MicroFS recorded commit times.
+        """
+        resolved = self.resolve_version(version=version)
+        table = self._table(resolved)
+        if not _has_commit_times(table):
+            raise NotFoundError(
+                f"feature group {self.name!r} v{self.version} was created before MicroFS "
+                "recorded commit times, so what was known when is lost; create a new version "
+                "of the group and insert its rows again for known-at views"
+            )
+        self.scan(version=resolved)  # refuses a vacuumed version
+        names = [*self.schema.names(), COMMIT_TIME]
+        current = (
+            pl.scan_delta(str(self.path), version=resolved)
+            .select(names)
+            .with_columns(pl.lit(None, dtype=DATETIME).alias(SUPERSEDED_AT))
+        )
+        # from the latest table: a DeltaTable opened at an older version numbers the
+        # entries of its history() from that version while listing the newest commits
+        committed = _commit_log.commit_times(self._table(), resolved)
+        replaced = (
+            self._superseded_log()
+            .scan(self.schema)
+            .join(committed.lazy(), on=[_commit_log.SUPERSEDED_VERSION, SUPERSEDED_AT], how="semi")
+            .select([*names, SUPERSEDED_AT])
+        )
+        return pl.concat([current, replaced])
+
+    def history_from(self) -> datetime | None:
+        """Replaced row versions older than this were pruned by :meth:`vacuum` (or None).
+
+        A known-at join is exact only for labels at or after this time plus its lag.
+        """
+        return self._superseded_log().history_from()
 
     def data_files(self, version: int | None = None) -> list[Path]:
         """The Parquet files that hold a table version's rows (the latest by default).
@@ -837,9 +939,11 @@ class FeatureGroup:
             return self.scan(version=resolved), "none"
         paths = [u for u in uris if u is not None]
         if self.definition.appended:  # files written before an append lack those columns
-            frame = pl.scan_parquet(paths, schema=self.schema, missing_columns="insert")
+            frame = pl.scan_parquet(
+                paths, schema=self.schema, missing_columns="insert", extra_columns="ignore"
+            )
         else:
-            frame = pl.scan_parquet(paths).cast(self.schema)
+            frame = pl.scan_parquet(paths).select(self.schema.names()).cast(self.schema)
         known = self._row_order.get(resolved)
         if known is None:
             fingerprint = _fingerprint(ordered)
@@ -976,7 +1080,7 @@ class FeatureGroup:
         new = [f for f in table.file_uris() if f not in before]
         if not new:
             return latest, self.schema_frame()
-        return latest, pl.scan_parquet(new, schema=self.schema)
+        return latest, pl.scan_parquet(new, schema=self.schema, extra_columns="ignore")
 
     def schema_frame(self) -> pl.LazyFrame:
         """An empty frame with the group's schema."""
@@ -1223,6 +1327,11 @@ class FeatureGroup:
         Files that recorded training datasets need are kept, so their data stays
         reproducible; ``force=True`` deletes those too and names the training datasets
         it breaks. The default retention (7 days) is far longer than any write.
+
+        Row versions that upserts replaced longer than ``retention`` ago are pruned from
+        the group's superseded log likewise, unless a known-at feature view reads the
+        group: then they are kept, and ``force=True`` prunes them and names those views
+        in ``broken``.
         """
         if not isinstance(retention, timedelta) or retention < timedelta(0):
             raise DefinitionError(
@@ -1249,6 +1358,13 @@ class FeatureGroup:
                     needed = {Path(u).name for u in self._table(pinned).file_uris()}
                     if needed & {Path(g).name for g in gone}:
                         broken.extend(datasets)
+            history_views = list(self._history_pins()) if self._history_pins is not None else []
+            pruned = 0
+            if force or not history_views:
+                cutoff = self.commit_clock() - timedelta(hours=hours)
+                pruned = self._superseded_log().prune(cutoff, dry_run=dry_run)
+                if pruned:
+                    broken.extend(history_views)
             if dry_run:
                 files = would
             else:
@@ -1262,8 +1378,14 @@ class FeatureGroup:
                         custom_metadata={"microfs.operation": "vacuum"}
                     ),
                 )
+                if pruned:
+                    self._superseded_log().vacuum(hours)
         return VacuumResult(
-            files=tuple(files), dry_run=dry_run, kept_versions=tuple(keep), broken=tuple(broken)
+            files=tuple(files),
+            dry_run=dry_run,
+            kept_versions=tuple(keep),
+            broken=tuple(broken),
+            superseded_pruned=pruned,
         )
 
 
@@ -1300,6 +1422,20 @@ def _validation_note(
         },
     }
     return {_VALIDATION_KEY: json.dumps(summary, separators=(",", ":"))}
+
+
+def _typed(kind: str, value: int) -> pl.Expr:
+    """A range bound of :class:`_Range` (microseconds, days or an integer) as a typed literal."""
+    if kind == "datetime":
+        return pl.lit(value, dtype=pl.Int64).cast(DATETIME)
+    if kind == "date":
+        return pl.lit(value, dtype=pl.Int32).cast(pl.Date)
+    return pl.lit(value)
+
+
+def _has_commit_times(table: DeltaTable) -> bool:
+    """Whether the table's rows carry their commit time (tables made since MicroFS records it)."""
+    return COMMIT_TIME in {field.name for field in table.schema().fields}
 
 
 def _fingerprint(paths: Sequence[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from microfs.errors import AlreadyExistsError, DefinitionError, MicroFSError, No
 from microfs.expectations import Policy, parse_expectations
 from microfs.feature_group import Committed, FeatureGroup, FeatureGroupDefinition
 from microfs.feature_view import FeatureView, FeatureViewDefinition
+from microfs.known import Timeline
 from microfs.online import OnlineStore
 from microfs.registry import Registry
 from microfs.schema import SchemaLike, check_name, check_version, normalize_schema
@@ -25,10 +27,12 @@ _LAKE_README = """# MicroFS lake
 This folder is a MicroFS lake: everything a `FeatureStore` knows lives here.
 
 - `feature_groups/<name>/v<version>.json`: a feature group definition (JSON, immutable)
-- `feature_groups/<name>/v<version>/`: its Delta table (readable by any Delta reader)
+- `feature_groups/<name>/v<version>/`: its Delta table (readable by any Delta reader); its
+  last column, `_microfs_commit_time`, is when MicroFS committed the row
 - `feature_groups/<name>/v<version>.appended/`: columns added later by `append_features`
 - `feature_groups/<name>/v<version>.quality/`: statistics per table version (JSON) and
   the Delta table of rows its expectations rejected
+- `feature_groups/<name>/.v<version>.superseded/`: row versions that upserts replaced
 - `feature_views/<name>/v<version>.json`: a feature view definition
 - `feature_views/<name>/v<version>/params/`, `training_datasets/`: fitted parameters and
   training dataset metadata, one immutable JSON file each
@@ -324,6 +328,7 @@ class FeatureStore:
                 definition.name, definition.version, added
             ),
             lake=self.root,
+            history_pins=lambda: self._history_pins(definition.name, definition.version),
         )
 
     def _committed(self, group: FeatureGroup, result: Committed) -> None:
@@ -332,6 +337,18 @@ class FeatureStore:
     def _pins(self, name: str, version: int) -> dict[int, list[str]]:
         """Table versions of one group that recorded training datasets need."""
         return self.registry.pinned_table_versions(name, version)
+
+    def _history_pins(self, name: str, version: int) -> list[str]:
+        """Known-at views that join one group: they need its replaced row versions."""
+        views = []
+        for view in self.registry.names("feature_views"):
+            for number in self.registry.versions("feature_views", view):
+                data = self.registry.get("feature_views", view, number)
+                if data.get("timeline", "event") == "known" and any(
+                    j["fg_name"] == name and int(j["fg_version"]) == version for j in data["joins"]
+                ):
+                    views.append(f"{view} v{number} (timeline='known')")
+        return views
 
     # -- feature views -----------------------------------------------------------------
 
@@ -346,6 +363,8 @@ class FeatureStore:
         version: int = 1,
         description: str = "",
         label_features: Sequence[str] | None = None,
+        timeline: Timeline = "event",
+        lag: timedelta = timedelta(0),
     ) -> FeatureView:
         """Create a feature view: a label group joined point-in-time to feature groups.
 
@@ -354,6 +373,10 @@ class FeatureStore:
         any join. A joined group whose ``online_keys`` differ from the join's ``on`` is
         refused (the view could never be served online; see
         :meth:`FeatureViewDefinition.build`).
+
+        ``timeline="known"`` joins, for a label at ``t``, only rows committed at or before
+        ``t - lag`` (what a lookup at ``t`` could serve; see :mod:`microfs.known`);
+        ``"event"`` (the default) joins on event time alone.
         """
         check_name(name, what="feature view name")
         definition = FeatureViewDefinition.build(
@@ -366,6 +389,8 @@ class FeatureStore:
             transforms=transforms,
             description=description,
             label_features=label_features,
+            timeline=timeline,
+            lag=lag,
         )
         stored = self.registry.create("feature_views", name, version, definition.to_dict())
         return self._view(FeatureViewDefinition.from_dict(stored))

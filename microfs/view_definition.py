@@ -21,6 +21,7 @@ import polars as pl
 from microfs.arguments import column_names
 from microfs.errors import DefinitionError
 from microfs.group_definition import FeatureGroupDefinition
+from microfs.known import Timeline, check_lag, check_timeline
 from microfs.schema import aware_utc, check_name, check_version
 from microfs.transformations import FittedParams, Transform, parse_transforms, validate_transforms
 
@@ -95,7 +96,12 @@ class Join:
 
 @dataclass(frozen=True)
 class FeatureViewDefinition:
-    """The immutable definition of one feature view version, stored as JSON."""
+    """The immutable definition of one feature view version, stored as JSON.
+
+    ``timeline`` and ``lag`` say which rows the joins see (see :mod:`microfs.known`); they
+    are written to the JSON only for ``timeline="known"``, so event-time views keep the
+    form they always had.
+    """
 
     name: str
     version: int
@@ -108,6 +114,8 @@ class FeatureViewDefinition:
     selected_label_features: tuple[str, ...] | None = None
     """The label group's features in the view, stored as ``label_features``; None for a
     definition written before views stored them (see :meth:`label_features`)."""
+    timeline: Timeline = "event"
+    lag: timedelta = timedelta(0)
 
     @classmethod
     def build(
@@ -122,6 +130,8 @@ class FeatureViewDefinition:
         version: int = 1,
         description: str = "",
         label_features: Sequence[str] | None = None,
+        timeline: Timeline = "event",
+        lag: timedelta = timedelta(0),
     ) -> FeatureViewDefinition:
         """Check a user-given definition against the groups that ``groups`` finds.
 
@@ -138,6 +148,12 @@ class FeatureViewDefinition:
         check_version(version)
         if not isinstance(label_col, str):
             raise DefinitionError(f"label_col must be a column name, got {label_col!r}")
+        timeline = check_timeline(timeline)
+        lag = check_lag(lag)
+        if timeline == "event" and lag != timedelta(0):
+            raise DefinitionError(
+                f"lag={lag!r} applies to timeline='known' only; give timeline='known' or drop lag"
+            )
         label = groups(label_fg, None)
         if label.event_time is None:
             raise DefinitionError(
@@ -184,6 +200,8 @@ class FeatureViewDefinition:
             selected_label_features=_select_label_features(
                 label, label_col, parsed, label_features
             ),
+            timeline=timeline,
+            lag=lag,
         )
         schema = definition.feature_schema(label, joined)
         for transform in definition.transforms:
@@ -263,12 +281,19 @@ class FeatureViewDefinition:
                 if self.selected_label_features is not None
                 else {}
             ),
+            **(
+                {"timeline": self.timeline, "lag_us": _micros(self.lag)}
+                if self.timeline != "event"
+                else {}
+            ),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureViewDefinition:
         """Read the form written by :meth:`to_dict`."""
         return cls(
+            timeline=check_timeline(data.get("timeline", "event")),
+            lag=timedelta(microseconds=int(data.get("lag_us", 0))),
             name=data["name"],
             version=int(data["version"]),
             label_fg=data["label_fg"],

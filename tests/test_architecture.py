@@ -32,11 +32,13 @@ LAYERS: dict[str, int] = {
     "microfs.quality_report": 7,
     "microfs.group_definition": 2,
     "microfs.synthetic": 2,
+    "microfs.known": 2,
     "microfs.view_definition": 3,
     # storage of definitions and of data; the point-in-time join
     "microfs.registry": 4,
     "microfs._asof_kernel": 4,
     "microfs.pit": 5,
+    "microfs._commit_log": 5,
     "microfs.feature_group": 6,
     # planning frames from definitions and groups
     "microfs._frame_spec": 7,

@@ -31,6 +31,7 @@ from microfs import (
     SchemaError,
     TimestampError,
 )
+from microfs.known import COMMIT_TIME
 from tests.helpers import (
     ACTIVITY_KEYS,
     ACTIVITY_SCHEMA,
@@ -652,12 +653,15 @@ def test_the_table_is_a_plain_delta_table(activity: FeatureGroup) -> None:
     _insert_three_versions(activity)
     expected = activity.read()
     table = DeltaTable(str(activity.path)).to_pyarrow_table()
-    assert table.column_names == list(ACTIVITY_SCHEMA)
+    # the group's columns, then the one MicroFS adds: when each row was committed
+    assert table.column_names == [*ACTIVITY_SCHEMA, COMMIT_TIME]
     assert table.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field(COMMIT_TIME).type == pa.timestamp("us", tz="UTC")
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    assert_same_rows(frame, expected)
-    assert_same_rows(pl.read_delta(str(activity.path), version=1), activity.read(version=1))
+    assert_same_rows(frame.drop(COMMIT_TIME), expected)
+    old = pl.read_delta(str(activity.path), version=1)
+    assert_same_rows(old.drop(COMMIT_TIME), activity.read(version=1))
 
 
 def test_duckdb_reads_the_data_files(activity: FeatureGroup) -> None:
@@ -668,10 +672,11 @@ def test_duckdb_reads_the_data_files(activity: FeatureGroup) -> None:
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
     relation = connection.read_parquet(files)
-    assert relation.columns == list(ACTIVITY_SCHEMA)
+    assert relation.columns == [*ACTIVITY_SCHEMA, COMMIT_TIME]
     got = relation.pl().with_columns(pl.col("timestamp").dt.convert_time_zone("UTC"))
+    got = got.drop(COMMIT_TIME)
     assert_same_rows(got, activity.read())
-    assert_same_rows(pl.read_parquet(files), activity.read())
+    assert_same_rows(pl.read_parquet(files).drop(COMMIT_TIME), activity.read())
 
 
 # --- property: upserts agree with a dictionary ----------------------------------------------
