@@ -620,11 +620,7 @@ class FeatureGroup:
         ranges = _batch_ranges(batch, self.definition.schema, ranged)
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in columns]
-            + [
-                f"t.{_quote(col)} >= {_literal(r.kind, r.low)} AND "
-                f"t.{_quote(col)} <= {_literal(r.kind, r.high)}"
-                for col, r in ranges.items()
-            ]
+            + [r.condition(col) for col, r in _prunable(table, ranges).items()]
         )
         before = table.version()
         custom = {"microfs.operation": "delete"}
@@ -719,11 +715,7 @@ class FeatureGroup:
         keys = self.definition.upsert_keys
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in keys]
-            + [
-                f"t.{_quote(col)} >= {_literal(r.kind, r.low)} AND "
-                f"t.{_quote(col)} <= {_literal(r.kind, r.high)}"
-                for col, r in ranges.items()
-            ]
+            + [r.condition(col) for col, r in _prunable(table, ranges).items()]
         )
         metrics = (
             table.merge(
@@ -767,10 +759,9 @@ class FeatureGroup:
         keys = list(self.definition.upsert_keys)
         stored = pl.scan_delta(str(self.path), version=table.version())
         for column, bounds in ranges.items():  # prunes files by their statistics
+            low, high = bounds.widened()
             stored = stored.filter(
-                pl.col(column).is_between(
-                    _typed(bounds.kind, bounds.low), _typed(bounds.kind, bounds.high)
-                )
+                pl.col(column).is_between(_typed(bounds.kind, low), _typed(bounds.kind, high))
             )
         replaced = (
             stored.join(batch.lazy().select(keys), on=keys, how="semi", nulls_equal=False)
@@ -1477,6 +1468,33 @@ class _Range:
     low: int
     high: int
 
+    def widened(self) -> tuple[int, int]:
+        """The range as Delta's file statistics can be compared with it.
+
+        The Delta log keeps timestamp statistics truncated to the millisecond: a file
+        whose last row is at ``…229001`` µs records ``…229000``. A pruning bound inside that
+        millisecond would skip the file and an upsert would append a duplicate, so datetime
+        bounds are widened to the whole milliseconds around them (matching stays exact: it
+        is the keys' equality).
+        """
+        if self.kind != "datetime":
+            return self.low, self.high
+        low = max((self.low // 1000 - 1) * 1000, _INT64_MIN)
+        high = min((self.high // 1000 + 2) * 1000, _INT64_MAX)
+        return low, high
+
+    def condition(self, column: str) -> str:
+        """``column`` within the range, in a merge predicate Delta prunes files by."""
+        low, high = self.widened()
+        quoted = _quote(column)
+        return (
+            f"t.{quoted} >= {_literal(self.kind, low)} AND "
+            f"t.{quoted} <= {_literal(self.kind, high)}"
+        )
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 
 def _as_integer(expr: pl.Expr, kind: str) -> pl.Expr:
     """A range column as integers: datetimes in microseconds, dates in days."""
@@ -1498,6 +1516,38 @@ def _batch_ranges(
     ).row(0)
     n = len(columns)
     return {c: _Range(schema[c], int(row[i]), int(row[n + i])) for i, c in enumerate(columns)}
+
+
+_NS_LOW_US = -(2**63) // 1000 + 1
+_NS_HIGH_US = (2**63 - 1) // 1000
+"""The instants a nanosecond timestamp holds (about 1677 to 2262), in microseconds."""
+
+
+def _prunable(table: DeltaTable, ranges: Mapping[str, _Range]) -> dict[str, _Range]:
+    """The ranges a merge predicate may carry for Delta to prune files by.
+
+    Delta's file pruning compares timestamp statistics as nanoseconds: for an instant
+    outside about 1677-2262 they overflow, and a file holding the row a merge must find
+    could be skipped (the upsert would append a duplicate). A datetime range is left out
+    of the predicate (no pruning by it, the same result) when the batch or any stored file
+    reaches outside that window.
+    """
+    files = pl.DataFrame(table.get_add_actions(flatten=True))
+    kept: dict[str, _Range] = {}
+    for column, bounds in ranges.items():
+        if bounds.kind == "datetime":
+            low, high = bounds.widened()
+            if low < _NS_LOW_US or high > _NS_HIGH_US:
+                continue
+            stats = [f"min.{column}", f"max.{column}"]
+            if files.height and all(c in files.columns for c in stats):
+                stored = files.select(
+                    pl.col(stats[0]).min().dt.epoch("us"), pl.col(stats[1]).max().dt.epoch("us")
+                ).row(0)
+                if any(v is not None and not _NS_LOW_US <= v <= _NS_HIGH_US for v in stored):
+                    continue
+        kept[column] = bounds
+    return kept
 
 
 def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, _Range]) -> bool:
