@@ -78,6 +78,9 @@ WORK_PEAK = "_work_peak_rss_mb"
 CHECK_CHUNK_ROWS = 2_000_000
 """Rows compared at a time: the check holds two slices in memory, never two whole frames."""
 
+_CLOCK_KEYS = frozenset({"seconds", "cpu_seconds", "rows"})
+"""Keys of a child's reply that every run has; the others are shown as its details."""
+
 Status = Literal["ok", "out of memory", "timeout", "error", "mismatch", "skipped", "published"]
 
 
@@ -494,6 +497,9 @@ def measure(
                     continue
                 value = outcome.value
                 row.rows = int(value["rows"])
+                details = {k: v for k, v in value.items() if k not in _CLOCK_KEYS}
+                if details and "details" not in row.extra:
+                    row.extra["details"] = details
                 times[engine].append(float(value["seconds"]))
                 if "cpu_seconds" in value:
                     cpu[engine].append(float(value["cpu_seconds"]))
@@ -513,6 +519,9 @@ def measure(
             row.extra["cpu_seconds"] = round(median(cpu[engine]), 4)
         if row.status == "ok" and row.checked_equal and times[engine]:
             row.seconds = median(times[engine])
+        elif row.status == "mismatch" and times[engine]:
+            # no time in the table for a different answer; the note says what it took
+            row.note += f" (took {median(times[engine]):.3f} s; not comparable)"
     return list(rows.values())
 
 
