@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -268,18 +269,31 @@ class FeatureView:
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         schema = planner.plan(start, end, versions).collect_schema()
         rows = 0
+        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         try:
-            with pq.ParquetWriter(partial, pl.DataFrame(schema=schema).to_arrow().schema) as out:
+            # One window is written on a second thread while the next is joined (the
+            # writer releases the interpreter lock): two windows in memory at most.
+            with (
+                pq.ParquetWriter(partial, arrow_schema) as out,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="microfs-write") as writer,
+            ):
+                writing: Future[None] | None = None
                 latest: list[pl.DataFrame | None] | None = None
                 for number, (lo, hi) in enumerate(edges):
                     spine = planner.spine(lo, hi, versions)
                     part = planner.join(spine, versions, hi, since=lo, latest_before=latest)
                     frame = _collect(part)
+                    if writing is not None:
+                        writing.result()
+                        writing = None
                     if frame.height:
-                        out.write_table(frame.to_arrow())
+                        writing = writer.submit(out.write_table, frame.to_arrow())
                         rows += frame.height
+                    del frame
                     if number + 1 < len(edges):  # carried forward: each row is read once
                         latest = planner.latest_rows(latest, lo, hi, versions)
+                if writing is not None:
+                    writing.result()
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
