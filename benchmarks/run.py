@@ -186,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print()
     print(format_table(rows))
+    for line in floor_lines(payload["results"]):
+        print(line)
     for item in skipped:
         print(f"skipped {item['benchmark']}: {item['reason']}")
     path = write_results(payload, args.results_dir, args.size)
@@ -404,10 +406,42 @@ def results_markdown(payload: Mapping[str, Any], chart: str) -> str:
             f"| {r['benchmark']} | {r['case']} | {r['engine']} | {r['rows']:,} | {seconds} | "
             f"{rate} | {ratio} | {peak} | {check} |"
         )
+    floors = floor_lines(payload["results"])
+    if floors:
+        lines += ["", *floors]
     for item in payload.get("skipped", []):
         lines.append(f"\nSkipped {item['benchmark']}: {item['reason']}")
     lines += ["", f"![rows per second per engine and size]({chart})"]
     return "\n".join(lines)
+
+
+def floor_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per case with a ``floor`` row: what it read and gathered, MicroFS's ratio."""
+    lines = []
+    for floor in results:
+        details = (floor.get("details") or {}).get("floor")
+        if floor["engine"] != "floor" or not details or not floor["seconds"]:
+            continue
+        microfs = next(
+            (
+                r
+                for r in results
+                if r["case"] == floor["case"] and r["engine"] == "microfs" and r["seconds"]
+            ),
+            None,
+        )
+        ratio = ""
+        if microfs:
+            times = microfs["seconds"] / floor["seconds"]
+            ratio = f"; MicroFS ({microfs['seconds']:.3f} s) takes {times:.2f}x it"
+        mb = {key: value / 2**20 for key, value in details.items() if key.endswith("bytes")}
+        lines.append(
+            f"- Physical floor, {floor['case']}: {floor['seconds']:.3f} s to read "
+            f"{mb['disk_bytes']:,.0f} MB of Parquet ({mb['decoded_bytes']:,.0f} MB decoded) "
+            f"and gather {details['gathered_values']:,} values into a "
+            f"{mb['frame_bytes']:,.0f} MB frame{ratio}."
+        )
+    return lines
 
 
 def update_readme(results_dir: Path, readme: Path) -> None:
