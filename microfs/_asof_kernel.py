@@ -27,6 +27,7 @@ import numpy.typing as npt
 import polars as pl
 
 __all__ = [
+    "KERNEL_MIN_CALL_ROWS",
     "KERNEL_MIN_KEYS",
     "KERNEL_MIN_ROWS",
     "ROW",
@@ -46,6 +47,11 @@ label and join (5M labels over 200k keys: 0.39 s against Polars' 1.35 s), so it 
 from several million labels in a fresh process. A frame's planner also asks that the
 joins it hands the kernel hold at least twice this many labels together, since the
 loading is paid once for all of them (``microfs._frame_plan``)."""
+
+KERNEL_MIN_CALL_ROWS = 250_000
+"""A planner may hand the kernel the windows of a frame it chose the kernel for as a whole
+(``FeatureView.write_training_frame``); at run time a window below this many labels, or
+below ``KERNEL_MIN_ROWS`` if that is lower, is joined by Polars."""
 
 KERNEL_MIN_KEYS = 4_096
 """Joined key ranges below this are joined by Polars: its hash tables then stay in cache.
@@ -130,7 +136,8 @@ def _matched_rows(
 
     None when Polars should do the join instead.
     """
-    if left.height < KERNEL_MIN_ROWS or not kernel_applies(left.schema[key], left.schema[time]):
+    floor = min(KERNEL_MIN_ROWS, KERNEL_MIN_CALL_ROWS)
+    if left.height < floor or not kernel_applies(left.schema[key], left.schema[time]):
         return None
     times = left.get_column(time)
     if times.null_count():

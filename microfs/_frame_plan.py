@@ -168,6 +168,17 @@ class FramePlanner:
         frame = window_filter(scan.select(columns), self.time, lo, hi)
         return Spine(frame, order, _rows_between(label.extent(self.time, version=version), lo, hi))
 
+    def frame_rows(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+    ) -> int:
+        """About how many label rows ``[start, end)`` holds, from the Delta log alone."""
+        version = (table_versions or {}).get(self.label.name)
+        lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
+        return _rows_between(self.label.extent(self.time, version=version), lo, hi)
+
     def spine_from(
         self, spine: pl.LazyFrame | pl.DataFrame, start: datetime | None, end: datetime | None
     ) -> Spine:
@@ -200,6 +211,7 @@ class FramePlanner:
         *,
         since: datetime | None = None,
         latest_before: Sequence[pl.DataFrame | None] | None = None,
+        kernel_labels: int | None = None,
     ) -> pl.LazyFrame:
         """Join the groups onto ``spine``; feature rows at or after ``end`` cannot match.
 
@@ -207,12 +219,15 @@ class FramePlanner:
         label at or after ``since`` can match), so a window reads only its own rows. Those
         latest rows are computed from the group's earlier rows, or taken from
         ``latest_before`` (one frame per join, from :meth:`latest_rows`) where given.
+        ``kernel_labels`` is the label count the choice of the compiled as-of kernel goes
+        by (the spine's estimate when None): a caller joining the windows of one frame in
+        turn gives the whole frame's, since the kernel is loaded once for all of them.
         """
         label = self.label
         versions = table_versions or {}
         plans = []
         compiled = _kernel_joins(
-            spine.rows,
+            spine.rows if kernel_labels is None else kernel_labels,
             [(g, j.on, versions.get(g.name)) for j, g in zip(self.joins, self.groups, strict=True)],
         )
         if any(compiled):

@@ -268,6 +268,7 @@ class FeatureView:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         schema = planner.plan(start, end, versions).collect_schema()
+        total = planner.frame_rows(start, end, versions)
         rows = 0
         arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         try:
@@ -281,7 +282,9 @@ class FeatureView:
                 latest: list[pl.DataFrame | None] | None = None
                 for number, (lo, hi) in enumerate(edges):
                     spine = planner.spine(lo, hi, versions)
-                    part = planner.join(spine, versions, hi, since=lo, latest_before=latest)
+                    part = planner.join(
+                        spine, versions, hi, since=lo, latest_before=latest, kernel_labels=total
+                    )
                     frame = _collect(part)
                     if writing is not None:
                         writing.result()
