@@ -27,7 +27,7 @@ from microfs.pit import JoinPlan, RowOrder, point_in_time_join
 from microfs.schema import aware_utc
 from microfs.view_definition import FeatureViewDefinition
 
-__all__ = ["FramePlanner", "Spine", "window_filter"]
+__all__ = ["FramePlanner", "Held", "Spine", "window_filter"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,27 @@ class Spine:
     frame: pl.LazyFrame
     order: RowOrder
     rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A joined group's rows read into memory once (see :meth:`FramePlanner.hold`)."""
+
+    frame: pl.DataFrame
+    order: RowOrder
+
+
+def _rows(
+    group: FeatureGroup,
+    number: int,
+    table_versions: Mapping[str, int] | None,
+    held: Sequence[Held | None] | None,
+) -> tuple[pl.LazyFrame, RowOrder]:
+    """Join ``number``'s rows: held in memory when given, else the group's ordered scan."""
+    kept = held[number] if held is not None else None
+    if kept is not None:
+        return kept.frame.lazy(), kept.order
+    return group.scan_and_record_order(version=(table_versions or {}).get(group.name))
 
 
 class FramePlanner:
@@ -127,12 +148,15 @@ class FramePlanner:
         lo: datetime,
         hi: datetime,
         table_versions: Mapping[str, int] | None,
+        *,
+        held: Sequence[Held | None] | None = None,
     ) -> list[pl.DataFrame | None]:
-        """The latest row per key of each timed join's rows before ``hi``, collected.
+        """The latest row per key of each timed join's rows before ``hi``, in time order.
 
         From ``latest_before`` (the same for rows before ``lo``) and the rows in
         ``[lo, hi)``, so walking windows in order reads each feature row once; without
         it, from all rows before ``hi``. None for a static group. Memory: one row per key.
+        ``held`` gives joins' rows already in memory (see :meth:`hold`).
         """
         out: list[pl.DataFrame | None] = []
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
@@ -140,8 +164,7 @@ class FramePlanner:
             if time is None:
                 out.append(None)
                 continue
-            version = (table_versions or {}).get(group.name)
-            scan, order = group.scan_and_record_order(version=version)
+            scan, order = _rows(group, number, table_versions, held)
             columns = [*join.on, time, *join.features]
             previous = latest_before[number] if latest_before is not None else None
             if previous is None:
@@ -150,7 +173,41 @@ class FramePlanner:
                 inside = scan.filter((pl.col(time) >= lo) & (pl.col(time) < hi))
                 rows = pl.concat([previous.lazy(), inside.select(columns)])
             latest = _latest_per_key(rows, join.on, time, in_time_order=order != "none")
-            out.append(latest.collect(engine="in-memory"))
+            out.append(latest.sort(time).collect(engine="in-memory"))
+        return out
+
+    def hold(
+        self,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+        *,
+        max_bytes: int,
+    ) -> list[Held | None]:
+        """Each timed join's rows before ``end`` (the columns it uses), read into memory.
+
+        For a caller that joins many windows in turn: a window's rows are then a filter
+        of memory instead of a read of the group's files, which cannot skip what lies
+        outside the window when a file is one row group (each window would decode the
+        whole group again). A group whose columns would take more than ``max_bytes``
+        (estimated from the Delta log: 8 bytes per value, 16 per text value) is not
+        held (None) and is read per window as before.
+        """
+        out: list[Held | None] = []
+        for join, group in zip(self.joins, self.groups, strict=True):
+            time = group.event_time
+            version = (table_versions or {}).get(group.name)
+            columns = [*join.on, *([time] if time else []), *join.features]
+            size = group.extent(columns[0], version=version).rows * sum(
+                16 if group.schema[c] == pl.String else 8 for c in columns
+            )
+            if time is None or size > max_bytes:
+                out.append(None)
+                continue
+            scan, order = group.scan_and_record_order(version=version)
+            rows = scan.select(columns)
+            if end is not None:
+                rows = rows.filter(pl.col(time) < aware_utc(end, what="end"))
+            out.append(Held(rows.collect(engine="in-memory"), order))
         return out
 
     def spine(
@@ -212,6 +269,7 @@ class FramePlanner:
         since: datetime | None = None,
         latest_before: Sequence[pl.DataFrame | None] | None = None,
         kernel_labels: int | None = None,
+        held: Sequence[Held | None] | None = None,
     ) -> pl.LazyFrame:
         """Join the groups onto ``spine``; feature rows at or after ``end`` cannot match.
 
@@ -222,6 +280,7 @@ class FramePlanner:
         ``kernel_labels`` is the label count the choice of the compiled as-of kernel goes
         by (the spine's estimate when None): a caller joining the windows of one frame in
         turn gives the whole frame's, since the kernel is loaded once for all of them.
+        ``held`` gives joins' rows already in memory (see :meth:`hold`).
         """
         label = self.label
         versions = table_versions or {}
@@ -234,7 +293,7 @@ class FramePlanner:
             _asof_kernel.preload()
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             time = group.event_time
-            scan, order = group.scan_and_record_order(version=versions.get(group.name))
+            scan, order = _rows(group, number, versions, held)
             time_sorted = order != "none"
             if time is not None and end is not None:
                 scan = scan.filter(pl.col(time) < aware_utc(end, what="end"))
@@ -247,13 +306,14 @@ class FramePlanner:
                         join.on,
                         time,
                         in_time_order=time_sorted,
-                    )
+                    ).sort(time)
                 else:
-                    latest = carried.lazy()
+                    latest = carried.lazy()  # sorted by time (latest_rows)
                 if join.max_age is not None:  # older rows cannot match (fewer to join)
                     latest = latest.filter(pl.col(time) >= since - join.max_age)
+                # The latest rows, in time order and all before `since`, then the window's
+                # rows: in time order when the group's rows are (no sort per window).
                 scan = pl.concat([latest, scan.filter(pl.col(time) >= since).select(columns)])
-                time_sorted = False
             plans.append(
                 JoinPlan(
                     frame=scan,

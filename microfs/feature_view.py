@@ -243,7 +243,9 @@ class FeatureView:
 
         The way to build a frame larger than memory: each window of label time is joined
         and written before the next is read, so memory holds about one window's rows (at
-        10M labels, 30-day windows: about a third of what the whole frame needs). Rows,
+        10M labels, 30-day windows: about a third of what the whole frame needs), and a
+        joined group's columns when they take under 256 MiB (read once rather than once
+        per window); one window is written while the next is joined. Rows,
         columns and order are ``training_frame(start, end)``'s. The table versions are
         fixed when the call starts, so inserts during the write do not mix in. The file
         appears only when complete (written beside it, then renamed).
@@ -269,6 +271,7 @@ class FeatureView:
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         schema = planner.plan(start, end, versions).collect_schema()
         total = planner.frame_rows(start, end, versions)
+        held = planner.hold(end, versions, max_bytes=_HELD_GROUP_BYTES)
         rows = 0
         arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         try:
@@ -283,7 +286,13 @@ class FeatureView:
                 for number, (lo, hi) in enumerate(edges):
                     spine = planner.spine(lo, hi, versions)
                     part = planner.join(
-                        spine, versions, hi, since=lo, latest_before=latest, kernel_labels=total
+                        spine,
+                        versions,
+                        hi,
+                        since=lo,
+                        latest_before=latest,
+                        kernel_labels=total,
+                        held=held,
                     )
                     frame = _collect(part)
                     if writing is not None:
@@ -294,7 +303,7 @@ class FeatureView:
                         rows += frame.height
                     del frame
                     if number + 1 < len(edges):  # carried forward: each row is read once
-                        latest = planner.latest_rows(latest, lo, hi, versions)
+                        latest = planner.latest_rows(latest, lo, hi, versions, held=held)
                 if writing is not None:
                     writing.result()
             partial.replace(target)
@@ -536,6 +545,11 @@ class FeatureView:
             )
             self._server = (generation, server)
         return self._server[1]
+
+
+_HELD_GROUP_BYTES = 256 * 2**20
+"""``write_training_frame`` reads a joined group into memory once when its columns take
+less than this (see ``FramePlanner.hold``), instead of once per window."""
 
 
 def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
