@@ -39,6 +39,7 @@ import polars as pl
 from common import (
     DATA_DIR,
     VIEW_NAME,
+    WORK_PEAK,
     Row,
     add_ratios,
     count_label,
@@ -60,6 +61,9 @@ ALL_ENGINES: tuple[str, ...] = (
     "daft native",
     "daft ray",
     "daft ray 4",
+    "floor",
+    "feast duckdb",
+    "feast file",
 )
 
 
@@ -125,6 +129,10 @@ def run_engine(engine: str, spec: dict[str, Any], result_path: str | None = None
     work = _ENGINE_BUILDERS[engine](spec)
     clock, (frame, details) = timed_work(work)
     rows = _height(frame)
+    feast = details.pop("feast", None)
+    if feast is not None:  # the work ran in a child: its own figures
+        clock.update(seconds=feast["seconds"], cpu_seconds=feast["cpu_seconds"])
+        clock[WORK_PEAK] = feast["peak_rss_mb"]
     if result_path is not None:
         result = _as_polars(frame)
         del frame  # a pandas frame was copied: drop it before sorting the copy
@@ -365,6 +373,133 @@ def _pandas(spec: dict[str, Any]) -> Callable[[], Any]:
     return work
 
 
+def _floor(spec: dict[str, Any]) -> Callable[[], Any]:
+    """The physical floor: read the columns the frame needs, gather the matched rows.
+
+    Each label's matching feature row is found before the timer (with Polars' as-of join
+    over the same files); the timed work is only what any engine must do with the answer
+    known: decode the label columns and the joined groups' columns from the same Parquet
+    files, and gather one row per label and join from them (a random access per label,
+    join and feature). The frame is the same as every engine's and is checked like theirs.
+    Reported beside the time: the bytes read from disk (the files' sizes) and decoded,
+    the bytes of the frame, and the number of gathered values.
+    """
+    import numpy as np
+    from deltalake import DeltaTable
+
+    label = spec["label"]
+    label_files = DeltaTable(label["path"]).file_uris()
+    label_columns = [*label["keys"], label["time"], *label["values"]]
+    spine = (
+        pl.scan_parquet(label_files)
+        .select(*label["keys"], label["time"])
+        .with_row_index("__label")
+        .collect()
+        .sort(label["time"])
+    )
+    matches: list[tuple[list[str], list[str], Any]] = []
+    for join in spec["joins"]:
+        files = DeltaTable(join["path"]).file_uris()
+        rows = (
+            pl.scan_parquet(files)
+            .select(*join["on"], pl.col(join["time"]).alias("__t"))
+            .with_row_index("__row")
+            .collect()
+            .sort("__t")
+        )
+        found = spine.join_asof(
+            rows, left_on=label["time"], right_on="__t", by=join["on"], strategy="backward"
+        )
+        height = rows.height
+        order = found.get_column("__label").to_numpy()
+        matched = np.empty(len(order), dtype=np.int64)
+        matched[order] = found.get_column("__row").fill_null(height).cast(pl.Int64).to_numpy()
+        matches.append((files, join["features"], matched))
+    disk = sum(
+        Path(f.removeprefix("file://")).stat().st_size
+        for f in [*label_files, *(f for files, _, _ in matches for f in files)]
+    )
+
+    def work() -> tuple[pl.DataFrame, dict[str, Any]]:
+        labels = pl.scan_parquet(label_files).select(label_columns).collect()
+        decoded = labels.estimated_size()
+        columns = []
+        for files, features, matched in matches:
+            group = pl.scan_parquet(files).select(features).collect()
+            decoded += group.estimated_size()
+            nulls = pl.DataFrame([pl.Series(f, [None], dtype=group.schema[f]) for f in features])
+            padded = pl.concat([group, nulls])  # row ``height``: no match
+            columns += [padded.get_column(f).gather(matched) for f in features]
+        frame = pl.DataFrame([*labels.get_columns(), *columns]).select(spec["output"])
+        gathers = labels.height * sum(len(features) for _, features, _ in matches)
+        details = {
+            "floor": {
+                "disk_bytes": disk,
+                "decoded_bytes": decoded,
+                "frame_bytes": frame.estimated_size(),
+                "gathered_values": gathers,
+            }
+        }
+        return frame, details
+
+    return work
+
+
+FEAST_VENV_ENV = "MICROFS_FEAST_VENV"
+"""Names the virtual environment with Feast 0.67 that the ``feast ...`` engines run in."""
+FEAST_VENV_DEFAULT = Path(__file__).resolve().parents[1] / ".venvs" / "feast"
+
+
+def feast_venv() -> Path | None:
+    """The Feast virtual environment (``$MICROFS_FEAST_VENV`` or ``.venvs/feast``), if any."""
+    import os
+
+    path = Path(os.environ.get(FEAST_VENV_ENV) or FEAST_VENV_DEFAULT)
+    return path if (path / "bin" / "python").is_file() else None
+
+
+def _feast(store: Literal["duckdb", "file"]) -> Builder:
+    """Feast 0.67's local offline store ``store``, run by ``feast_pit.py`` in Feast's venv.
+
+    The timer of this process covers the whole child process (its interpreter start and
+    Feast's imports too); the figures reported are the child's own: its timed work, its
+    CPU seconds and its peak memory. The frame Feast returns is checked like any other
+    (Feast's file store drops label rows: reported as a mismatch, with its row count).
+    """
+
+    def build(spec: dict[str, Any]) -> Callable[[], Any]:
+        import json
+        import subprocess
+        import tempfile
+
+        venv = feast_venv()
+        if venv is None:
+            raise RuntimeError(
+                f"no Feast virtual environment: set {FEAST_VENV_ENV} (see benchmarks/README.md)"
+            )
+        script = Path(__file__).with_name("feast_pit.py")
+        folder = Path(tempfile.mkdtemp(prefix="feast-pit-"))
+        spec_path = folder / "spec.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+
+        def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
+            result = folder / "frame.parquet"
+            done = subprocess.run(
+                [str(venv / "bin" / "python"), str(script), str(spec_path), store, str(result)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"feast {store} failed: {done.stderr.strip()[-800:]}")
+            reply = json.loads(done.stdout.strip().splitlines()[-1])
+            return pl.scan_parquet(result), {"feast": reply}
+
+        return work
+
+    return build
+
+
 _ENGINE_BUILDERS: dict[str, Builder] = {
     "microfs": _microfs(None),
     "microfs in-memory": _microfs("in-memory"),
@@ -377,6 +512,9 @@ _ENGINE_BUILDERS: dict[str, Builder] = {
     "daft native": _daft(None),
     "daft ray": _daft(2),
     "daft ray 4": _daft(4),
+    "floor": _floor,
+    "feast duckdb": _feast("duckdb"),
+    "feast file": _feast("file"),
 }
 
 

@@ -58,9 +58,12 @@ CHART = "chart.png"
 START_MARK = "<!-- results:start -->"
 END_MARK = "<!-- results:end -->"
 
+FEAST: tuple[str, ...] = ("feast duckdb", "feast file") if bench_pit.feast_venv() else ()
+"""Feast's local offline stores, when its virtual environment is there."""
+
 PLANS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "pit_engines": ("microfs", "duckdb", "pandas", "microfs windowed"),
+        "pit": {"tiny": ("microfs", "duckdb", "pandas", "microfs windowed", "floor")},
         "hopsworks": {
             "label_rows": [2_000],
             "locations": 20,
@@ -71,25 +74,33 @@ PLANS: dict[str, dict[str, Any]] = {
         "online": {"keys": 100, "lookups": 200},
     },
     "small": {
-        "pit_engines": (*bench_pit.ENGINES, "microfs windowed"),
+        "pit": {"small": (*bench_pit.ENGINES, "microfs windowed", "floor", *FEAST)},
         "hopsworks": {"label_rows": [1_000_000]},
         "ingest": {"rows": 1_000_000, "upsert_rows": 1_000_000},
         "online": {"keys": 50_000, "lookups": 10_000},
     },
     "medium": {
-        "pit_engines": (*bench_pit.ENGINES, "microfs windowed"),
+        "pit": {
+            "small": (*bench_pit.ENGINES, "floor", *FEAST),
+            "5m": (*bench_pit.ENGINES, "floor", *FEAST),
+            "medium": (*bench_pit.ENGINES, "microfs windowed", "floor", "feast duckdb"),
+        },
         "hopsworks": {"label_rows": [1_000_000, 10_000_000]},
         "ingest": {"rows": 10_000_000, "upsert_rows": 10_000_000},
         "online": {"keys": 400_000, "lookups": 10_000},
     },
     "large": {
-        "pit_engines": (*bench_pit.ENGINES, "microfs windowed"),
+        "pit": {"large": (*bench_pit.ENGINES, "microfs windowed", "floor")},
         "hopsworks": {"label_rows": [1_000_000, 10_000_000, 50_000_000]},
         "ingest": {"rows": 20_000_000, "upsert_rows": 20_000_000},
         "online": {"keys": 2_000_000, "lookups": 10_000},
     },
 }
-"""Per size: the point-in-time engines and the arguments of the other benchmarks."""
+"""Per size: the point-in-time frames (data size: engines) and the other benchmarks' arguments.
+
+The Feast engines run only where a Feast virtual environment is found (see
+``bench_pit.feast_venv``); Feast's file store is left out at 10M labels, where it ran out
+of memory on a 24 GB machine."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,19 +119,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Row] = []
     skipped: list[dict[str, str]] = []
     data: dict[str, Any] = {}
-    if {"pit", "timetravel"} & set(only):
+    if "timetravel" in only:
         data["world"] = world_lake(args.size, args.seed, args.data_dir, log=log)
+    if "pit" in only:
+        data["pit"] = {
+            size: world_lake(size, args.seed, args.data_dir, log=log) for size in plan["pit"]
+        }
     for name in only:
         log(f"== {name}")
         if name == "pit":
-            rows += bench_pit.run(
-                size=args.size,
-                seed=args.seed,
-                repeats=args.repeats,
-                engines=plan["pit_engines"],
-                data_dir=args.data_dir,
-                **options,
-            )
+            for size, engines in plan["pit"].items():
+                rows += bench_pit.run(
+                    size=size,
+                    seed=args.seed,
+                    repeats=args.repeats,
+                    engines=engines,
+                    data_dir=args.data_dir,
+                    **options,
+                )
         elif name == "timetravel":
             rows += bench_timetravel.run(
                 size=args.size,
@@ -170,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print()
     print(format_table(rows))
+    for line in floor_lines(payload["results"]):
+        print(line)
     for item in skipped:
         print(f"skipped {item['benchmark']}: {item['reason']}")
     path = write_results(payload, args.results_dir, args.size)
@@ -307,39 +325,48 @@ def latest_results(results_dir: Path) -> dict[str, dict[str, Any]]:
     return {size: item[2] for size, item in chosen.items()}
 
 
-def draw_chart(latest: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
-    """Rows per second per engine and size (point-in-time and Hopsworks-shaped workloads)."""
+def draw_chart(payload: Mapping[str, Any], path: Path) -> Path:
+    """Rows per second per engine and case, from one run's results only.
+
+    Two panels: the point-in-time frames (one group of bars per label count) and the
+    Hopsworks-shaped workload. Rows without a checked time (a mismatch, out of memory,
+    a published figure) have no bar.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = (("pit", "Point-in-time training frame"), ("hopsworks", "Hopsworks-shaped"))
-    figure, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    figure, axes = plt.subplots(1, 2, figsize=(15, 5.2), gridspec_kw={"width_ratios": [3, 2]})
     for axis, (benchmark, title) in zip(axes, panels, strict=True):
         groups: list[str] = []
         values: dict[str, dict[str, float]] = {}
-        for size in SIZE_NAMES:
-            payload = latest.get(size)
-            if payload is None or size == "tiny":
+        for result in payload["results"]:
+            if result["benchmark"] != benchmark or result["status"] != "ok":
                 continue
-            for result in payload["results"]:
-                if result["benchmark"] != benchmark or not result.get("rows_per_second"):
-                    continue
-                group = f"{size}\n{result['case']}"
-                if group not in groups:
-                    groups.append(group)
-                values.setdefault(result["engine"], {})[group] = result["rows_per_second"] / 1e6
+            if not result.get("rows_per_second") or result.get("checked_equal") is False:
+                continue
+            if result["case"] not in groups:
+                groups.append(result["case"])
+            values.setdefault(result["engine"], {})[result["case"]] = (
+                result["rows_per_second"] / 1e6
+            )
         width = 0.8 / max(len(values), 1)
         for index, (engine, by_group) in enumerate(values.items()):
             xs = [g + index * width for g, name in enumerate(groups) if name in by_group]
             ys = [by_group[name] for name in groups if name in by_group]
             bars = axis.bar(xs, ys, width, label=engine)
-            axis.bar_label(bars, fmt="%.2f", fontsize=7)
+            axis.bar_label(bars, fmt="%.2f", fontsize=6)
         axis.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], groups, fontsize=8)
         axis.set_ylabel("million rows per second (higher is better)")
         axis.set_title(title)
         axis.legend(fontsize=7)
+    load = payload["machine"].get("load_average_at_start")
+    figure.suptitle(
+        f"{payload['command']} at {payload['created']} (load average at start {load})",
+        fontsize=9,
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -379,18 +406,53 @@ def results_markdown(payload: Mapping[str, Any], chart: str) -> str:
             f"| {r['benchmark']} | {r['case']} | {r['engine']} | {r['rows']:,} | {seconds} | "
             f"{rate} | {ratio} | {peak} | {check} |"
         )
+    floors = floor_lines(payload["results"])
+    if floors:
+        lines += ["", *floors]
     for item in payload.get("skipped", []):
         lines.append(f"\nSkipped {item['benchmark']}: {item['reason']}")
     lines += ["", f"![rows per second per engine and size]({chart})"]
     return "\n".join(lines)
 
 
+def floor_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per case with a ``floor`` row: what it read and gathered, MicroFS's ratio."""
+    lines = []
+    for floor in results:
+        details = (floor.get("details") or {}).get("floor")
+        if floor["engine"] != "floor" or not details or not floor["seconds"]:
+            continue
+        microfs = next(
+            (
+                r
+                for r in results
+                if r["case"] == floor["case"] and r["engine"] == "microfs" and r["seconds"]
+            ),
+            None,
+        )
+        ratio = ""
+        if microfs:
+            times = microfs["seconds"] / floor["seconds"]
+            ratio = f"; MicroFS ({microfs['seconds']:.3f} s) takes {times:.2f}x it"
+        mb = {key: value / 2**20 for key, value in details.items() if key.endswith("bytes")}
+        lines.append(
+            f"- Physical floor, {floor['case']}: {floor['seconds']:.3f} s to read "
+            f"{mb['disk_bytes']:,.0f} MB of Parquet ({mb['decoded_bytes']:,.0f} MB decoded) "
+            f"and gather {details['gathered_values']:,} values into a "
+            f"{mb['frame_bytes']:,.0f} MB frame{ratio}."
+        )
+    return lines
+
+
 def update_readme(results_dir: Path, readme: Path) -> None:
-    """Redraw the chart and rewrite the README's results section from the latest files."""
+    """Redraw the chart and rewrite the README's results section from the latest medium run.
+
+    Both come from that one run's results: a figure of another run or size never enters.
+    """
     latest = latest_results(results_dir)
     if "medium" not in latest:
         return
-    chart = draw_chart(latest, Path(results_dir) / CHART)
+    chart = draw_chart(latest["medium"], Path(results_dir) / CHART)
     section = results_markdown(latest["medium"], os.path.relpath(chart, readme.parent))
     text = readme.read_text(encoding="utf-8") if readme.is_file() else f"{START_MARK}\n{END_MARK}\n"
     pattern = re.compile(re.escape(START_MARK) + ".*?" + re.escape(END_MARK), re.DOTALL)

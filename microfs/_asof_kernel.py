@@ -16,9 +16,10 @@ far wider than the joined rows, joined keys beyond int64, or null label times.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from datetime import timedelta
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -26,25 +27,36 @@ import numpy.typing as npt
 import polars as pl
 
 __all__ = [
+    "KERNEL_MIN_CALL_ROWS",
     "KERNEL_MIN_KEYS",
     "KERNEL_MIN_ROWS",
     "ROW",
     "asof_rows",
     "kernel_applies",
     "polars_duration",
+    "preload",
 ]
 
 KERNEL_MIN_ROWS = 4_000_000
 """Labels below this count are joined by Polars, whatever this process ran before (the
 same frame takes the same path in a fresh process and in a warm one). Loading numba and
-the compiled kernel costs about 0.5 s once per process (importing numba 0.2 s, loading
-the cached machine code 0.3 s; the first compile ever, 1.3 s); the kernel saves about
-50 ns per label and join over 400k keys (10M labels: 0.54 s against Polars' 1.07 s), so
-it pays off from a few million labels in a fresh process."""
+the compiled kernel costs about 1 CPU second once per process (importing numba and its
+typing registries, which import ``scipy.linalg`` where SciPy is installed, then the cached
+machine code; the first compile ever, 1.3 s more); the kernel saves 0.1-0.2 µs of CPU per
+label and join (5M labels over 200k keys: 0.39 s against Polars' 1.35 s), so it pays off
+from several million labels in a fresh process. A frame's planner also asks that the
+joins it hands the kernel hold at least twice this many labels together, since the
+loading is paid once for all of them (``microfs._frame_plan``)."""
 
-KERNEL_MIN_KEYS = 65_536
-"""Joined key ranges below this are joined by Polars: its hash tables then stay in cache,
-and the kernel saves little (10M labels over 1,000 keys: 0.23 s against 0.26 s)."""
+KERNEL_MIN_CALL_ROWS = 250_000
+"""A planner may hand the kernel the windows of a frame it chose the kernel for as a whole
+(``FeatureView.write_training_frame``); at run time a window below this many labels, or
+below ``KERNEL_MIN_ROWS`` if that is lower, is joined by Polars."""
+
+KERNEL_MIN_KEYS = 4_096
+"""Joined key ranges below this are joined by Polars: its hash tables then stay in cache.
+Above it the kernel's cursors win clearly (5M labels, CPU seconds: 1,000 keys 0.19
+against Polars' 0.34; 10,000 keys 0.16 against 0.62; 50,000 keys 0.22 against 0.83)."""
 
 ROW = "__microfs_row"
 """The name of the matched row numbers :func:`asof_rows` returns."""
@@ -124,7 +136,8 @@ def _matched_rows(
 
     None when Polars should do the join instead.
     """
-    if left.height < KERNEL_MIN_ROWS or not kernel_applies(left.schema[key], left.schema[time]):
+    floor = min(KERNEL_MIN_ROWS, KERNEL_MIN_CALL_ROWS)
+    if left.height < floor or not kernel_applies(left.schema[key], left.schema[time]):
         return None
     times = left.get_column(time)
     if times.null_count():
@@ -147,9 +160,9 @@ def _matched_rows(
     right_times = _int64(right.get_column(time))[row_numbers]
     keys, valid = _keys_and_validity(left.get_column(key))
     return _compiled()(  # type: ignore[no-any-return]
-        keys,
+        _read_only(keys),
         valid,
-        _int64(times),
+        _read_only(_int64(times)),
         low,
         np.cumsum(counts) - counts,
         counts,
@@ -158,6 +171,13 @@ def _matched_rows(
         -1 if max_age is None else _in_time_units(max_age, left.schema[time]),
         right.height,
     )
+
+
+def _read_only(values: _I64) -> _I64:
+    """A read-only view: the compiled kernel is loaded for one array type (see _compiled)."""
+    view = values.view()
+    view.flags.writeable = False
+    return view
 
 
 def _int64(column: pl.Series) -> _I64:
@@ -255,13 +275,45 @@ def cursor_asof(
     return out
 
 
-@cache
-def _compiled() -> Callable[..., Any]:
-    """:func:`cursor_asof` compiled on first use, and cached on disk where numba can write."""
-    import numba  # imported here, where it is needed: importing it takes about 0.2 s
+_LOADING = threading.Lock()
+_LOADED: list[Callable[..., Any]] = []
 
-    try:
-        compiled: Callable[..., Any] = numba.njit(cache=True, nogil=True)(cursor_asof)
-    except RuntimeError:  # no writable cache directory: compile in memory each process
-        compiled = numba.njit(cache=False, nogil=True)(cursor_asof)
-    return compiled
+
+def preload() -> None:
+    """Start loading the compiled kernel on a background thread, if it is not loaded yet.
+
+    A planner that will run the kernel calls this when it builds the plan: the loading
+    (about 1 CPU second of imports and cached machine code, mostly Python holding the
+    interpreter lock) then overlaps the engine's reading of the tables (which releases
+    it), and the kernel is ready, or nearly, when the join reaches it. Failures are left
+    to the join's own call of the loader, which raises them.
+    """
+    if _LOADED or _LOADING.locked():
+        return
+    threading.Thread(target=_load_quietly, name="microfs-asof-kernel-load", daemon=True).start()
+
+
+def _load_quietly() -> None:
+    with contextlib.suppress(Exception):
+        _compiled()
+
+
+def _compiled() -> Callable[..., Any]:
+    """:func:`cursor_asof` compiled on first use, and cached on disk where numba can write.
+
+    The first call also runs it once on empty arrays of the types the join passes (keys
+    and label times read-only, see :func:`_read_only`), which loads their machine code:
+    numba loads it on the first call of each signature.
+    """
+    with _LOADING:
+        if not _LOADED:
+            import numba  # imported here, where it is needed: importing it is slow
+
+            try:
+                compiled = numba.njit(cache=True, nogil=True)(cursor_asof)
+            except RuntimeError:  # no writable cache directory: compile in memory each process
+                compiled = numba.njit(cache=False, nogil=True)(cursor_asof)
+            empty, frozen = np.zeros(0, dtype=np.int64), _read_only(np.zeros(0, dtype=np.int64))
+            compiled(frozen, np.zeros(0, dtype=np.bool_), frozen, 0, *(empty,) * 4, -1, 0)
+            _LOADED.append(compiled)
+        return _LOADED[0]

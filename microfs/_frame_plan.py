@@ -33,7 +33,7 @@ from microfs.pit import JoinPlan, RowOrder, point_in_time_join
 from microfs.schema import aware_utc
 from microfs.view_definition import FeatureViewDefinition
 
-__all__ = ["FramePlanner", "Spine", "window_filter"]
+__all__ = ["FramePlanner", "Held", "Spine", "window_filter"]
 
 _KNOWN_FROM = "__microfs_known_from"
 _KNOWN_EVENT = "__microfs_known_event_"
@@ -50,6 +50,27 @@ class Spine:
     frame: pl.LazyFrame
     order: RowOrder
     rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A joined group's rows read into memory once (see :meth:`FramePlanner.hold`)."""
+
+    frame: pl.DataFrame
+    order: RowOrder
+
+
+def _rows(
+    group: FeatureGroup,
+    number: int,
+    table_versions: Mapping[str, int] | None,
+    held: Sequence[Held | None] | None,
+) -> tuple[pl.LazyFrame, RowOrder]:
+    """Join ``number``'s rows: held in memory when given, else the group's ordered scan."""
+    kept = held[number] if held is not None else None
+    if kept is not None:
+        return kept.frame.lazy(), kept.order
+    return group.scan_and_record_order(version=(table_versions or {}).get(group.name))
 
 
 class FramePlanner:
@@ -157,12 +178,15 @@ class FramePlanner:
         lo: datetime,
         hi: datetime,
         table_versions: Mapping[str, int] | None,
+        *,
+        held: Sequence[Held | None] | None = None,
     ) -> list[pl.DataFrame | None]:
-        """The latest row per key of each timed join's rows before ``hi``, collected.
+        """The latest row per key of each timed join's rows before ``hi``, in time order.
 
         From ``latest_before`` (the same for rows before ``lo``) and the rows in
         ``[lo, hi)``, so walking windows in order reads each feature row once; without
         it, from all rows before ``hi``. None for a static group. Memory: one row per key.
+        ``held`` gives joins' rows already in memory (see :meth:`hold`).
         """
         out: list[pl.DataFrame | None] = []
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
@@ -170,15 +194,50 @@ class FramePlanner:
             if time is None or self.timeline == "known":  # known-at windows do not carry rows
                 out.append(None)
                 continue
-            scan, _ = group.scan_and_record_order(version=(table_versions or {}).get(group.name))
+            scan, order = _rows(group, number, table_versions, held)
             columns = [*join.on, time, *join.features]
             previous = latest_before[number] if latest_before is not None else None
             if previous is None:
                 rows = scan.filter(pl.col(time) < hi).select(columns)
-            else:
+            else:  # the carried rows are older than every row inside the window
                 inside = scan.filter((pl.col(time) >= lo) & (pl.col(time) < hi))
                 rows = pl.concat([previous.lazy(), inside.select(columns)])
-            out.append(_latest_per_key(rows, join.on, time).collect(engine="in-memory"))
+            latest = _latest_per_key(rows, join.on, time, in_time_order=order != "none")
+            out.append(latest.sort(time).collect(engine="in-memory"))
+        return out
+
+    def hold(
+        self,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+        *,
+        max_bytes: int,
+    ) -> list[Held | None]:
+        """Each timed join's rows before ``end`` (the columns it uses), read into memory.
+
+        For a caller that joins many windows in turn: a window's rows are then a filter
+        of memory instead of a read of the group's files, which cannot skip what lies
+        outside the window when a file is one row group (each window would decode the
+        whole group again). A group whose columns would take more than ``max_bytes``
+        (estimated from the Delta log: 8 bytes per value, 16 per text value) is not
+        held (None) and is read per window as before.
+        """
+        out: list[Held | None] = []
+        for join, group in zip(self.joins, self.groups, strict=True):
+            time = group.event_time
+            version = (table_versions or {}).get(group.name)
+            columns = [*join.on, *([time] if time else []), *join.features]
+            size = group.extent(columns[0], version=version).rows * sum(
+                16 if group.schema[c] == pl.String else 8 for c in columns
+            )
+            if time is None or size > max_bytes:
+                out.append(None)
+                continue
+            scan, order = group.scan_and_record_order(version=version)
+            rows = scan.select(columns)
+            if end is not None:
+                rows = rows.filter(pl.col(time) < aware_utc(end, what="end"))
+            out.append(Held(rows.collect(engine="in-memory"), order))
         return out
 
     def spine(
@@ -196,6 +255,17 @@ class FramePlanner:
         self._check_history(lo)
         frame = window_filter(scan.select(columns), self.time, lo, hi)
         return Spine(frame, order, _rows_between(label.extent(self.time, version=version), lo, hi))
+
+    def frame_rows(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+    ) -> int:
+        """About how many label rows ``[start, end)`` holds, from the Delta log alone."""
+        version = (table_versions or {}).get(self.label.name)
+        lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
+        return _rows_between(self.label.extent(self.time, version=version), lo, hi)
 
     def spine_from(
         self, spine: pl.LazyFrame | pl.DataFrame, start: datetime | None, end: datetime | None
@@ -243,6 +313,8 @@ class FramePlanner:
         *,
         since: datetime | None = None,
         latest_before: Sequence[pl.DataFrame | None] | None = None,
+        kernel_labels: int | None = None,
+        held: Sequence[Held | None] | None = None,
     ) -> pl.LazyFrame:
         """Join the groups onto ``spine``; feature rows at or after ``end`` cannot match.
 
@@ -250,16 +322,26 @@ class FramePlanner:
         label at or after ``since`` can match), so a window reads only its own rows. Those
         latest rows are computed from the group's earlier rows, or taken from
         ``latest_before`` (one frame per join, from :meth:`latest_rows`) where given.
+        ``kernel_labels`` is the label count the choice of the compiled as-of kernel goes
+        by (the spine's estimate when None): a caller joining the windows of one frame in
+        turn gives the whole frame's, since the kernel is loaded once for all of them.
+        ``held`` gives joins' rows already in memory (see :meth:`hold`).
         """
         label = self.label
         versions = table_versions or {}
         plans = []
+        compiled = _kernel_joins(
+            spine.rows if kernel_labels is None else kernel_labels,
+            [(g, j.on, versions.get(g.name)) for j, g in zip(self.joins, self.groups, strict=True)],
+        )
+        if any(compiled):
+            _asof_kernel.preload()
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             if self.timeline == "known":
                 plans.append(self._known_plan(number, spine, versions.get(group.name), end))
                 continue
             time = group.event_time
-            scan, order = group.scan_and_record_order(version=versions.get(group.name))
+            scan, order = _rows(group, number, versions, held)
             time_sorted = order != "none"
             if time is not None and end is not None:
                 scan = scan.filter(pl.col(time) < aware_utc(end, what="end"))
@@ -268,14 +350,18 @@ class FramePlanner:
                 carried = latest_before[number] if latest_before is not None else None
                 if carried is None:
                     latest = _latest_per_key(
-                        scan.filter(pl.col(time) < since).select(columns), join.on, time
-                    )
+                        scan.filter(pl.col(time) < since).select(columns),
+                        join.on,
+                        time,
+                        in_time_order=time_sorted,
+                    ).sort(time)
                 else:
-                    latest = carried.lazy()
+                    latest = carried.lazy()  # sorted by time (latest_rows)
                 if join.max_age is not None:  # older rows cannot match (fewer to join)
                     latest = latest.filter(pl.col(time) >= since - join.max_age)
+                # The latest rows, in time order and all before `since`, then the window's
+                # rows: in time order when the group's rows are (no sort per window).
                 scan = pl.concat([latest, scan.filter(pl.col(time) >= since).select(columns)])
-                time_sorted = False
             plans.append(
                 JoinPlan(
                     frame=scan,
@@ -285,7 +371,7 @@ class FramePlanner:
                     prefix=join.prefix,
                     max_age=join.max_age,
                     sorted_by_time=time_sorted,
-                    compiled=_suits_kernel(spine.rows, group, join.on, versions.get(group.name)),
+                    compiled=compiled[number],
                 )
             )
         joined = point_in_time_join(
@@ -339,6 +425,22 @@ class FramePlanner:
         return joined.with_columns(masks) if masks else joined
 
 
+def _kernel_joins(
+    labels: int | None, joins: Sequence[tuple[FeatureGroup, Sequence[str], int | None]]
+) -> list[bool]:
+    """Which joins run through the compiled as-of kernel, judged from the Delta logs.
+
+    Each must suit it (:func:`_suits_kernel`), and together they must hold at least twice
+    ``KERNEL_MIN_ROWS`` labels: loading the kernel is paid once per process, and it saves
+    a share of Polars' time per label and join, so one join of a few million labels does
+    not repay it (5M labels, one join over 200k keys: 2.2 CPU seconds through the kernel
+    against 2.0 through Polars) while two do.
+    """
+    suits = [_suits_kernel(labels, group, on, version) for group, on, version in joins]
+    work = (labels or 0) * sum(suits)
+    return suits if work >= 2 * _asof_kernel.KERNEL_MIN_ROWS else [False] * len(suits)
+
+
 def _suits_kernel(
     labels: int | None, group: FeatureGroup, on: Sequence[str], version: int | None
 ) -> bool:
@@ -374,9 +476,17 @@ def _rows_between(extent: Extent, start: datetime | None, end: datetime | None) 
     return round(rows * share)
 
 
-def _latest_per_key(rows: pl.LazyFrame, on: Sequence[str], time: str) -> pl.LazyFrame:
-    """The row with the greatest event time per key (keys cover the primary keys: unique)."""
+def _latest_per_key(
+    rows: pl.LazyFrame, on: Sequence[str], time: str, *, in_time_order: bool
+) -> pl.LazyFrame:
+    """The row with the greatest event time per key (keys cover the primary keys: unique).
+
+    Rows known to come in event-time order need no sort: a key's last row is its latest
+    (a hash aggregation; sorting each key's rows by time cost about three times as much).
+    """
     columns = rows.collect_schema().names()
+    if in_time_order:
+        return rows.group_by(list(on)).last().select(columns)
     return rows.group_by(list(on)).agg(pl.all().sort_by(time).last()).select(columns)
 
 

@@ -526,9 +526,10 @@ class FeatureGroup:
             if d.event_time is None:
                 # prepare_batch sorts by event time; a static group clusters files by key
                 batch = batch.sort(list(d.primary_keys))
-            else:
+            elif _shares_times(batch.get_column(d.event_time)):
                 # Rows sharing an event time go in key order, so a table written by appends
-                # is in a point-in-time spine's full order (see scan_and_record_order).
+                # is in a point-in-time spine's full order (see scan_and_record_order). A
+                # batch in event-time order without ties is in that order already.
                 ordered = order_spine(batch.lazy(), d.event_time, d.primary_keys, time_sorted=True)
                 batch = ordered.collect(engine="in-memory")
             step("ordered")
@@ -1433,6 +1434,11 @@ def _fingerprint(paths: Sequence[str]) -> str:
     """A digest of data file names in read order (names only, so a copied lake matches)."""
     names = "\n".join(path.rsplit("/", 1)[-1] for path in paths)
     return hashlib.sha256(names.encode("utf-8")).hexdigest()
+
+
+def _shares_times(times: pl.Series) -> bool:
+    """Whether two consecutive values of a sorted column are equal (one pass, no copy)."""
+    return times.len() > 1 and bool((times.slice(1) == times.slice(0, times.len() - 1)).any())
 
 
 def _non_decreasing(columns: Sequence[str]) -> pl.Expr:

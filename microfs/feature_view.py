@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -294,7 +295,9 @@ class FeatureView:
 
         The way to build a frame larger than memory: each window of label time is joined
         and written before the next is read, so memory holds about one window's rows (at
-        10M labels, 30-day windows: about a third of what the whole frame needs). Rows,
+        10M labels, 30-day windows: about a third of what the whole frame needs), and a
+        joined group's columns when they take under 256 MiB (read once rather than once
+        per window); one window is written while the next is joined. Rows,
         columns and order are ``training_frame(start, end)``'s. The table versions are
         fixed when the call starts, so inserts during the write do not mix in. The file
         appears only when complete (written beside it, then renamed).
@@ -334,25 +337,46 @@ class FeatureView:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         schema = planner.plan(start, end, versions).collect_schema()
+        total = planner.frame_rows(start, end, versions)
+        held = planner.hold(end, versions, max_bytes=_HELD_GROUP_BYTES)
         rows = 0
+        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         try:
+            # One window is written on a second thread while the next is joined (the
+            # writer releases the interpreter lock): two windows in memory at most.
             with (
-                pq.ParquetWriter(partial, pl.DataFrame(schema=schema).to_arrow().schema) as out,
+                pq.ParquetWriter(partial, arrow_schema) as out,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="microfs-write") as writer,
                 track(
                     progress, task=f"{self.name}: training frame", total=len(edges), unit="window"
                 ) as step,
             ):
+                writing: Future[None] | None = None
                 latest: list[pl.DataFrame | None] | None = None
                 for number, (lo, hi) in enumerate(edges):
                     spine = planner.spine(lo, hi, versions)
-                    part = planner.join(spine, versions, hi, since=lo, latest_before=latest)
+                    part = planner.join(
+                        spine,
+                        versions,
+                        hi,
+                        since=lo,
+                        latest_before=latest,
+                        kernel_labels=total,
+                        held=held,
+                    )
                     frame = _collect(part)
+                    if writing is not None:
+                        writing.result()
+                        writing = None
                     if frame.height:
-                        out.write_table(frame.to_arrow())
+                        writing = writer.submit(out.write_table, frame.to_arrow())
                         rows += frame.height
+                    del frame
                     if number + 1 < len(edges):  # carried forward: each row is read once
-                        latest = planner.latest_rows(latest, lo, hi, versions)
+                        latest = planner.latest_rows(latest, lo, hi, versions, held=held)
                     step(f"{lo:%Y-%m-%d}")
+                if writing is not None:
+                    writing.result()
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
@@ -779,6 +803,11 @@ def _read(plan: Callable[[], pl.LazyFrame]) -> pl.DataFrame:
                     f"({type(exc).__name__}: {exc}); another process may be vacuuming, retry"
                 ) from exc
     raise AssertionError("unreachable")
+
+
+_HELD_GROUP_BYTES = 256 * 2**20
+"""``write_training_frame`` reads a joined group into memory once when its columns take
+less than this (see ``FramePlanner.hold``), instead of once per window."""
 
 
 def _collect(frame: pl.LazyFrame) -> pl.DataFrame:

@@ -1,0 +1,90 @@
+"""The compiled as-of kernel across a frame's windows, and its load on a second thread.
+
+``write_training_frame`` joins one window at a time; the kernel is chosen for the frame as
+a whole (its loading is paid once for all windows), and each window then runs it when it
+holds enough labels. The frame written is the same either way.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import polars as pl
+
+from microfs import FeatureStore, _asof_kernel, synthetic
+from microfs._frame_plan import _kernel_joins
+from tests.helpers import SEED_JOINS, seed_view
+
+
+def _view(store: FeatureStore) -> None:
+    world = synthetic.generate_world("tiny", seed=2)
+    for name, rows in world.frames().items():
+        store.create_feature_group(name, schema=synthetic.SCHEMAS[name], **synthetic.GROUPS[name])
+        store.get_feature_group(name).insert(rows)
+    joins = [SEED_JOINS[0], {**SEED_JOINS[1], "max_age": timedelta(days=3)}]
+    seed_view(store, name="windows", joins=joins, transforms=())
+
+
+def test_windows_of_a_frame_chosen_for_the_kernel_run_it_and_write_the_same_rows(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    _view(store)
+    view = store.get_feature_view("windows")
+    labels = store.get_feature_group("user_activity").count()
+    plain = tmp_path / "plain.parquet"
+    assert view.write_training_frame(plain, window=timedelta(days=30)) == labels
+    loader = mock.MagicMock(wraps=_asof_kernel._compiled)
+    matched = mock.MagicMock(wraps=_asof_kernel._matched_rows)
+    compiled = tmp_path / "compiled.parquet"
+    with (
+        # the whole frame qualifies, a 30-day window alone would not
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", labels // 2),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_CALL_ROWS", 0),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
+        mock.patch.object(_asof_kernel, "_compiled", loader),
+        mock.patch.object(_asof_kernel, "_matched_rows", matched),
+    ):
+        assert view.write_training_frame(compiled, window=timedelta(days=30)) == labels
+    assert loader.called
+    windows = len(view._planner.windows(None, None, timedelta(days=30), None))
+    assert windows > 2
+    assert matched.call_count == 2 * windows  # both joins of every window
+    assert pl.read_parquet(compiled).equals(pl.read_parquet(plain))
+
+
+def test_joins_take_the_kernel_only_when_together_they_hold_enough_labels(
+    store: FeatureStore,
+) -> None:
+    _view(store)
+    users = store.get_feature_group("user_profile")
+    items = store.get_feature_group("item_feature")
+    both = [(users, ["user_id"], None), (items, ["item_id"], None)]
+    with (
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", 1_000),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
+    ):
+        assert _kernel_joins(1_000, both) == [True, True]  # 2,000 labels over two joins
+        assert _kernel_joins(1_000, both[:1]) == [False]  # 1,000 over one: not worth it
+        assert _kernel_joins(1_999, both[:1]) == [False]
+        assert _kernel_joins(2_000, both[:1]) == [True]
+        assert _kernel_joins(999, both) == [False, False]  # each join needs its floor
+        assert _kernel_joins(None, both) == [False, False]  # no estimate, no kernel
+
+
+def test_preload_loads_the_kernel_once_on_a_background_thread() -> None:
+    _asof_kernel.preload()
+    compiled = _asof_kernel._compiled()  # waits for the thread if it is still loading
+    _asof_kernel.preload()  # loaded: nothing more starts
+    assert _asof_kernel._compiled() is compiled
+    left = pl.DataFrame({"t": [1, 2, 3], "k": [7, 7, 8]}).with_columns(
+        pl.col("t").cast(pl.Datetime("us", "UTC"))
+    )
+    right = left.head(2)
+    with (
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", 0),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
+    ):
+        rows = _asof_kernel.asof_rows(left, right, time="t", key="k", max_age=None)
+    assert rows.to_list() == [0, 1, 2]
