@@ -406,6 +406,8 @@ class FeatureStore:
         version: int = 1,
         description: str = "",
         label_features: Sequence[str] | None = None,
+        timeline: Timeline = "event",
+        lag: timedelta = timedelta(0),
     ) -> FeatureView:
         """The view ``name`` at ``version`` if it exists with these options, else create it.
 
@@ -423,6 +425,8 @@ class FeatureStore:
                 version=version,
                 description=description,
                 label_features=label_features,
+                timeline=timeline,
+                lag=lag,
             )
         view = self.get_feature_view(name, version)
         stored = view.definition
@@ -443,6 +447,8 @@ class FeatureStore:
                 transforms=transforms,
                 description=description,
                 label_features=label_features,
+                timeline=timeline,
+                lag=lag,
             )
         except MicroFSError as exc:
             raise AlreadyExistsError(

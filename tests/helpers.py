@@ -14,8 +14,10 @@ from typing import Any
 import polars as pl
 
 from microfs import FeatureGroup, FeatureStore, FeatureView
+from microfs.pit import JoinPlan
 from microfs.transformations import fit_transforms
 from microfs.view_definition import PinnedGroup, TrainingDatasetRecord
+from tests.strategies import PitWorld
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 """A fixed, time-zone aware instant the tests count event times from."""
@@ -178,3 +180,25 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return math.isclose(a, b, rel_tol=0, abs_tol=1e-12)
     return bool(a == b) and type(a) is type(b)
+
+
+# --- point-in-time worlds as plans ---------------------------------------------------
+
+
+def pit_plans(world: PitWorld, *, compiled: bool = False) -> tuple[pl.LazyFrame, list[JoinPlan]]:
+    """A drawn world's labels and one JoinPlan per group, for point_in_time_join."""
+    labels = pl.DataFrame(world.label_rows, schema=world.label_schema, orient="row")
+    plans = [
+        JoinPlan(
+            frame=pl.DataFrame(g.rows, schema=g.schema, orient="row").lazy(),
+            on=g.on,
+            event_time=g.event_time,
+            features=g.features,
+            prefix=g.prefix,
+            max_age=g.max_age,
+            sorted_by_time=g.sorted_by_time,
+            compiled=compiled,
+        )
+        for g in world.groups
+    ]
+    return labels.lazy(), plans

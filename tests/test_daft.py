@@ -26,7 +26,8 @@ from polars.testing import assert_frame_equal
 
 import microfs as mfs
 from microfs._frame_spec import JoinSpec
-from microfs.pit import JoinPlan, point_in_time_join
+from microfs.pit import point_in_time_join
+from tests.helpers import pit_plans
 from tests.strategies import PIT_BASE_TIME, PIT_TIME, PitGroup, PitWorld, pit_times, pit_worlds
 
 daft = pytest.importorskip("daft")
@@ -63,23 +64,6 @@ def to_polars(frame: Any, schema: pl.Schema) -> pl.DataFrame:
 # --- in-memory plans: the join rules alone --------------------------------------------------
 
 
-def polars_plans(world: PitWorld) -> tuple[pl.LazyFrame, list[JoinPlan]]:
-    labels = pl.DataFrame(world.label_rows, schema=world.label_schema, orient="row")
-    plans = [
-        JoinPlan(
-            frame=pl.DataFrame(g.rows, schema=g.schema, orient="row").lazy(),
-            on=g.on,
-            event_time=g.event_time,
-            features=g.features,
-            prefix=g.prefix,
-            max_age=g.max_age,
-            sorted_by_time=g.sorted_by_time,
-        )
-        for g in world.groups
-    ]
-    return labels.lazy(), plans
-
-
 def daft_joins(world: PitWorld) -> list[tuple[JoinSpec, Any]]:
     return [
         (
@@ -99,7 +83,7 @@ def daft_joins(world: PitWorld) -> list[tuple[JoinSpec, Any]]:
 @SETTINGS
 @given(world=pit_worlds())
 def test_daft_join_equals_the_polars_join(world: PitWorld) -> None:
-    labels, plans = polars_plans(world)
+    labels, plans = pit_plans(world)
     expected = point_in_time_join(
         labels,
         label_time=world.label_time,

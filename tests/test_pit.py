@@ -16,6 +16,7 @@ from polars.testing import assert_frame_equal
 from microfs import _asof_kernel
 from microfs.errors import DefinitionError
 from microfs.pit import JoinPlan, point_in_time_join
+from tests.helpers import pit_plans
 from tests.strategies import (
     PIT_BASE_TIME,
     PIT_LABEL_KEYS,
@@ -78,26 +79,8 @@ def reference_join(world: PitWorld) -> pl.DataFrame:
     return pl.DataFrame(out_rows, schema=out_schema, orient="row")
 
 
-def frames(world: PitWorld, *, compiled: bool = False) -> tuple[pl.LazyFrame, list[JoinPlan]]:
-    labels = pl.DataFrame(world.label_rows, schema=world.label_schema, orient="row")
-    plans = [
-        JoinPlan(
-            frame=pl.DataFrame(g.rows, schema=g.schema, orient="row").lazy(),
-            on=g.on,
-            event_time=g.event_time,
-            features=g.features,
-            prefix=g.prefix,
-            max_age=g.max_age,
-            sorted_by_time=g.sorted_by_time,
-            compiled=compiled,
-        )
-        for g in world.groups
-    ]
-    return labels.lazy(), plans
-
-
 def run(world: PitWorld, engine: Engine = "auto", *, compiled: bool = False) -> pl.DataFrame:
-    labels, plans = frames(world, compiled=compiled)
+    labels, plans = pit_plans(world, compiled=compiled)
     lf = point_in_time_join(
         labels,
         label_time=world.label_time,
@@ -160,7 +143,7 @@ def test_unsorted_input_is_sorted_before_the_asof_join() -> None:
     )
     labels = [(rnd.randrange(55), "a", at(rnd.randrange(5_000)), 0) for _ in range(20_000)]
     world = world_of(labels, group)
-    labels_frame, plans = frames(world)
+    labels_frame, plans = pit_plans(world)
     # The inputs really are out of order.
     assert not plans[0].frame.collect()["ts"].is_sorted()
     assert not labels_frame.collect()["t"].is_sorted()
@@ -172,7 +155,7 @@ def test_unsorted_input_is_sorted_before_the_asof_join() -> None:
 
 def test_sorted_flags_skip_the_sorts() -> None:
     group = PitGroup(USER_SCHEMA, [(1, at(0), 1.0)], ("user_id",), "ts", ("score",))
-    labels, plans = frames(world_of([(1, "a", at(1), 0)], group))
+    labels, plans = pit_plans(world_of([(1, "a", at(1), 0)], group))
     unflagged = point_in_time_join(labels, label_time="t", label_keys=["user_id"], joins=plans)
     assert unflagged.explain().count("SORT") == 2
     flagged = point_in_time_join(
