@@ -671,6 +671,11 @@ class FeatureView:
         if spine is None:
             frame = self.training_frame(start=start, end=end)
         else:
+            if type(spine).__module__.split(".")[0] == "daft":
+                raise DefinitionError(
+                    "spine is a Daft DataFrame; pass engine='daft' to join it on Daft, or give "
+                    "a Polars, pandas or Arrow frame"
+                )
             rows = spine if isinstance(spine, pl.LazyFrame) else to_polars(spine)
             frame = self._planner.join(self._planner.spine_from(rows, start, end), None, end)
         keys = [*label.primary_keys, self._time]

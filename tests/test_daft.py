@@ -177,7 +177,12 @@ def build_view(store: mfs.FeatureStore, world: PitWorld) -> tuple[mfs.FeatureVie
     for fg, rows in tables:
         fg.insert(rows)
     view = store.create_feature_view(
-        "view", label_fg="labels", label_col="y", joins=joins, transforms=TRANSFORMS
+        "view",
+        label_fg="labels",
+        label_col="y",
+        joins=joins,
+        transforms=TRANSFORMS,
+        label_features=["user_id", "item_id"],  # join keys kept as features, transformed
     )
     return view, pinned
 
@@ -203,8 +208,8 @@ def test_training_frame_on_daft_equals_polars(
     store = mfs.FeatureStore(tmp_path_factory.mktemp("lake"))
     view, pinned = build_view(store, world)
     versions = pinned if pin else None
-    expected = view.training_frame(start, end, table_versions=versions).collect()
-    out = view.training_frame(start, end, table_versions=versions, engine="daft")
+    expected = view.training_frame(start=start, end=end, table_versions=versions).collect()
+    out = view.training_frame(start=start, end=end, table_versions=versions, engine="daft")
     assert isinstance(out, daft.DataFrame)
     assert_frame_equal(to_polars(out, expected.schema), expected)
 
@@ -212,9 +217,9 @@ def test_training_frame_on_daft_equals_polars(
         view.fit(expected)
     except mfs.NotFittedError:  # no usable training value: nothing to transform with
         return
-    batch = view.get_batch_data(start, end).collect()
+    batch = view.get_batch_data(start=start, end=end).collect()
     assert_frame_equal(
-        to_polars(view.get_batch_data(start, end, engine="daft"), batch.schema), batch
+        to_polars(view.get_batch_data(start=start, end=end, engine="daft"), batch.schema), batch
     )
 
 
