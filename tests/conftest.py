@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
-from microfs import FeatureGroup, FeatureStore, FeatureView
+from microfs import FeatureGroup, FeatureStore, FeatureView, cli
 from tests.helpers import (
     ACTIVITY,
     ACTIVITY_KEYS,
     ACTIVITY_SCHEMA,
     ITEM,
     PROFILE,
+    Ran,
     at,
     create_served_groups,
     served_view,
@@ -58,3 +60,17 @@ def served(store: FeatureStore) -> FeatureView:
     fv = served_view(store)
     fv.get_training_data(compute_params=True)
     return fv
+
+
+@pytest.fixture
+def call(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run the command line in this process (the same code, without a process start)."""
+    monkeypatch.delenv("MICROFS_LAKE", raising=False)
+
+    def invoke(*args: str) -> Ran:
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return invoke

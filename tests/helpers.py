@@ -6,7 +6,9 @@ Fixtures live in ``conftest.py``; hypothesis strategies in ``strategies.py``.
 from __future__ import annotations
 
 import math
+import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -202,3 +204,26 @@ def pit_plans(world: PitWorld, *, compiled: bool = False) -> tuple[pl.LazyFrame,
         for g in world.groups
     ]
     return labels.lazy(), plans
+
+
+# --- the command line -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one command-line run printed and returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str] | Ran, *fragments: str) -> None:
+    """A user error: exit 1, nothing on stdout, one `microfs: error:` line naming ``fragments``."""
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("microfs: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]

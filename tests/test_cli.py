@@ -16,6 +16,7 @@ import pytest
 
 import microfs as mfs
 from microfs import cli, synthetic
+from tests.helpers import assert_one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEW = "recommendation_model_v1"
@@ -51,37 +52,6 @@ def run_json(*args: str, cwd: Path, lake_env: str | None = None) -> Any:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return json.loads(result.stdout)
-
-
-@dataclass(frozen=True)
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def call(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Run the command line in this process (the same code, without a process start)."""
-    monkeypatch.delenv("MICROFS_LAKE", raising=False)
-
-    def invoke(*args: str) -> Ran:
-        capsys.readouterr()
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return Ran(code, out, err)
-
-    return invoke
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str] | Ran, *fragments: str) -> None:
-    assert result.returncode == 1
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("microfs: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @dataclass(frozen=True)

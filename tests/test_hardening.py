@@ -25,10 +25,10 @@ from microfs import (
     LakeError,
     MicroFSError,
     SchemaError,
-    cli,
     feature_view,
 )
-from tests.test_cli import ROOT, Ran, assert_one_error_line
+from tests.helpers import assert_one_error_line
+from tests.test_cli import ROOT
 
 _US_PER_YEAR = 365 * 24 * 3600 * 10**6
 
@@ -86,20 +86,6 @@ def test_every_storable_event_time_is_upsertable(
     stored = group.read().sort("ts")
     assert stored["ts"].dt.epoch("us").to_list() == sorted(micros)
     assert stored.height == len(micros)
-
-
-@pytest.fixture
-def call(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Run the command line in this process."""
-    monkeypatch.delenv("MICROFS_LAKE", raising=False)
-
-    def invoke(*args: str) -> Ran:
-        capsys.readouterr()
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return Ran(code, out, err)
-
-    return invoke
 
 
 # -- shared lake ------------------------------------------------------------------------------
