@@ -434,7 +434,7 @@ class FeatureGroup:
         if found:
             return found
         try:
-            actions = pl.DataFrame(DeltaTable(str(self.path)).get_add_actions(flatten=True))
+            actions = _add_actions(DeltaTable(str(self.path)))
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -621,7 +621,7 @@ class FeatureGroup:
         ranges = _batch_ranges(batch, self.definition.schema, ranged)
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in columns]
-            + [r.condition(col) for col, r in _prunable(table, ranges).items()]
+            + [r.condition(col) for col, r in _prunable(_add_actions(table), ranges).items()]
         )
         before = table.version()
         custom = {"microfs.operation": "delete"}
@@ -708,7 +708,8 @@ class FeatureGroup:
                 pl.lit(_commit_log.from_micros(at), dtype=DATETIME).alias(COMMIT_TIME)
             )
         meta = CommitProperties(custom_metadata=custom, max_commit_retries=0)
-        if _cannot_overlap(table, ranges):
+        files = _add_actions(table)  # read once: the append check and the merge use them
+        if _cannot_overlap(table, files, ranges):
             write_deltalake(table, batch.to_arrow(), mode="append", commit_properties=meta)
             return InsertResult(table.version(), batch.height, 0, "append")
         if at is not None:
@@ -716,7 +717,7 @@ class FeatureGroup:
         keys = self.definition.upsert_keys
         condition = " AND ".join(
             [f"t.{_quote(k)} = s.{_quote(k)}" for k in keys]
-            + [r.condition(col) for col, r in _prunable(table, ranges).items()]
+            + [r.condition(col) for col, r in _prunable(files, ranges).items()]
         )
         metrics = (
             table.merge(
@@ -977,7 +978,7 @@ class FeatureGroup:
         actions = self._file_actions.get(resolved)
         if actions is None:
             table = table if table is not None else self._table(resolved)
-            actions = pl.DataFrame(table.get_add_actions(flatten=True))
+            actions = _add_actions(table)
             self._file_actions[resolved] = actions
         return actions
 
@@ -1524,21 +1525,25 @@ def _batch_ranges(
     return {c: _Range(schema[c], int(row[i]), int(row[n + i])) for i, c in enumerate(columns)}
 
 
+def _add_actions(table: DeltaTable) -> pl.DataFrame:
+    """A table version's data files with their row counts and statistics (flattened)."""
+    return pl.DataFrame(table.get_add_actions(flatten=True))
+
+
 _NS_LOW_US = -(2**63) // 1000 + 1
 _NS_HIGH_US = (2**63 - 1) // 1000
 """The instants a nanosecond timestamp holds (about 1677 to 2262), in microseconds."""
 
 
-def _prunable(table: DeltaTable, ranges: Mapping[str, _Range]) -> dict[str, _Range]:
+def _prunable(files: pl.DataFrame, ranges: Mapping[str, _Range]) -> dict[str, _Range]:
     """The ranges a merge predicate may carry for Delta to prune files by.
 
     Delta's file pruning compares timestamp statistics as nanoseconds: for an instant
     outside about 1677-2262 they overflow, and a file holding the row a merge must find
     could be skipped (the upsert would append a duplicate). A datetime range is left out
     of the predicate (no pruning by it, the same result) when the batch or any stored file
-    reaches outside that window.
+    reaches outside that window. ``files`` are the table's add actions (flattened).
     """
-    files = pl.DataFrame(table.get_add_actions(flatten=True))
     kept: dict[str, _Range] = {}
     for column, bounds in ranges.items():
         if bounds.kind == "datetime":
@@ -1556,7 +1561,7 @@ def _prunable(table: DeltaTable, ranges: Mapping[str, _Range]) -> dict[str, _Ran
     return kept
 
 
-def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, _Range]) -> bool:
+def _cannot_overlap(table: DeltaTable, files: pl.DataFrame, ranges: Mapping[str, _Range]) -> bool:
     """True when no stored row can share a key with the batch, judged from file statistics.
 
     A row overlaps only if all its key columns are equal, so a file is out of reach when
@@ -1564,9 +1569,8 @@ def _cannot_overlap(table: DeltaTable, ranges: Mapping[str, _Range]) -> bool:
     Delta statistics keep timestamps to the millisecond only (truncated), so they are
     widened by a millisecond; files that only that widening keeps in reach (a batch
     starting within a millisecond of the stored maximum) are judged again from the exact
-    statistics in their Parquet footers.
+    statistics in their Parquet footers. ``files`` are the table's add actions (flattened).
     """
-    files = pl.DataFrame(table.get_add_actions(flatten=True))
     in_reach = files.filter(~_disjoint(files, ranges, slack=_STATS_SLACK))
     if in_reach.height == 0:
         return True
