@@ -164,13 +164,25 @@ def _matched_rows(
         valid,
         _read_only(_int64(times)),
         low,
-        np.cumsum(counts) - counts,
-        counts,
-        right_times[order],
-        row_numbers[order],
+        _cursors(counts),
+        np.stack([right_times[order], row_numbers[order]], axis=1),
         -1 if max_age is None else _in_time_units(max_age, left.schema[time]),
         right.height,
     )
+
+
+def _cursors(counts: _I64) -> _I64:
+    """Per slot, its cursor, end and start positions in the slot-grouped joined rows.
+
+    One row of three per slot, so a label's look-up of its slot touches one cache line
+    (the labels' keys come in no order: each look-up is a random access).
+
+    >>> _cursors(np.array([2, 0, 1])).tolist()
+    [[0, 2, 0], [2, 2, 2], [2, 3, 2]]
+    """
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    return np.stack([starts, ends, starts], axis=1)
 
 
 def _read_only(values: _I64) -> _I64:
@@ -229,49 +241,45 @@ def cursor_asof(
     valid: npt.NDArray[np.bool_],
     times: _I64,
     low: int,
-    starts: _I64,
-    counts: _I64,
-    right_times: _I64,
-    right_rows: _I64,
+    cursors: _I64,
+    rights: _I64,
     tolerance: int,
     missing: int,
 ) -> _I64:
     """Each label's matched right row number, or ``missing``.
 
     Labels come in time order. The right rows are grouped by slot (``key - low``) and in
-    time order within a slot: slot ``s`` holds positions ``starts[s]`` to
-    ``starts[s] + counts[s] - 1``, with times ``right_times`` and row numbers
-    ``right_rows``. One cursor per slot only moves forward. ``tolerance`` -1 means none.
-    Compiled by numba; plain Python runs it too (slowly), which the tests use as a check.
+    time order within a slot: ``rights`` holds each one's time and row number, and
+    ``cursors`` holds per slot its cursor (the first of its rows not yet passed), its end
+    and its start (see :func:`_cursors`). A cursor only moves forward; the cursors are
+    updated in place. ``tolerance`` -1 means none. Compiled by numba; plain Python runs
+    it too (slowly), which the tests use as a check.
 
     >>> import numpy as np
     >>> a = lambda *v: np.array(v, dtype=np.int64)
     >>> cursor_asof(
-    ...     a(5, 5, 6, 9), np.ones(4, bool), a(1, 5, 5, 5), 5, a(0, 2), a(2, 1), a(1, 4, 9),
-    ...     a(10, 11, 12), -1, 3,
+    ...     a(5, 5, 6, 9), np.ones(4, bool), a(1, 5, 5, 5), 5, _cursors(a(2, 1)),
+    ...     np.stack([a(1, 4, 9), a(10, 11, 12)], axis=1), -1, 3,
     ... )
     array([10, 11,  3,  3])
     """
     out = np.empty(keys.shape[0], dtype=np.int64)
-    seen = np.zeros(starts.shape[0], dtype=np.int64)
-    span = starts.shape[0]
+    span = cursors.shape[0]
     for i in range(keys.shape[0]):
-        key = keys[i]
-        if key < low or key - low >= span or not valid[i]:
+        slot = keys[i] - low
+        if slot < 0 or slot >= span or not valid[i]:
             out[i] = missing
             continue
-        slot = key - low
-        start = starts[slot]
-        count = counts[slot]
-        done = seen[slot]
+        at = cursors[slot, 0]
+        end = cursors[slot, 1]
         time = times[i]
-        while done < count and right_times[start + done] <= time:
-            done += 1
-        seen[slot] = done
-        if done == 0 or (tolerance >= 0 and time - right_times[start + done - 1] > tolerance):
+        while at < end and rights[at, 0] <= time:
+            at += 1
+        cursors[slot, 0] = at
+        if at == cursors[slot, 2] or (tolerance >= 0 and time - rights[at - 1, 0] > tolerance):
             out[i] = missing
         else:
-            out[i] = right_rows[start + done - 1]
+            out[i] = rights[at - 1, 1]
     return out
 
 
@@ -313,7 +321,8 @@ def _compiled() -> Callable[..., Any]:
                 compiled = numba.njit(cache=True, nogil=True)(cursor_asof)
             except RuntimeError:  # no writable cache directory: compile in memory each process
                 compiled = numba.njit(cache=False, nogil=True)(cursor_asof)
-            empty, frozen = np.zeros(0, dtype=np.int64), _read_only(np.zeros(0, dtype=np.int64))
-            compiled(frozen, np.zeros(0, dtype=np.bool_), frozen, 0, *(empty,) * 4, -1, 0)
+            frozen = _read_only(np.zeros(0, dtype=np.int64))
+            pairs = np.zeros((0, 2), dtype=np.int64)
+            compiled(frozen, np.zeros(0, dtype=np.bool_), frozen, 0, _cursors(frozen), pairs, -1, 0)
             _LOADED.append(compiled)
         return _LOADED[0]

@@ -17,10 +17,12 @@ by its event time here unless the caller says it already is (``sorted_by_time``)
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from microfs._asof_kernel import asof_rows, kernel_applies, polars_duration
@@ -152,23 +154,28 @@ def point_in_time_join(
     else:
         spine = order_spine(labels, label_time, label_keys, time_sorted=labels_order == "time")
 
-    branches = [
-        _branch(spine, plan, right, label_schema, label_time, time_column)
+    kernel = [
+        (plan, right, time_column)
         for plan, right, time_column in zip(joins, rights, time_columns, strict=True)
-        if plan.features
+        if plan.features and _uses_kernel(plan, label_schema, label_time)
     ]
+    branches = [
+        _branch(spine, plan, right, label_time, time_column)
+        for plan, right, time_column in zip(joins, rights, time_columns, strict=True)
+        if plan.features and not _uses_kernel(plan, label_schema, label_time)
+    ]
+    if kernel:
+        branches.append(_kernel_branch(spine, kernel, label_time))
     if not branches:
         return spine
-    return pl.concat([spine, *branches], how="horizontal")
+    joined = pl.concat([spine, *branches], how="horizontal")
+    if not kernel or len(kernel) == len(branches):
+        return joined
+    return joined.select(*label_schema.names(), *(n for p in joins for n in _output_names(p)))
 
 
 def _branch(
-    spine: pl.LazyFrame,
-    plan: JoinPlan,
-    right: pl.LazyFrame,
-    label_schema: pl.Schema,
-    label_time: str,
-    time_column: str,
+    spine: pl.LazyFrame, plan: JoinPlan, right: pl.LazyFrame, label_time: str, time_column: str
 ) -> pl.LazyFrame:
     """One join's feature columns, one row per spine row in the spine's order.
 
@@ -180,8 +187,6 @@ def _branch(
     """
     columns = list(dict.fromkeys([label_time, *plan.on] if plan.event_time else plan.on))
     left = spine.select(columns)
-    if _uses_kernel(plan, label_schema, label_time):
-        return _kernel_branch(left, plan, right, label_time, time_column)
     if plan.event_time is None:
         joined = left.join(
             right, on=list(plan.on), how="left", nulls_equal=False, maintain_order="left"
@@ -211,50 +216,67 @@ def _uses_kernel(plan: JoinPlan, label_schema: pl.Schema, label_time: str) -> bo
 
 
 def _kernel_branch(
-    left: pl.LazyFrame, plan: JoinPlan, right: pl.LazyFrame, label_time: str, time_column: str
+    spine: pl.LazyFrame, joins: Sequence[tuple[JoinPlan, pl.LazyFrame, str]], label_time: str
 ) -> pl.LazyFrame:
-    """An as-of join on one integer key whose matches :func:`asof_rows` finds.
+    """The features of the as-of joins :func:`asof_rows` serves, one row per spine row.
 
     It gives exactly the rows of the ``join_asof`` in :func:`_branch`, in about half the
     CPU time on large label sets (see :mod:`microfs._asof_kernel`). The spine's time and
-    key are stacked over the joined rows (time, key and features) and handed to one
-    function whole: it finds each label's row (its cursors walk the labels in time
-    order) and gathers the features from the joined rows, with one null row appended for
-    labels without a match, in one chunk. One opaque node, so both of Polars' engines run
-    the branch alike (a plan of slices and gathers around the match cost the streaming
-    engine about 0.4 s more at 5M labels), and the joined rows are read once. The joined
-    rows stay in the plan, so ``explain()`` still shows their scan.
+    keys are stacked over each join's rows (time, key and features, told apart by a side
+    column) and handed to one function whole. It finds each label's row for every join
+    at once, on threads of its own (the compiled kernel and the gathers run without the
+    interpreter lock), and gathers each join's features from its rows, with one null row
+    appended for labels without a match, in one chunk. One opaque node, so both of
+    Polars' engines run the joins alike and side by side (as separate nodes, the
+    streaming engine ran them one after the other), and each group's rows are read
+    once. The joined rows stay in the plan, so ``explain()`` still shows their scans.
     """
-    key = plan.on[0]
-    names = list(_output_names(plan))
-    side = _unused("__microfs_joined", [*names, label_time, key])
-    schema = right.select(names).collect_schema()
+    names = [list(_output_names(plan)) for plan, _, _ in joins]
+    keys = list(dict.fromkeys(plan.on[0] for plan, _, _ in joins))
+    side = _unused("__microfs_joined", [label_time, *keys, *(n for group in names for n in group)])
+    schemas = [
+        right.select(own).collect_schema() for (_, right, _), own in zip(joins, names, strict=True)
+    ]
+    parts = [spine.select(label_time, *keys).with_columns(pl.lit(0, dtype=pl.UInt8).alias(side))]
+    for number, ((plan, right, time_column), own) in enumerate(zip(joins, names, strict=True)):
+        parts.append(
+            right.select(
+                pl.col(time_column).alias(label_time),
+                plan.on[0],
+                *own,
+                pl.lit(number + 1, dtype=pl.UInt8).alias(side),
+            )
+        )
+    stacked = pl.concat(parts, how="diagonal")
 
     def match(stacked: pl.DataFrame) -> pl.DataFrame:
-        labels = stacked.height - int(stacked.get_column(side).sum())
-        joined = stacked.slice(labels)
-        found = asof_rows(
-            stacked.slice(0, labels).select(label_time, key),
-            joined.select(label_time, key),
-            time=label_time,
-            key=key,
-            max_age=plan.max_age,
-        )
-        # A gather from one chunk: from the chunks a concatenation leaves it costs more.
-        null_row = pl.DataFrame({name: [None] for name in names}, schema=schema)
-        features = pl.concat([joined.select(names), null_row], rechunk=True)
-        return features.gather(found)
+        # The parts come in order: the labels, then each join's rows.
+        sizes = np.bincount(stacked.get_column(side).to_numpy(), minlength=len(joins) + 1)
+        ends = np.cumsum(sizes)
+        labels = stacked.slice(0, int(sizes[0]))
 
-    stacked = pl.concat(
-        [
-            left.with_columns(pl.lit(False).alias(side)),
-            right.select(
-                pl.col(time_column).alias(label_time), key, *names, pl.lit(True).alias(side)
-            ),
-        ],
-        how="diagonal",
-    )
-    return stacked.map_batches(match, schema=dict(schema), streamable=False)
+        def one(number: int) -> pl.DataFrame:
+            plan, own, schema = joins[number][0], names[number], schemas[number]
+            key = plan.on[0]
+            joined = stacked.slice(int(ends[number]), int(sizes[number + 1]))
+            found = asof_rows(
+                labels.select(label_time, key),
+                joined.select(label_time, key),
+                time=label_time,
+                key=key,
+                max_age=plan.max_age,
+            )
+            # A gather from one chunk: from the chunks a concatenation leaves it costs more.
+            null_row = pl.DataFrame({name: [None] for name in own}, schema=schema)
+            return pl.concat([joined.select(own), null_row], rechunk=True).gather(found)
+
+        if len(joins) == 1:
+            return one(0)
+        with ThreadPoolExecutor(len(joins), thread_name_prefix="microfs-asof") as pool:
+            return pl.concat(list(pool.map(one, range(len(joins)))), how="horizontal")
+
+    schema = {name: dtype for s in schemas for name, dtype in s.items()}
+    return stacked.map_batches(match, schema=schema, streamable=False)
 
 
 def order_spine(
