@@ -31,6 +31,7 @@ __all__ = [
     "KERNEL_MIN_KEYS",
     "KERNEL_MIN_ROWS",
     "ROW",
+    "Cursors",
     "asof_rows",
     "kernel_applies",
     "polars_duration",
@@ -139,36 +140,87 @@ def _matched_rows(
     floor = min(KERNEL_MIN_ROWS, KERNEL_MIN_CALL_ROWS)
     if left.height < floor or not kernel_applies(left.schema[key], left.schema[time]):
         return None
-    times = left.get_column(time)
-    if times.null_count():
+    if left.get_column(time).null_count():
         return None
-    right_keys = right.get_column(key)
-    present = right_keys.drop_nulls()
-    if present.is_empty():
-        return np.full(left.height, right.height, dtype=np.int64)
-    low, high = int(present.min()), int(present.max())  # type: ignore[arg-type]
-    span = high - low + 1
-    if span < KERNEL_MIN_KEYS:
-        return None
-    if span > _RANGE_SLACK * present.len() + _RANGE_FLOOR or high > np.iinfo(np.int64).max:
-        return None
+    cursors = Cursors.of(right, time=time, key=key)
+    return None if cursors is None else cursors.advance(left, time=time, key=key, max_age=max_age)
 
-    row_numbers = np.flatnonzero(right_keys.is_not_null().to_numpy())
-    slots = present.cast(pl.Int64).to_numpy() - low
-    order = np.argsort(slots, kind="stable")
-    counts = np.bincount(slots, minlength=span)
-    right_times = _int64(right.get_column(time))[row_numbers]
-    keys, valid = _keys_and_validity(left.get_column(key))
-    return _compiled()(  # type: ignore[no-any-return]
-        _read_only(keys),
-        valid,
-        _read_only(_int64(times)),
-        low,
-        _cursors(counts),
-        np.stack([right_times[order], row_numbers[order]], axis=1),
-        -1 if max_age is None else _in_time_units(max_age, left.schema[time]),
-        right.height,
-    )
+
+class Cursors:
+    """A joined group's rows grouped by key for the kernel, with one cursor per key.
+
+    Made once (:meth:`of`), it can match several label frames in turn: the cursors move
+    forward only, so each frame's labels must come in time order and no earlier than the
+    last label of the frame before (the windows of one frame, in order). Not thread-safe.
+
+    Example:
+        >>> right = pl.DataFrame({"t": [1, 3], "k": [7, 7]})
+        >>> cursors = Cursors.of(right, time="t", key="k", min_keys=0)
+        >>> first = pl.DataFrame({"t": [0, 1], "k": [7, 7]})
+        >>> cursors.advance(first, time="t", key="k", max_age=None).tolist()
+        [2, 0]
+        >>> second = pl.DataFrame({"t": [4], "k": [7]})
+        >>> cursors.advance(second, time="t", key="k", max_age=None).tolist()
+        [1]
+    """
+
+    def __init__(self, *, low: int, cursors: _I64, rights: _I64, height: int) -> None:
+        self.height = height
+        self._low, self._cursors, self._rights = low, cursors, rights
+
+    @classmethod
+    def of(
+        cls, right: pl.DataFrame, *, time: str, key: str, min_keys: int | None = None
+    ) -> Cursors | None:
+        """Group ``right`` (its ``time`` and ``key``, sorted by time) for the kernel.
+
+        None when the kernel does not suit these rows: a key range narrower than
+        ``min_keys`` (``KERNEL_MIN_KEYS`` when None) or far wider than the rows, or keys
+        beyond int64.
+        """
+        right_keys = right.get_column(key)
+        present = right_keys.drop_nulls()
+        if present.is_empty():
+            empty = np.zeros((0, 3), dtype=np.int64)
+            pairs = np.zeros((0, 2), dtype=np.int64)
+            return cls(low=0, cursors=empty, rights=pairs, height=right.height)
+        low, high = int(present.min()), int(present.max())  # type: ignore[arg-type]
+        span = high - low + 1
+        if span < (KERNEL_MIN_KEYS if min_keys is None else min_keys):
+            return None
+        if span > _RANGE_SLACK * present.len() + _RANGE_FLOOR or high > np.iinfo(np.int64).max:
+            return None
+        row_numbers = np.flatnonzero(right_keys.is_not_null().to_numpy())
+        slots = present.cast(pl.Int64).to_numpy() - low
+        order = np.argsort(slots, kind="stable")
+        right_times = _int64(right.get_column(time))[row_numbers]
+        return cls(
+            low=low,
+            cursors=_cursors(np.bincount(slots, minlength=span)),
+            rights=np.stack([right_times[order], row_numbers[order]], axis=1),
+            height=right.height,
+        )
+
+    def advance(
+        self, left: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None
+    ) -> _I64:
+        """Each row of ``left`` (null-free ``time``, in time order): its matched row number.
+
+        ``height`` (one past the last row) where no row matched.
+        """
+        if not len(self._cursors):  # no joined row has a key: nothing matches
+            return np.full(left.height, self.height, dtype=np.int64)
+        keys, valid = _keys_and_validity(left.get_column(key))
+        return _compiled()(  # type: ignore[no-any-return]
+            _read_only(keys),
+            valid,
+            _read_only(_int64(left.get_column(time))),
+            self._low,
+            self._cursors,
+            self._rights,
+            -1 if max_age is None else _in_time_units(max_age, left.schema[time]),
+            self.height,
+        )
 
 
 def _cursors(counts: _I64) -> _I64:

@@ -29,7 +29,7 @@ from microfs._frame_spec import FrameSpec, frame_columns, frame_spec
 from microfs.errors import DefinitionError
 from microfs.feature_group import Extent, FeatureGroup
 from microfs.known import known_segments
-from microfs.pit import JoinPlan, RowOrder, point_in_time_join
+from microfs.pit import JoinPlan, PreparedRows, RowOrder, point_in_time_join, prepare_rows
 from microfs.schema import aware_utc
 from microfs.view_definition import FeatureViewDefinition
 
@@ -180,18 +180,21 @@ class FramePlanner:
         table_versions: Mapping[str, int] | None,
         *,
         held: Sequence[Held | None] | None = None,
+        prepared: Sequence[PreparedRows | None] | None = None,
     ) -> list[pl.DataFrame | None]:
         """The latest row per key of each timed join's rows before ``hi``, in time order.
 
         From ``latest_before`` (the same for rows before ``lo``) and the rows in
         ``[lo, hi)``, so walking windows in order reads each feature row once; without
         it, from all rows before ``hi``. None for a static group. Memory: one row per key.
-        ``held`` gives joins' rows already in memory (see :meth:`hold`).
+        ``held`` gives joins' rows already in memory (see :meth:`hold`); a ``prepared``
+        join carries its cursors instead, and gets None.
         """
         out: list[pl.DataFrame | None] = []
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             time = group.event_time
-            if time is None or self.timeline == "known":  # known-at windows do not carry rows
+            ready = prepared[number] if prepared is not None else None
+            if time is None or self.timeline == "known" or ready is not None:
                 out.append(None)
                 continue
             scan, order = _rows(group, number, table_versions, held)
@@ -315,6 +318,7 @@ class FramePlanner:
         latest_before: Sequence[pl.DataFrame | None] | None = None,
         kernel_labels: int | None = None,
         held: Sequence[Held | None] | None = None,
+        prepared: Sequence[PreparedRows | None] | None = None,
     ) -> pl.LazyFrame:
         """Join the groups onto ``spine``; feature rows at or after ``end`` cannot match.
 
@@ -325,7 +329,10 @@ class FramePlanner:
         ``kernel_labels`` is the label count the choice of the compiled as-of kernel goes
         by (the spine's estimate when None): a caller joining the windows of one frame in
         turn gives the whole frame's, since the kernel is loaded once for all of them.
-        ``held`` gives joins' rows already in memory (see :meth:`hold`).
+        ``held`` gives joins' rows already in memory (see :meth:`hold`); ``prepared``
+        gives joins' rows grouped for the compiled kernel (see :meth:`prepare`), which
+        join without ``since`` or ``latest_before``: their cursors carry on from the
+        window before.
         """
         label = self.label
         versions = table_versions or {}
@@ -343,6 +350,10 @@ class FramePlanner:
             time = group.event_time
             scan, order = _rows(group, number, versions, held)
             time_sorted = order != "none"
+            ready = prepared[number] if prepared is not None else None
+            if ready is not None:  # held rows, all before `end`: only checked, not read
+                plans.append(self._join_plan(number, scan, order, prepared=ready))
+                continue
             if time is not None and end is not None:
                 scan = scan.filter(pl.col(time) < aware_utc(end, what="end"))
             if time is not None and since is not None:
@@ -362,18 +373,7 @@ class FramePlanner:
                 # The latest rows, in time order and all before `since`, then the window's
                 # rows: in time order when the group's rows are (no sort per window).
                 scan = pl.concat([latest, scan.filter(pl.col(time) >= since).select(columns)])
-            plans.append(
-                JoinPlan(
-                    frame=scan,
-                    on=join.on,
-                    event_time=group.event_time,
-                    features=join.features,
-                    prefix=join.prefix,
-                    max_age=join.max_age,
-                    sorted_by_time=time_sorted,
-                    compiled=compiled[number],
-                )
-            )
+            plans.append(self._join_plan(number, scan, order, compiled=compiled[number]))
         joined = point_in_time_join(
             spine.frame,
             label_time=self.time,
@@ -384,6 +384,61 @@ class FramePlanner:
         if self.timeline == "known":
             joined = self._known_max_age(joined)
         return joined.select(frame_columns(label, self.label_col, self.feature_columns))
+
+    def _join_plan(
+        self,
+        number: int,
+        rows: pl.LazyFrame,
+        order: RowOrder,
+        *,
+        compiled: bool = False,
+        prepared: PreparedRows | None = None,
+    ) -> JoinPlan:
+        """Join ``number`` as an event-time (or static) join over ``rows``."""
+        join, group = self.joins[number], self.groups[number]
+        return JoinPlan(
+            frame=rows,
+            on=join.on,
+            event_time=group.event_time,
+            features=join.features,
+            prefix=join.prefix,
+            max_age=join.max_age,
+            sorted_by_time=order != "none",
+            compiled=compiled,
+            prepared=prepared,
+        )
+
+    def prepare(
+        self,
+        held: Sequence[Held | None],
+        table_versions: Mapping[str, int] | None,
+        *,
+        kernel_labels: int | None,
+    ) -> list[PreparedRows | None]:
+        """Each held join's rows grouped for the compiled kernel, where the frame takes it.
+
+        For a caller that joins a frame's windows in turn, in time order, each once (the
+        kernel's cursors carry on from one window to the next): a window then costs what
+        its own labels cost, not a pass over the group's rows. None for a join that is
+        not held, not chosen for the kernel (for ``kernel_labels`` labels, see
+        :func:`_kernel_joins`), or on the known-at timeline.
+        """
+        versions = table_versions or {}
+        chosen = _kernel_joins(
+            kernel_labels,
+            [(g, j.on, versions.get(g.name)) for j, g in zip(self.joins, self.groups, strict=True)],
+        )
+        if self.timeline == "known" or not any(chosen):
+            return [None] * len(self.joins)
+        labels = self.spine(None, None, table_versions).frame.collect_schema()
+        out: list[PreparedRows | None] = []
+        for number, kept in enumerate(held):
+            if kept is None or not chosen[number]:
+                out.append(None)
+                continue
+            plan = self._join_plan(number, kept.frame.lazy(), kept.order, compiled=True)
+            out.append(prepare_rows(plan, labels, self.time))
+        return out
 
     def _known_plan(
         self, number: int, spine: Spine, version: int | None, end: datetime | None

@@ -339,6 +339,7 @@ class FeatureView:
         schema = planner.plan(start, end, versions).collect_schema()
         total = planner.frame_rows(start, end, versions)
         held = planner.hold(end, versions, max_bytes=_HELD_GROUP_BYTES)
+        prepared = planner.prepare(held, versions, kernel_labels=total)
         rows = 0
         arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         try:
@@ -363,6 +364,7 @@ class FeatureView:
                         latest_before=latest,
                         kernel_labels=total,
                         held=held,
+                        prepared=prepared,
                     )
                     frame = _collect(part)
                     if writing is not None:
@@ -373,7 +375,9 @@ class FeatureView:
                         rows += frame.height
                     del frame
                     if number + 1 < len(edges):  # carried forward: each row is read once
-                        latest = planner.latest_rows(latest, lo, hi, versions, held=held)
+                        latest = planner.latest_rows(
+                            latest, lo, hi, versions, held=held, prepared=prepared
+                        )
                     step(f"{lo:%Y-%m-%d}")
                 if writing is not None:
                     writing.result()

@@ -16,6 +16,7 @@ by its event time here unless the caller says it already is (``sorted_by_time``)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,11 +26,18 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from microfs._asof_kernel import asof_rows, kernel_applies, polars_duration
+from microfs._asof_kernel import Cursors, asof_rows, kernel_applies, polars_duration
 from microfs.errors import DefinitionError
 from microfs.view_definition import output_names
 
-__all__ = ["JoinPlan", "RowOrder", "order_spine", "point_in_time_join"]
+__all__ = [
+    "JoinPlan",
+    "PreparedRows",
+    "RowOrder",
+    "order_spine",
+    "point_in_time_join",
+    "prepare_rows",
+]
 
 RowOrder = Literal["keys", "time", "none"]
 """How far rows are known to be in a point-in-time frame's order already: ``"keys"``
@@ -84,6 +92,52 @@ class JoinPlan:
     max_age: timedelta | None = None
     sorted_by_time: bool = False
     compiled: bool = False
+    prepared: PreparedRows | None = None
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """A timed join's rows in memory, grouped once for the compiled as-of kernel.
+
+    For a caller that joins the label windows of one frame in turn (each window once, in
+    label time order): the kernel's cursors carry on from one window to the next, so no
+    window reads, groups or carries forward the joined rows again. Made by
+    :func:`prepare_rows`; a :class:`JoinPlan` with it set joins through it, and its
+    ``frame`` is then only checked, not read.
+
+    Attributes:
+        cursors: The rows' times and keys, grouped by key (see :class:`Cursors`).
+        features: The join's output columns in the same row numbering, with one null row
+            appended (the row of labels without a match).
+    """
+
+    cursors: Cursors
+    features: pl.DataFrame
+
+
+def prepare_rows(plan: JoinPlan, label_schema: pl.Schema, label_time: str) -> PreparedRows | None:
+    """Read ``plan``'s rows and group them for the kernel; None when it does not apply.
+
+    The plan must join on one integer key by event time (and be checked against the label
+    frame as :func:`point_in_time_join` checks it); the rows are read with the in-memory
+    engine, in the order the kernel's own plan gives them.
+    """
+    if plan.event_time is None or len(plan.on) != 1:
+        return None
+    key = plan.on[0]
+    if key not in label_schema or not kernel_applies(label_schema[key], label_schema[label_time]):
+        return None
+    time_column = _time_column(0, {*label_schema.names(), *_output_names(plan)})
+    right = _prepare(
+        dataclasses.replace(plan, compiled=True), 0, label_schema, label_time, time_column
+    ).collect(engine="in-memory")
+    cursors = Cursors.of(right, time=time_column, key=key)
+    if cursors is None:
+        return None
+    names = list(_output_names(plan))
+    null_row = pl.DataFrame({name: [None] for name in names}, schema=right.select(names).schema)
+    features = pl.concat([right.select(names), null_row], rechunk=True)
+    return PreparedRows(cursors, features)
 
 
 def _output_names(plan: JoinPlan) -> tuple[str, ...]:
@@ -208,7 +262,7 @@ def _branch(
 def _uses_kernel(plan: JoinPlan, label_schema: pl.Schema, label_time: str) -> bool:
     """Whether a join runs as :func:`_kernel_branch`: flagged, timed, one integer key."""
     return (
-        plan.compiled
+        (plan.compiled or plan.prepared is not None)
         and plan.event_time is not None
         and len(plan.on) == 1
         and kernel_applies(label_schema[plan.on[0]], label_schema[label_time])
@@ -238,28 +292,39 @@ def _kernel_branch(
         right.select(own).collect_schema() for (_, right, _), own in zip(joins, names, strict=True)
     ]
     parts = [spine.select(label_time, *keys).with_columns(pl.lit(0, dtype=pl.UInt8).alias(side))]
-    for number, ((plan, right, time_column), own) in enumerate(zip(joins, names, strict=True)):
+    stacked_joins = [number for number, (plan, _, _) in enumerate(joins) if plan.prepared is None]
+    for part, number in enumerate(stacked_joins, start=1):
+        plan, right, time_column = joins[number]
         parts.append(
             right.select(
                 pl.col(time_column).alias(label_time),
                 plan.on[0],
-                *own,
-                pl.lit(number + 1, dtype=pl.UInt8).alias(side),
+                *names[number],
+                pl.lit(part, dtype=pl.UInt8).alias(side),
             )
         )
     stacked = pl.concat(parts, how="diagonal")
 
     def match(stacked: pl.DataFrame) -> pl.DataFrame:
-        # The parts come in order: the labels, then each join's rows.
-        sizes = np.bincount(stacked.get_column(side).to_numpy(), minlength=len(joins) + 1)
+        # The parts come in order: the labels, then each stacked join's rows.
+        sizes = np.bincount(stacked.get_column(side).to_numpy(), minlength=len(parts))
         ends = np.cumsum(sizes)
         labels = stacked.slice(0, int(sizes[0]))
 
         def one(number: int) -> pl.DataFrame:
-            plan, own, schema = joins[number][0], names[number], schemas[number]
+            plan, own = joins[number][0], names[number]
             key = plan.on[0]
-            joined = stacked.slice(int(ends[number]), int(sizes[number + 1]))
-            found = asof_rows(
+            if plan.prepared is not None:
+                if labels.get_column(label_time).null_count():
+                    msg = "labels joined through prepared rows need an event time on every row"
+                    raise DefinitionError(msg)
+                found = plan.prepared.cursors.advance(
+                    labels, time=label_time, key=key, max_age=plan.max_age
+                )
+                return plan.prepared.features.gather(found)
+            part = stacked_joins.index(number) + 1
+            joined = stacked.slice(int(ends[part - 1]), int(sizes[part]))
+            found_rows = asof_rows(
                 labels.select(label_time, key),
                 joined.select(label_time, key),
                 time=label_time,
@@ -267,8 +332,8 @@ def _kernel_branch(
                 max_age=plan.max_age,
             )
             # A gather from one chunk: from the chunks a concatenation leaves it costs more.
-            null_row = pl.DataFrame({name: [None] for name in own}, schema=schema)
-            return pl.concat([joined.select(own), null_row], rechunk=True).gather(found)
+            null_row = pl.DataFrame({name: [None] for name in own}, schema=schemas[number])
+            return pl.concat([joined.select(own), null_row], rechunk=True).gather(found_rows)
 
         if len(joins) == 1:
             return one(0)

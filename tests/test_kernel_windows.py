@@ -1,21 +1,31 @@
 """The compiled as-of kernel across a frame's windows, and its load on a second thread.
 
 ``write_training_frame`` joins one window at a time; the kernel is chosen for the frame as
-a whole (its loading is paid once for all windows), and each window then runs it when it
-holds enough labels. The frame written is the same either way.
+a whole (its loading is paid once for all windows). A joined group held in memory is
+grouped for the kernel once, and its cursors carry on from one window to the next. The
+frame written is the same either way.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import dataclasses
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
 import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from microfs import FeatureStore, _asof_kernel, synthetic
-from microfs._frame_plan import _kernel_joins
-from tests.helpers import SEED_JOINS, seed_view
+from microfs._frame_plan import _kernel_joins, window_filter
+from microfs.pit import point_in_time_join, prepare_rows
+from tests.helpers import SEED_JOINS, pit_plans, seed_view
+from tests.strategies import PitWorld, pit_times, pit_worlds
 
 
 def _view(store: FeatureStore) -> None:
@@ -36,7 +46,8 @@ def test_windows_of_a_frame_chosen_for_the_kernel_run_it_and_write_the_same_rows
     plain = tmp_path / "plain.parquet"
     assert view.write_training_frame(plain, window=timedelta(days=30)) == labels
     loader = mock.MagicMock(wraps=_asof_kernel._compiled)
-    matched = mock.MagicMock(wraps=_asof_kernel._matched_rows)
+    grouped = mock.MagicMock(wraps=_asof_kernel.Cursors.of)
+    advance = _asof_kernel.Cursors.advance
     compiled = tmp_path / "compiled.parquet"
     with (
         # the whole frame qualifies, a 30-day window alone would not
@@ -44,13 +55,17 @@ def test_windows_of_a_frame_chosen_for_the_kernel_run_it_and_write_the_same_rows
         mock.patch.object(_asof_kernel, "KERNEL_MIN_CALL_ROWS", 0),
         mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
         mock.patch.object(_asof_kernel, "_compiled", loader),
-        mock.patch.object(_asof_kernel, "_matched_rows", matched),
+        mock.patch.object(_asof_kernel.Cursors, "of", grouped),
+        mock.patch.object(
+            _asof_kernel.Cursors, "advance", autospec=True, side_effect=advance
+        ) as step,
     ):
         assert view.write_training_frame(compiled, window=timedelta(days=30)) == labels
     assert loader.called
     windows = len(view._planner.windows(None, None, timedelta(days=30), None))
     assert windows > 2
-    assert matched.call_count == 2 * windows  # both joins of every window
+    assert grouped.call_count == 2  # each join's rows are grouped once for the frame ...
+    assert step.call_count == 2 * windows  # ... and both joins of every window advance
     assert pl.read_parquet(compiled).equals(pl.read_parquet(plain))
 
 
@@ -88,3 +103,42 @@ def test_preload_loads_the_kernel_once_on_a_background_thread() -> None:
     ):
         rows = _asof_kernel.asof_rows(left, right, time="t", key="k", max_age=None)
     assert rows.to_list() == [0, 1, 2]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=pit_worlds(), cuts=st.lists(pit_times, max_size=4))
+def test_prepared_rows_joined_window_by_window_give_the_whole_frame(
+    world: PitWorld, cuts: list[datetime]
+) -> None:
+    # Each integer-keyed timed join is grouped for the kernel once; the label windows are
+    # joined in time order, each once, and their frames put one after the other equal
+    # the frame joined at once (other joins see all their rows in every window).
+    labels, plans = pit_plans(world)
+    options = {"label_time": "t", "label_keys": world.label_keys}
+    expected = point_in_time_join(labels, joins=plans, **options).collect(engine="in-memory")
+    schema = labels.collect_schema()
+    with kernel_floors():
+        ready = [prepare_rows(plan, schema, "t") for plan in plans]
+        windowed = [
+            dataclasses.replace(plan, prepared=prepared)
+            for plan, prepared in zip(plans, ready, strict=True)
+        ]
+        edges = [None, *sorted(set(cuts)), None]
+        parts = [
+            point_in_time_join(window_filter(labels, "t", lo, hi), joins=windowed, **options)
+            for lo, hi in itertools.pairwise(edges)
+        ]
+        frames = [part.collect(engine="in-memory") for part in parts]
+    assert_frame_equal(pl.concat(frames), expected)
+    timed_user = [g for g in world.groups if g.on == ("user_id",) and g.event_time is not None]
+    assert any(r is not None for r in ready) == bool(timed_user)
+
+
+@contextmanager
+def kernel_floors() -> Iterator[None]:
+    """The kernel for any size of frame or key range."""
+    with (
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", 0),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
+    ):
+        yield
