@@ -216,7 +216,9 @@ def _daft(ray_cpus: int | None) -> Builder:
             import ray
 
             started = time.perf_counter()
-            ray.init(num_cpus=ray_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                address="local", num_cpus=ray_cpus, include_dashboard=False, log_to_driver=False
+            )
             daft.set_runner_ray()
             details["ray_start_s"] = round(time.perf_counter() - started, 2)
             details["ray_cpus"] = ray_cpus

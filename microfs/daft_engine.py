@@ -15,7 +15,9 @@ How each rule of the join is put to Daft:
   ``t - max_age``: the latest row is the only candidate, so this equals dropping the match.
 * A static group is a left join on its keys (null keys match nothing).
 * The rows are sorted at the end by label time, then the label keys (nulls first); rows
-  of a caller's spine that tie on all of those keep their given order.
+  of a caller's spine that tie on all of those keep their given order. A label table
+  whose stored order is proven to be that order already (as the Polars engine proves
+  it) is read in that order, numbered, and put back in it by the number alone.
 * Columns are cast to the dtypes the Polars engine gives, so the frames are equal.
 * Fitted transformations run per batch as the same Polars expressions the Polars engine
   uses (:func:`microfs.transformations.apply_transforms`): they are row-wise once fitted.
@@ -71,17 +73,40 @@ _TIME_PREFIX = "__microfs_pit_time_"
 def read_table(group: FeatureGroup, version: int | None) -> daft.DataFrame:
     """A lazy Daft scan of a group's Delta table at ``version`` (the latest when None).
 
-    The version's data files come from the Delta log; each is one Daft task that reads it
-    with pyarrow in the group's dtypes, wherever the runner puts it (every node must see
-    the lake's path). Daft's own Delta and Parquet readers refuse the string-view columns
-    Polars writes, so they are not used.
+    The version's data files come from the Delta log, read in the group's dtypes wherever
+    the runner puts the work (every node must see the lake's path).
 
     Raises:
         NotFoundError: The version does not exist or its files were vacuumed.
     """
     resolved = group.resolve_version(version=version)
-    files = [str(path) for path in group.data_files(resolved)]
-    return _DeltaFiles(f"{group.name} v{resolved}", files, _arrow_schema(group.schema)).read()
+    return _read_files(group, f"v{resolved}", group.data_files(resolved))
+
+
+def _read_files(group: FeatureGroup, version: str, files: Sequence[Path]) -> daft.DataFrame:
+    """``files`` of ``group``, in their order, as a Daft scan in the group's dtypes.
+
+    Daft's Parquet reader (it splits files, runs on every core and takes the projection)
+    reads files whose footers hold every column in a type it knows; files with the
+    string-view columns some Polars versions write, or lacking a column, go through
+    :class:`_DeltaFiles` (pyarrow, one task per file).
+    """
+    arrow = _arrow_schema(group.schema)
+    paths = [str(path) for path in files]
+    if not paths or not all(_daft_reads(path, arrow) for path in paths):
+        return _DeltaFiles(f"{group.name} {version}", paths, arrow).read()
+    return daft.read_parquet(paths).select(
+        *[col(f.name).cast(daft.DataType.from_arrow_type(f.type)) for f in arrow]
+    )
+
+
+def _daft_reads(path: str, schema: pa.Schema) -> bool:
+    """Whether Daft's Parquet reader reads ``schema``'s columns of the file at ``path``."""
+    stored = pq.read_schema(path)
+    views = (pa.string_view(), pa.binary_view())
+    return all(
+        name in stored.names and stored.field(name).type not in views for name in schema.names
+    )
 
 
 class _FileTask(DataSourceTask):  # type: ignore[misc,unused-ignore]
@@ -128,11 +153,19 @@ class _DeltaFiles(DataSource):  # type: ignore[misc,unused-ignore]
 
 
 def frame(spec: FrameSpec) -> daft.DataFrame:
-    """The training frame of ``spec`` as a lazy Daft DataFrame, equal to the Polars one."""
-    labels = read_table(spec.label, spec.label_version).select(*spec.spine_columns)
+    """The training frame of ``spec`` as a lazy Daft DataFrame, equal to the Polars one.
+
+    The label table's files are read in the order the Polars engine reads them; when their
+    rows are proven to be in the output's order already (event time, then keys), the
+    rows are numbered as read and put back in that order after the joins, which is one
+    integer sort instead of a sort on time and keys.
+    """
+    resolved = spec.label.resolve_version(version=spec.label_version)
+    files, order = spec.label.data_files_in_order(resolved)
+    labels = _read_files(spec.label, f"v{resolved}", files).select(*spec.spine_columns)
     labels = _window(labels, spec.time, spec.start, spec.end)
     # (keys, event time) is unique in a label table: no two rows tie on the order.
-    return _joined(spec, labels, keep_ties=False)
+    return _joined(spec, labels, keep_ties=False, labels_sorted=order == "keys")
 
 
 def frame_from_spine(spec: FrameSpec, spine: daft.DataFrame) -> daft.DataFrame:
@@ -143,10 +176,12 @@ def frame_from_spine(spec: FrameSpec, spine: daft.DataFrame) -> daft.DataFrame:
     the spine's order.
     """
     labels = _window(spine.select(*spec.spine_columns), spec.time, spec.start, spec.end)
-    return _joined(spec, labels, keep_ties=True)
+    return _joined(spec, labels, keep_ties=True, labels_sorted=False)
 
 
-def _joined(spec: FrameSpec, labels: daft.DataFrame, *, keep_ties: bool) -> daft.DataFrame:
+def _joined(
+    spec: FrameSpec, labels: daft.DataFrame, *, keep_ties: bool, labels_sorted: bool
+) -> daft.DataFrame:
     rights = []
     for join, group, version in zip(spec.joins, spec.groups, spec.group_versions, strict=True):
         right = read_table(group, version)
@@ -159,6 +194,7 @@ def _joined(spec: FrameSpec, labels: daft.DataFrame, *, keep_ties: bool) -> daft
         label_keys=spec.order[1:],
         joins=rights,
         keep_ties=keep_ties,
+        labels_sorted=labels_sorted,
     )
     return cast_to(joined.select(*spec.columns), expected_schema(spec))
 
@@ -170,6 +206,7 @@ def point_in_time_join(
     label_keys: Sequence[str],
     joins: Sequence[tuple[JoinSpec, daft.DataFrame]],
     keep_ties: bool = True,
+    labels_sorted: bool = False,
 ) -> daft.DataFrame:
     """Join feature rows onto the label rows as of each label's event time, on Daft.
 
@@ -185,6 +222,9 @@ def point_in_time_join(
             columns under their own names).
         keep_ties: Keep rows that tie on time and keys in ``labels``' order (numbers the
             rows first); without it their order is Daft's.
+        labels_sorted: ``labels`` come in the output's order already (time, then keys, as
+            proven for a stored label table): the rows are numbered as they come and put
+            back in that order after the joins, instead of sorted on time and keys.
 
     Returns:
         The lazy joined frame.
@@ -204,7 +244,8 @@ def point_in_time_join(
     columns = [*labels.column_names, *(n for join, _ in joins for n in join.output_names)]
     taken = set(columns)
     row = _unused(_ROW, taken)
-    out = labels.with_column(row, monotonically_increasing_id()) if keep_ties else labels
+    numbered = keep_ties or labels_sorted
+    out = labels.with_column(row, monotonically_increasing_id()) if numbered else labels
     for number, (join, rows) in enumerate(joins):
         if not join.features:
             continue
@@ -222,6 +263,8 @@ def point_in_time_join(
             fresh = (col(time) >= col(label_time) - lit(join.max_age)).fill_null(False)
             out = out.with_columns({n: when(fresh, col(n)) for n in join.output_names})
         out = out.exclude(time)
+    if labels_sorted:
+        return out.sort(row).select(*columns)
     order = [label_time, *label_keys, *([row] if keep_ties else [])]
     return _nulls_first(out, order).select(*columns)
 

@@ -917,20 +917,10 @@ class FeatureGroup:
         """
         resolved = self.resolve_version(version=version)
         time = self.event_time
-        if time is None:
+        ordered = self._files_by_time(resolved)
+        if time is None or ordered is None:
             return self.scan(version=resolved), "none"
-        table = self._table(resolved)
-        actions = self._files(resolved, table)
-        self._check_files(resolved)
-        low, high = f"min.{time}", f"max.{time}"
-        if actions.height == 0 or low not in actions.columns or high not in actions.columns:
-            return self.scan(version=resolved), "none"
-        by_name = {uri.rsplit("/", 1)[-1]: uri for uri in table.file_uris()}
-        ordered = actions.sort([low, high, "path"], nulls_last=True)["path"].to_list()
-        uris = [by_name.get(path.rsplit("/", 1)[-1]) for path in ordered]
-        if None in uris or any(not Path(u.removeprefix("file://")).exists() for u in uris if u):
-            return self.scan(version=resolved), "none"
-        paths = [u for u in uris if u is not None]
+        names, paths = ordered
         if self.definition.appended:  # files written before an append lack those columns
             frame = pl.scan_parquet(
                 paths, schema=self.schema, missing_columns="insert", extra_columns="ignore"
@@ -939,7 +929,7 @@ class FeatureGroup:
             frame = pl.scan_parquet(paths).select(self.schema.names()).cast(self.schema)
         known = self._row_order.get(resolved)
         if known is None:
-            fingerprint = _fingerprint(ordered)
+            fingerprint = _fingerprint(names)
             known = self._stored_orders().get(fingerprint)
             if known is None:
                 in_time, in_keys = (
@@ -954,6 +944,45 @@ class FeatureGroup:
                 self._store_order(fingerprint, known)
             self._row_order[resolved] = known
         return frame, known
+
+    @_boundary
+    def data_files_in_order(self, version: int | None = None) -> tuple[list[Path], RowOrder]:
+        """The data files in the order :meth:`scan_and_record_order` reads them, and that order.
+
+        For engines that read the files themselves (Daft): reading the files in this order
+        gives the rows in the returned order (proven, and recorded, as that method does).
+        Files of a group without event time, or without statistics, come in the Delta
+        log's order, with order ``"none"``.
+        """
+        resolved = self.resolve_version(version=version)
+        ordered = self._files_by_time(resolved)
+        if ordered is None:
+            return self.data_files(resolved), "none"
+        _, order = self.scan_and_record_order(version=resolved)
+        return [Path(uri.removeprefix("file://")) for uri in ordered[1]], order
+
+    def _files_by_time(self, resolved: int) -> tuple[list[str], list[str]] | None:
+        """A table version's data files ordered by their event-time statistics.
+
+        The files' log paths and their URIs, or None when the group has no event time, a
+        file lacks statistics, or a file is missing locally. Raises :class:`NotFoundError`
+        when a timed group's version was vacuumed.
+        """
+        time = self.event_time
+        if time is None:
+            return None
+        table = self._table(resolved)
+        actions = self._files(resolved, table)
+        self._check_files(resolved)
+        low, high = f"min.{time}", f"max.{time}"
+        if actions.height == 0 or low not in actions.columns or high not in actions.columns:
+            return None
+        by_name = {uri.rsplit("/", 1)[-1]: uri for uri in table.file_uris()}
+        ordered = actions.sort([low, high, "path"], nulls_last=True)["path"].to_list()
+        uris = [by_name.get(path.rsplit("/", 1)[-1]) for path in ordered]
+        if None in uris or any(not Path(u.removeprefix("file://")).exists() for u in uris if u):
+            return None
+        return ordered, [u for u in uris if u is not None]
 
     @_boundary
     def extent(self, column: str, *, version: int | None = None) -> Extent:

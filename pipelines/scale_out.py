@@ -62,7 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.local_ray is not None:
         import ray
 
-        ray.init(num_cpus=args.local_ray, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=args.local_ray,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
         daft.set_runner_ray()
     elif args.ray is not None:
         daft.set_runner_ray(args.ray)

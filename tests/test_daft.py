@@ -49,7 +49,7 @@ def runner() -> Iterator[str]:
         return
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         daft.set_runner_ray()
         yield "ray"
@@ -97,6 +97,7 @@ def test_daft_join_equals_the_polars_join(world: PitWorld) -> None:
         label_time=world.label_time,
         label_keys=world.label_keys,
         joins=daft_joins(world),
+        labels_sorted=world.labels_sorted,
     )
     assert_frame_equal(to_polars(out, expected.schema), expected)
 
