@@ -70,7 +70,14 @@ from microfs.errors import (
     SchemaError,
     ValidationError,
 )
-from microfs.expectations import REASON, ValidationReport, ValidationWarning, evaluate, split
+from microfs.expectations import (
+    REASON,
+    Expectation,
+    ValidationReport,
+    ValidationWarning,
+    evaluate,
+    split,
+)
 from microfs.group_definition import FeatureGroupDefinition
 from microfs.known import COMMIT_TIME, SUPERSEDED_AT
 from microfs.pit import RowOrder, order_spine
@@ -179,11 +186,16 @@ class SchemaChange:
         table_version: the Delta table version after the change.
         added: the columns added and their canonical types.
         mode: always ``"schema"``: readers built on the old columns must rebuild.
+        validation: the report of the added columns' expectations on the stored rows,
+            which read null in them (None when none were given).
+        rows_rejected: stored rows the ``quarantine`` policy moved to the rejects table.
     """
 
     table_version: int
     added: Mapping[str, str]
     mode: Literal["schema"] = "schema"
+    validation: ValidationReport | None = None
+    rows_rejected: int = 0
 
 
 class Committed(Protocol):
@@ -276,8 +288,9 @@ def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
 
 CommitListener = Callable[["FeatureGroup", Committed], None]
 PinsProvider = Callable[[], Mapping[int, Sequence[str]]]
-SchemaRecorder = Callable[[Mapping[str, str]], FeatureGroupDefinition]
-"""Records columns added to a group's definition and returns the definition with them."""
+SchemaRecorder = Callable[[Mapping[str, str], Sequence[Mapping[str, Any]]], FeatureGroupDefinition]
+"""Records columns (and their expectations, as dicts) added to a group's definition and
+returns the definition with them."""
 FirstSchema = Callable[[Mapping[str, str]], "FeatureGroup"]
 """Defines a group whose schema was left to its first insert; returns the stored group."""
 HistoryPinsProvider = Callable[[], Sequence[str]]
@@ -553,7 +566,9 @@ class FeatureGroup:
         )
         if result.mode != "noop":
             if d.statistics:
-                self._store_statistics(result, batch)
+                # an append to an empty table made a version that is the batch: no read back
+                whole = result.mode == "append" and result.rows_inserted == batch.height
+                self._store_statistics(result.table_version, batch=batch if whole else None)
             if self._on_commit is not None:
                 self._on_commit(self, result)
         return result
@@ -611,8 +626,11 @@ class FeatureGroup:
             return DeleteResult(self.table_version(), 0, "noop")
         with self._writer_lock():
             result = self._with_retries(lambda: self._delete(batch, columns))
-        if result.mode != "noop" and self._on_commit is not None:
-            self._on_commit(self, result)
+        if result.mode != "noop":
+            if d.statistics:
+                self._store_statistics(result.table_version)
+            if self._on_commit is not None:
+                self._on_commit(self, result)
         return result
 
     def _delete(self, batch: pl.DataFrame, columns: Sequence[str]) -> DeleteResult:
@@ -643,7 +661,12 @@ class FeatureGroup:
         version = table.version()
         return DeleteResult(version, deleted, "delete" if version != before else "noop")
 
-    def append_features(self, features: Mapping[str, object]) -> SchemaChange:
+    def append_features(
+        self,
+        features: Mapping[str, object],
+        *,
+        expectations: Sequence[Mapping[str, Any]] | None = None,
+    ) -> SchemaChange:
         """Add nullable feature columns in place (Delta schema evolution).
 
         Rows stored earlier read null in the new columns; batches inserted from now on
@@ -652,10 +675,24 @@ class FeatureGroup:
         added columns are recorded beside its definition, and feature views made earlier
         keep the columns they had.
 
+        ``expectations`` on the new columns join the group's expectations: every later
+        insert is checked against them, and so are the stored rows now, which read null
+        in the new columns (so only ``not_null`` and ``max_null_fraction`` can fail, and
+        then for every stored row). A failing append follows the group's policy:
+        ``strict`` raises :class:`microfs.ValidationError` and writes nothing (no commit,
+        no file, no record), ``warn`` adds the columns with a
+        :class:`microfs.ValidationWarning`, ``quarantine`` moves the stored rows to the
+        rejects table (with a ``reason``) and adds the columns to the emptied table in one
+        commit. The commit records the validation like an insert's.
+
         Args:
             features: New column names and their types, spelled as in ``schema=``.
+            expectations: Expectation dicts naming the new columns (see
+                :mod:`microfs.expectations`).
 
-        >>> fg.append_features({"lifetime_value": "float64"})  # doctest: +SKIP
+        >>> fg.append_features({"lifetime_value": "float64"},  # doctest: +SKIP
+        ...                    expectations=[{"column": "lifetime_value", "kind": "between",
+        ...                                   "min": 0}])
         """
         if self._record_schema is None:
             raise DefinitionError(
@@ -669,30 +706,108 @@ class FeatureGroup:
                 f"feature group {self.name!r} has column(s) {clash} already; its columns: "
                 f"{', '.join(self.definition.schema)}"
             )
+        widened = self.definition.with_appended(added, expectations or ())
+        new = widened.expectations[len(self.definition.expectations) :]
+        for expectation in new:
+            if expectation.column not in added:
+                raise DefinitionError(
+                    f"expectation {expectation.to_dict()!r} given to append_features of feature "
+                    f"group {self.name!r} must name a column it adds ({', '.join(added)})"
+                )
         with self._writer_lock():
             table = self._table()
-            present = set(table.schema().to_arrow().names)
-            fields = [
-                Field.from_arrow(pa.field(c, _arrow_type(polars_dtype(t)), nullable=True))
-                for c, t in added.items()
-                if c not in present
-            ]
-            if fields:
-                table.alter.add_columns(
-                    fields,
-                    commit_properties=CommitProperties(
-                        custom_metadata={"microfs.operation": "append_features"}
-                    ),
-                )
+            before = table.version()
+            report, rejected = self._check_stored(table, added, new)
+            note = _validation_note(self.definition.validation, report, rejected)
+            custom = {"microfs.operation": "append_features", **note}
+            if rejected is not None:
+                self._write_rejects(rejected, {})
+                self._replace_with_empty(table, widened, custom)
+            else:
+                present = set(table.schema().to_arrow().names)
+                fields = [
+                    Field.from_arrow(pa.field(c, _arrow_type(polars_dtype(t)), nullable=True))
+                    for c, t in added.items()
+                    if c not in present
+                ]
+                if fields:
+                    table.alter.add_columns(
+                        fields, commit_properties=CommitProperties(custom_metadata=custom)
+                    )
             # recorded after the Delta commit: a failure between them is repaired by
             # calling again, which finds the columns in the table and records them
-            self.definition = self._record_schema(added)
+            self.definition = self._record_schema(added, [e.to_dict() for e in new])
             self._row_order.clear()
             self._file_actions.clear()
-            result = SchemaChange(self._table().version(), dict(added))
+            result = SchemaChange(
+                self._table().version(),
+                dict(added),
+                validation=report,
+                rows_rejected=rejected.height if rejected is not None else 0,
+            )
+        if self.definition.statistics and result.table_version != before:
+            self._store_statistics(
+                result.table_version, same_rows_as=None if rejected is not None else before
+            )
         if self._on_commit is not None:
             self._on_commit(self, result)
         return result
+
+    def _check_stored(
+        self, table: DeltaTable, added: Mapping[str, str], expectations: Sequence[Expectation]
+    ) -> tuple[ValidationReport | None, pl.DataFrame | None]:
+        """Check the stored rows against the new columns' expectations (they read null there).
+
+        Returns the report (None without expectations) and, when ``quarantine`` refuses
+        them, the stored rows with the new columns and a ``reason``: every row, since a
+        column of nulls fails an expectation in every row or in none.
+        """
+        if not expectations:
+            return None, None
+        rows = int(table.count())
+        nulls = pl.DataFrame(
+            [
+                pl.repeat(None, rows, dtype=polars_dtype(t), eager=True).alias(c)
+                for c, t in added.items()
+            ]
+        )
+        what = (
+            f"the append of column(s) {', '.join(added)} (its {rows:,} stored rows read null there)"
+        )
+        report, failing = self._check(nulls, expectations, what=what)
+        if failing is None:
+            return report, None
+        stored = self.scan(version=table.version()).collect()
+        _, rejected = split(stored.with_columns(nulls), expectations)
+        assert rejected.height == stored.height
+        return report, rejected
+
+    def _replace_with_empty(
+        self, table: DeltaTable, widened: FeatureGroupDefinition, custom: dict[str, str]
+    ) -> None:
+        """One commit that removes every stored row and adds the new columns."""
+        schema = pl.Schema({**widened.polars_schema(), COMMIT_TIME: DATETIME})
+        at = self._stamp(table, custom)
+        if at is not None:
+            # the rows leave now: what a known-at join read until this commit stays readable
+            stored = pl.scan_delta(str(self.path), version=table.version())
+            self._superseded_log().append(
+                stored.select([*self.schema.names(), COMMIT_TIME])
+                .with_columns(
+                    pl.lit(_commit_log.from_micros(at), dtype=DATETIME).alias(SUPERSEDED_AT),
+                    pl.lit(table.version() + 1, dtype=pl.Int64).alias(
+                        _commit_log.SUPERSEDED_VERSION
+                    ),
+                )
+                .collect()
+            )
+        write_deltalake(
+            table,
+            pl.DataFrame(schema=schema).to_arrow(),
+            mode="overwrite",
+            schema_mode="merge",
+            commit_properties=CommitProperties(custom_metadata=custom, max_commit_retries=0),
+        )
 
     def _write(self, batch: pl.DataFrame, note: Mapping[str, str] | None = None) -> InsertResult:
         table = self._table()
@@ -1178,30 +1293,42 @@ class FeatureGroup:
         frame = pl.DataFrame(rows, schema=_HISTORY_SCHEMA, orient="row")
         return frame.sort("committed_at", "table_version", nulls_last=True)
 
-    def _check(self, batch: pl.DataFrame) -> tuple[ValidationReport | None, pl.DataFrame | None]:
+    def _check(
+        self,
+        batch: pl.DataFrame,
+        expectations: Sequence[Expectation] | None = None,
+        *,
+        what: str = "the batch",
+    ) -> tuple[ValidationReport | None, pl.DataFrame | None]:
         """Validate a batch by the group's policy: raise, warn, or mark it for splitting.
 
         Returns the report (None without expectations) and, for a failing batch under
         ``quarantine``, the batch itself (to be split into passing and rejected rows).
+
+        Args:
+            batch: the rows to check.
+            expectations: what to check (the group's expectations by default).
+            what: the write, as the error and the warning name it.
         """
         d = self.definition
-        if not d.expectations:
+        expectations = d.expectations if expectations is None else expectations
+        if not expectations:
             return None, None
-        report = evaluate(batch, d.expectations)
+        report = evaluate(batch, expectations)
         if report.passed:
             return report, None
         if d.validation == "strict":
             raise ValidationError(
-                f"feature group {self.name!r} refused the batch (validation='strict'); "
+                f"feature group {self.name!r} refused {what} (validation='strict'); "
                 f"nothing was written: {report.summary()}",
                 report,
             )
         if d.validation == "warn":
             warnings.warn(
-                f"feature group {self.name!r} wrote a batch that fails its expectations "
+                f"feature group {self.name!r} wrote {what}, which fails its expectations "
                 f"(validation='warn'): {report.summary()}",
                 ValidationWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return report, None
         return report, batch
@@ -1229,6 +1356,7 @@ class FeatureGroup:
                 str(self._rejects_path()),
                 rejected.to_arrow(),
                 mode="append",
+                schema_mode="merge",  # columns added by append_features join the rejects too
                 commit_properties=meta,
             )
             return InsertResult(0, rejected.height, 0, "append")
@@ -1236,20 +1364,44 @@ class FeatureGroup:
         self._rejects_path().parent.mkdir(parents=True, exist_ok=True)
         self._with_retries(append)
 
-    def _store_statistics(self, result: InsertResult, batch: pl.DataFrame) -> None:
-        """Store the statistics of the version an insert committed, when that is cheap.
+    def _store_statistics(
+        self,
+        version: int,
+        *,
+        batch: pl.DataFrame | None = None,
+        same_rows_as: int | None = None,
+    ) -> None:
+        """Store the statistics of a table version this group just committed.
 
-        When the insert appended to an empty table, the batch in memory is the whole
-        version: it is summarised at once. Any other version would have to be read back
-        in full, which an insert never does (an append stays proportional to its batch);
-        its statistics are computed on the first :meth:`statistics` call and stored then.
+        From the cheapest exact source: ``batch`` when the commit wrote it into an empty
+        table (it is the whole version, in memory); the statistics of version
+        ``same_rows_as`` when the commit kept its rows (an added column is null in all
+        of them; a compaction moves them between files); else one pass over the new
+        version's data, so every version has its statistics from the moment it exists.
         """
-        rows = self.count(result.version)
-        if result.mode != "append" or result.rows_inserted != rows:
+        path = self._statistics_path(version)
+        if path.exists():
             return
-        document = stats.compute(batch, self.definition.schema, rows=rows)
-        document["table_version"] = result.version
-        stats.write_document(self._statistics_path(result.version), document)
+        schema = self.definition.schema
+        rows = self.count(version)
+        document: dict[str, Any] | None = None
+        if batch is not None and batch.height == rows:
+            document = stats.compute(batch, schema, rows=rows)
+        elif same_rows_as is not None:
+            before = stats.read_document(self._statistics_path(same_rows_as))
+            if before is not None and int(before["rows"]) == rows:
+                known = {entry["column"] for entry in before["columns"]}
+                document = stats.with_null_columns(
+                    before, {c: t for c, t in schema.items() if c not in known}
+                )
+        if document is None:
+            try:
+                frame = self.scan(version=version)
+            except NotFoundError:  # vacuumed meanwhile by another writer: nothing to summarise
+                return
+            document = stats.compute(frame, schema, rows=rows)
+        document["table_version"] = version
+        stats.write_document(path, document)
 
     def _statistics_document(self, version: int | None, as_of: datetime | None) -> dict[str, Any]:
         """A table version's stored statistics, computed and stored first if missing."""
@@ -1294,14 +1446,19 @@ class FeatureGroup:
     def compact(self) -> CompactResult:
         """Rewrite small files into larger ones (a new table version, same rows)."""
         with self._writer_lock():
-            metrics = self._table().optimize.compact(
+            table = self._table()
+            before = table.version()
+            metrics = table.optimize.compact(
                 commit_properties=CommitProperties(custom_metadata={"microfs.operation": "compact"})
             )
-        return CompactResult(
+        result = CompactResult(
             table_version=self.table_version(),
             files_removed=int(metrics.get("numFilesRemoved", 0)),
             files_added=int(metrics.get("numFilesAdded", 0)),
         )
+        if self.definition.statistics and result.table_version != before:
+            self._store_statistics(result.table_version, same_rows_as=before)
+        return result
 
     @_boundary
     def vacuum(
@@ -1337,6 +1494,7 @@ class FeatureGroup:
             pins = dict(self._pins()) if self._pins is not None else {}
             keep = sorted(pins) if not force else []
             table = self._table()
+            before = table.version()
             would = table.vacuum(
                 retention_hours=hours,
                 dry_run=True,
@@ -1373,6 +1531,10 @@ class FeatureGroup:
                 )
                 if pruned:
                     self._superseded_log().vacuum(hours)
+        if not dry_run and self.definition.statistics:
+            # the vacuum's own commits keep the rows: their statistics are the last version's
+            for version in range(before + 1, self.table_version() + 1):
+                self._store_statistics(version, same_rows_as=before)
         return VacuumResult(
             files=tuple(files),
             dry_run=dry_run,

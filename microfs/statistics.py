@@ -51,6 +51,7 @@ __all__ = [
     "read_document",
     "statistics_frame",
     "top_values",
+    "with_null_columns",
     "write_document",
 ]
 
@@ -165,6 +166,40 @@ def compute(
         "columns": columns,
         "histograms": histograms,
     }
+
+
+def with_null_columns(document: Mapping[str, Any], added: Mapping[str, str]) -> dict[str, Any]:
+    """The document of the same rows with columns added that are null in every row.
+
+    What :func:`compute` gives for such columns, without reading a value: a version that
+    only added columns (schema evolution) has its predecessor's statistics plus these.
+
+    >>> doc = compute(pl.DataFrame({"x": [1.0, 2.0]}), {"x": "float64"}, rows=2)
+    >>> wider = with_null_columns(doc, {"y": "int64"})
+    >>> statistics_frame(wider).select("column", "count", "null_count").rows()
+    [('x', 2, 0), ('y', 0, 2)]
+    """
+    rows = int(document["rows"])
+    columns = [dict(entry) for entry in document["columns"]]
+    histograms = {c: dict(h) for c, h in document["histograms"].items()}
+    for column, dtype in added.items():
+        columns.append(
+            {
+                "column": column,
+                "dtype": dtype,
+                "count": 0,
+                "null_count": rows,
+                "min": None,
+                "max": None,
+                "mean": None,
+                "std": None,
+                "approx_distinct": 0,
+                **{f"p{p:02d}": None for p in PERCENTILES},
+            }
+        )
+        if dtype in NUMERIC_TYPES:
+            histograms[column] = {"bin_start": [], "bin_end": [], "count": []}
+    return {**document, "columns": columns, "histograms": histograms}
 
 
 def statistics_frame(document: Mapping[str, Any]) -> pl.DataFrame:

@@ -296,18 +296,24 @@ class FeatureStore:
         return [version]
 
     def _record_appended(
-        self, name: str, version: int, features: Mapping[str, str]
+        self,
+        name: str,
+        version: int,
+        features: Mapping[str, str],
+        expectations: Sequence[Mapping[str, Any]],
     ) -> FeatureGroupDefinition:
-        """Record columns added to a group; the definition with them (used by the group)."""
-        self.registry.add_appended_features(name, version, features)
+        """Record columns (and their expectations) added to a group; the definition with them."""
+        self.registry.add_appended_features(name, version, features, expectations)
         return self._with_appended(
             FeatureGroupDefinition.from_dict(self.registry.get("feature_groups", name, version))
         )
 
     def _with_appended(self, definition: FeatureGroupDefinition) -> FeatureGroupDefinition:
-        for added in self.registry.appended_features(definition.name, definition.version):
+        name, version = definition.name, definition.version
+        for added in self.registry.appended_features(name, version):
             definition = definition.with_appended(added)
-        return definition
+        expectations = self.registry.appended_expectations(name, version)
+        return definition.with_appended({}, expectations) if expectations else definition
 
     def list_feature_groups(self) -> list[str]:
         """Names of the feature groups in the lake, sorted."""
@@ -324,8 +330,8 @@ class FeatureStore:
             path,
             on_commit=self._committed,
             pins=lambda: self._pins(definition.name, definition.version),
-            record_schema=lambda added: self._record_appended(
-                definition.name, definition.version, added
+            record_schema=lambda added, expectations: self._record_appended(
+                definition.name, definition.version, added, expectations
             ),
             lake=self.root,
             history_pins=lambda: self._history_pins(definition.name, definition.version),
