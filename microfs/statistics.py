@@ -115,7 +115,12 @@ def compute(
         exprs += [
             col.count().alias(f"{i}:count"),
             col.null_count().alias(f"{i}:null_count"),
-            col.drop_nulls().approx_n_unique().alias(f"{i}:approx_distinct"),
+            # no values, no distinct values: Polars' in-memory engine counts one for a
+            # column that a scan fills with nulls (files written before it was added)
+            pl.when(col.count() == 0)
+            .then(pl.lit(0, pl.Int64))
+            .otherwise(col.drop_nulls().approx_n_unique().cast(pl.Int64))
+            .alias(f"{i}:approx_distinct"),
         ]
         if column in numeric:
             values = _values(column, schema[column])
@@ -132,7 +137,8 @@ def compute(
                 .alias(f"{i}:hist"),
                 values.drop_nulls().gather_every(stride).sort().implode().alias(f"{i}:sample"),
             ]
-    result = lazy.select(exprs).collect()
+    # the in-memory engine: this one-row aggregate runs faster there than streamed
+    result = lazy.select(exprs).collect(engine="in-memory")
     sampled = [c for c in result.columns if c.endswith(":sample")]
     row = result.drop(sampled).row(0, named=True)
     columns: list[dict[str, Any]] = []
