@@ -25,11 +25,11 @@ are BaseExceptions) do not reach the caller of a public method raw: they become 
 :class:`LakeError` naming the group and, where one is found, the damaged file.
 
 Data quality lives beside the table, in ``<lake>/feature_groups/<name>/v<version>.quality/``:
-``statistics/<table version>.json`` (written once per table version, by the insert that
-made it when cheap, else by the first request; see :mod:`microfs.statistics`) and
-``rejects/``, the Delta table of rows the ``quarantine``
-policy refused. Each validated commit records its validation summary in its Delta commit
-metadata (``microfs.validation``).
+``statistics/<table version>.json`` (written once per table version: by the commit that
+made it when that is cheap, else by the first request or the vacuum that removes the
+version's data; see :meth:`FeatureGroup.statistics`) and ``rejects/``, the Delta table of
+rows the ``quarantine`` policy refused. Each validated commit records its validation
+summary in its Delta commit metadata (``microfs.validation``).
 """
 
 from __future__ import annotations
@@ -114,6 +114,9 @@ _STATS_SLACK = timedelta(milliseconds=1)
 _MAX_FOOTERS = 8  # files whose Parquet footers an insert may read to prove an append
 _KEPT_ORDERS = 64  # proven row orders remembered on disk per table
 _VALIDATION_KEY = "microfs.validation"
+_PASS_FACTOR = 2
+"""A commit reads its new version back for statistics when the version holds at most this
+many times the rows the commit wrote, so that pass costs about what the write did."""
 _HISTORY_SCHEMA = pl.Schema(
     {
         "committed_at": DATETIME,
@@ -506,9 +509,8 @@ class FeatureGroup:
         ``strict`` group raises :class:`microfs.ValidationError` and writes nothing,
         ``warn`` writes the batch with a :class:`microfs.ValidationWarning`,
         ``quarantine`` writes the passing rows and appends the failing ones, with a
-        ``reason`` column, to the rejects table (:meth:`rejects`). When the batch is the
-        whole new table version (the first insert), its statistics are computed from
-        memory and stored with the version (see :meth:`statistics`).
+        ``reason`` column, to the rejects table (:meth:`rejects`). The new table version's
+        statistics are stored with it when that is cheap (see :meth:`statistics`).
 
         Args:
             df: The batch.
@@ -568,7 +570,11 @@ class FeatureGroup:
             if d.statistics:
                 # an append to an empty table made a version that is the batch: no read back
                 whole = result.mode == "append" and result.rows_inserted == batch.height
-                self._store_statistics(result.table_version, batch=batch if whole else None)
+                self._store_statistics(
+                    result.table_version,
+                    batch=batch if whole else None,
+                    changed=result.rows_inserted + result.rows_updated,
+                )
             if self._on_commit is not None:
                 self._on_commit(self, result)
         return result
@@ -594,6 +600,10 @@ class FeatureGroup:
 
     def delete_rows(self, keys: object) -> DeleteResult:
         """Delete stored rows by primary key in one commit (a new table version).
+
+        No expectation is checked: they describe the batches a group is given, a delete
+        writes no value (no row left can start failing one), and an erasure must never
+        be refused by a data-quality policy.
 
         ``keys`` is a frame (Polars, pandas or Arrow) or a list of dicts holding the
         primary-key columns, and optionally the event time: with it only that row goes,
@@ -628,7 +638,7 @@ class FeatureGroup:
             result = self._with_retries(lambda: self._delete(batch, columns))
         if result.mode != "noop":
             if d.statistics:
-                self._store_statistics(result.table_version)
+                self._store_statistics(result.table_version, changed=result.rows_deleted)
             if self._on_commit is not None:
                 self._on_commit(self, result)
         return result
@@ -747,7 +757,9 @@ class FeatureGroup:
             )
         if self.definition.statistics and result.table_version != before:
             self._store_statistics(
-                result.table_version, same_rows_as=None if rejected is not None else before
+                result.table_version,
+                same_rows_as=None if rejected is not None else before,
+                changed=result.rows_rejected,
             )
         if self._on_commit is not None:
             self._on_commit(self, result)
@@ -958,6 +970,11 @@ class FeatureGroup:
         resolved = self.resolve_version(version=version, as_of=as_of)
         self._check_files(resolved)
         frame = pl.scan_delta(str(self.path), version=resolved)
+        if self.definition.appended:
+            # a version from before append_features lacks the columns it added: null there
+            have = set(frame.collect_schema().names())
+            missing = [c for c in self.definition.appended if c not in have]
+            frame = frame.with_columns(pl.lit(None, dtype=self.schema[c]).alias(c) for c in missing)
         return frame.select(self.schema.names())
 
     def scan_versions(self, version: int | None = None) -> pl.LazyFrame:
@@ -1220,10 +1237,20 @@ class FeatureGroup:
         Columns: ``column, dtype, count, null_count, min, max, mean, std,
         approx_distinct, p01, p05, p25, p50, p75, p95, p99`` (numeric-only fields null
         for other columns); see :mod:`microfs.statistics` for what each means. They are
-        stored with the table version, once: by the insert that wrote it when its batch
-        was the whole version, else by the first call for that version, which reads the
-        version's own data (never a newer snapshot). Later calls read the stored file.
-        A version vacuumed before its statistics were stored has none (NotFoundError).
+        stored with the table version, once, and read from then on (never recomputed
+        from a newer snapshot):
+
+        - by the commit that made it, when that costs about what the write did: from
+          the batch in memory when it is the whole version (a first insert), copied when
+          the rows did not change (``append_features`` adds null columns, ``compact`` and
+          ``vacuum`` move or keep rows), else one pass over the new version when it holds
+          at most twice the rows the commit wrote or removed;
+        - else (a small write into a large table) by the first call for the version, or
+          at the latest by the :meth:`vacuum` that deletes its data files, each reading
+          the version's own data.
+
+        A group created with ``statistics=False`` stores them only on request; a version
+        whose data went before any of these has none (NotFoundError).
 
         >>> fg.statistics(version=3).select("column", "mean", "p50")  # doctest: +SKIP
         """
@@ -1370,14 +1397,18 @@ class FeatureGroup:
         *,
         batch: pl.DataFrame | None = None,
         same_rows_as: int | None = None,
+        changed: int | None = None,
     ) -> None:
-        """Store the statistics of a table version this group just committed.
+        """Store the statistics of a table version this group just committed, when cheap.
 
         From the cheapest exact source: ``batch`` when the commit wrote it into an empty
         table (it is the whole version, in memory); the statistics of version
         ``same_rows_as`` when the commit kept its rows (an added column is null in all
-        of them; a compaction moves them between files); else one pass over the new
-        version's data, so every version has its statistics from the moment it exists.
+        of them; a compaction or a vacuum moves or keeps them); else one pass over the
+        new version, when it holds at most :data:`_PASS_FACTOR` times the ``changed``
+        rows the commit wrote or removed. A version left without them here (a small
+        write into a large table) gets them from the first request for it or, at the
+        latest, from the vacuum that removes its data (see :meth:`_keep_statistics`).
         """
         path = self._statistics_path(version)
         if path.exists():
@@ -1395,6 +1426,8 @@ class FeatureGroup:
                     before, {c: t for c, t in schema.items() if c not in known}
                 )
         if document is None:
+            if changed is None or rows > _PASS_FACTOR * changed:
+                return
             try:
                 frame = self.scan(version=version)
             except NotFoundError:  # vacuumed meanwhile by another writer: nothing to summarise
@@ -1402,6 +1435,23 @@ class FeatureGroup:
             document = stats.compute(frame, schema, rows=rows)
         document["table_version"] = version
         stats.write_document(path, document)
+
+    def _keep_statistics(self, doomed: Sequence[str]) -> None:
+        """Store the statistics of every version whose data files are ``doomed`` (if missing).
+
+        A vacuum calls it, holding the writer lock, before it deletes those files: a
+        version's statistics are then read after its data is gone.
+        """
+        gone = {Path(p).name for p in doomed}
+        if not gone or not self.definition.statistics:
+            return
+        for version in range(1, self.table_version() + 1):
+            if self._statistics_path(version).exists():
+                continue
+            files = {Path(u).name for u in self._table(version).file_uris()}
+            if files & gone:
+                with contextlib.suppress(NotFoundError):  # lost some files already
+                    self._statistics_document(version, None)
 
     def _statistics_document(self, version: int | None, as_of: datetime | None) -> dict[str, Any]:
         """A table version's stored statistics, computed and stored first if missing."""
@@ -1519,6 +1569,7 @@ class FeatureGroup:
             if dry_run:
                 files = would
             else:
+                self._keep_statistics(would)
                 files = table.vacuum(
                     retention_hours=hours,
                     dry_run=False,

@@ -123,10 +123,12 @@ class FeatureStore:
         insert; ``validation`` says what a failing batch does: ``"strict"`` refuses it
         (:class:`microfs.ValidationError`, nothing written), ``"warn"`` writes it with a
         :class:`microfs.ValidationWarning`, ``"quarantine"`` writes the passing rows and
-        puts the failing ones in the group's rejects table. A table version's statistics
-        are stored once: by the first insert (its batch is the whole version) or by the
-        first :meth:`FeatureGroup.statistics` call for the version; ``statistics=False``
-        leaves even the first insert's to that call.
+        puts the failing ones in the group's rejects table (and
+        :meth:`FeatureGroup.append_features` can add expectations on new columns). A table
+        version's statistics are stored with it once: by the commit that made it when that
+        is cheap, else by the first request or the vacuum that deletes its data (see
+        :meth:`FeatureGroup.statistics`); ``statistics=False`` leaves them to the first
+        :meth:`FeatureGroup.statistics` call for the version.
 
         >>> fg = fs.create_feature_group(  # doctest: +SKIP
         ...     name="user_profile", primary_keys=["user_id"], event_time="timestamp",

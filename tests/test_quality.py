@@ -25,6 +25,7 @@ from microfs import statistics as stats
 from microfs.cli import main
 from microfs.expectations import evaluate, parse_expectations, split
 from microfs.group_definition import FeatureGroupDefinition
+from microfs.known import SUPERSEDED_AT
 from tests.helpers import T0, lake_files
 
 SCHEMA = {
@@ -409,6 +410,10 @@ def test_append_features_quarantine_moves_failing_stored_rows_to_rejects(
     assert rejected["age"].to_list() == [1, 2, 3]
     assert set(rejected["reason"]) == {"y_not_null; z_max_null_fraction"}
     assert fg.statistics(version=change.table_version)["count"].to_list() == [0] * 7
+    # a known-at join still sees what was served until the rows left
+    history = fg.scan_versions().collect()
+    assert history.height == 3
+    assert history[SUPERSEDED_AT].null_count() == 0
     # rows meeting the new expectations go in; failing ones join the widened rejects table
     result = fg.insert(rows([4, 5], start=10).with_columns(y=pl.Series([7, None]), z=pl.lit("a")))
     assert (result.rows_inserted, result.rows_rejected) == (1, 1)
@@ -715,14 +720,15 @@ def test_statistics_are_stored_per_version_and_time_travel(store: mfs.FeatureSto
     fg.insert(rows([100, 200], start=10))
     fg.insert(rows([1000], start=20))
     folder = store.root / "feature_groups" / "people" / "v1.quality" / "statistics"
-    # every commit stored its version's statistics
-    assert sorted(p.name for p in folder.iterdir()) == ["1.json", "2.json", "3.json"]
+    # the first batch was the whole version; the small appends left theirs to a request
+    assert sorted(p.name for p in folder.iterdir()) == ["1.json"]
     age = pl.col("column") == "age"
     assert fg.statistics(version=1).filter(age)["mean"].item() == 20.0
     assert fg.statistics(version=2).filter(age)["mean"].item() == 72.0
     assert fg.statistics().filter(age)["max"].item() == 1000.0
     assert fg.statistics(as_of=first_commit).filter(age)["mean"].item() == 20.0
     assert fg.histogram("age", version=1)["count"].sum() == 3
+    assert sorted(p.name for p in folder.iterdir()) == ["1.json", "2.json", "3.json"]
     # the old version's data files are gone: its statistics are still read
     for path in (fg.path).glob("*.parquet"):
         path.unlink()
@@ -733,38 +739,50 @@ def test_statistics_are_stored_per_version_and_time_travel(store: mfs.FeatureSto
         fg.statistics(version=9)
 
 
-def test_every_commit_stores_its_versions_statistics_before_a_vacuum(
+def test_commits_store_their_statistics_and_a_vacuum_keeps_the_rest(
     store: mfs.FeatureStore,
 ) -> None:
     fg = group(store, [])
-    fg.insert(rows([10, 20, 30]))  # the batch is the version
-    fg.insert(rows([40], start=10))  # append
-    fg.insert(rows([99, 98], start=1))  # upsert (merge)
-    fg.delete_rows([{"uid": 0}])
-    fg.append_features({"y": "float64"})  # derived from the version before
-    fg.compact()  # same rows, other files
-    latest = fg.table_version()
+    fg.insert(rows([10, 20, 30]))  # 1: the batch is the version
+    fg.insert(rows([40, 50, 60], start=10))  # 2: an append of half the version
+    fg.insert(rows([99, 98, 97, 96], start=0))  # 3: an upsert (3 updated, 1 inserted)
+    fg.delete_rows([{"uid": u} for u in (0, 1, 2, 3)])  # 4
+    fg.append_features({"y": "float64"})  # 5: copied from 4, with y null
+    fg.insert(rows([1, 2, 3], start=20).with_columns(y=pl.lit(0.5)))  # 6
+    fg.compact()  # 7: copied from 6
     folder = store.root / "feature_groups" / "people" / "v1.quality" / "statistics"
-    assert sorted(int(p.stem) for p in folder.iterdir()) == list(range(1, latest + 1))
-    for version in range(1, latest + 1):
-        stored = stats.read_document(folder / f"{version}.json")
-        assert stored is not None
+
+    def expected(version: int) -> dict[str, Any]:
+        # a commit summarises the columns the group had then
         schema = {c: t for c, t in fg.definition.schema.items() if c != "y" or version >= 5}
-        frame = pl.scan_delta(str(fg.path), version=version).select(list(schema))
-        expected = stats.compute(frame, schema, rows=fg.count(version))
+        frame = fg.scan(version=version).select(list(schema))
+        return stats.compute(frame, schema, rows=fg.count(version))
+
+    def check(version: int, document: dict[str, Any] | None, want: dict[str, Any]) -> None:
+        assert document is not None, version
         # the same rows in another order (a compaction) may move a sum's last bit
         assert_frame_equal(
-            stats.statistics_frame(stored), stats.statistics_frame(expected), rel_tol=1e-12
+            stats.statistics_frame(document), stats.statistics_frame(want), rel_tol=1e-12
         )
-        assert (stored["histograms"], stored["table_version"]) == (expected["histograms"], version)
-    ages = {v: stats.read_document(folder / f"{v}.json") for v in range(1, latest + 1)}
-    fg.vacuum(retention=timedelta(0))
-    assert fg.table_version() > latest  # the vacuum's own commits have statistics too
-    assert (folder / f"{fg.table_version()}.json").exists()
-    for version, document in ages.items():
-        assert document is not None
-        assert stats.statistics_frame(document).equals(fg.statistics(version=version))
-    assert fg.statistics(version=3).filter(pl.col("column") == "age")["max"].item() == 99.0
+        assert (document["histograms"], document["table_version"]) == (want["histograms"], version)
+
+    assert sorted(int(p.stem) for p in folder.iterdir()) == [1, 2, 3, 4, 5, 6, 7]
+    for version in range(1, 8):
+        check(version, stats.read_document(folder / f"{version}.json"), expected(version))
+    assert fg.read(version=1)["y"].to_list() == [None] * 3
+    # a one-row append into six rows is left to a request (or a vacuum), and so is the
+    # compaction after it, which has no statistics to copy
+    fg.insert(rows([7], start=50))  # 8
+    fg.compact()  # 9
+    assert not (folder / "8.json").exists()
+    assert not (folder / "9.json").exists()
+    want = expected(8)
+    fg.vacuum(retention=timedelta(0))  # deletes the files of version 8 (9 compacted them)
+    with pytest.raises(mfs.NotFoundError, match="was vacuumed"):
+        fg.read(version=8)
+    check(8, stats.read_document(folder / "8.json"), want)
+    assert not (folder / "9.json").exists()  # still readable: left to a request
+    assert fg.statistics(version=8).equals(stats.statistics_frame(want))
 
 
 def test_statistics_missing_for_a_version_are_computed_once_and_stored(
