@@ -45,6 +45,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -549,17 +550,28 @@ class FeatureGroup:
                 batch = ordered.collect(engine="in-memory")
             step("ordered")
             note = _validation_note(d.validation, report, rejected)
-            with self._writer_lock():
-                if batch.height:
-                    write = (
-                        (lambda: self._write(batch, note)) if note else lambda: self._write(batch)
-                    )
-                    result = self._with_retries(write)
-                else:
-                    result = InsertResult(self.table_version(), 0, 0, "noop")
-                if rejected is not None and rejected.height:
-                    # the validation note goes with the rejects only when nothing else committed
-                    self._write_rejects(rejected, note if result.mode == "noop" else {})
+            with contextlib.ExitStack() as background:
+                summary: Future[dict[str, Any]] | None = None
+                if d.statistics and batch.height and self.count() == 0:
+                    # the batch is about to be the whole new version: summarise it on a
+                    # second thread while the write encodes it (both release the GIL)
+                    pool = background.enter_context(ThreadPoolExecutor(max_workers=1))
+                    summary = pool.submit(stats.compute, batch, d.schema, rows=batch.height)
+                with self._writer_lock():
+                    if batch.height:
+                        write = (
+                            (lambda: self._write(batch, note))
+                            if note
+                            else lambda: self._write(batch)
+                        )
+                        result = self._with_retries(write)
+                    else:
+                        result = InsertResult(self.table_version(), 0, 0, "noop")
+                    if rejected is not None and rejected.height:
+                        # the validation note goes with the rejects only when nothing else
+                        # committed
+                        self._write_rejects(rejected, note if result.mode == "noop" else {})
+                summarised = summary.result() if summary is not None else None
             step("written")
         result = dataclasses.replace(
             result,
@@ -573,6 +585,7 @@ class FeatureGroup:
                 self._store_statistics(
                     result.table_version,
                     batch=batch if whole else None,
+                    summarised=summarised,
                     changed=result.rows_inserted + result.rows_updated,
                 )
             if self._on_commit is not None:
@@ -1396,13 +1409,15 @@ class FeatureGroup:
         version: int,
         *,
         batch: pl.DataFrame | None = None,
+        summarised: dict[str, Any] | None = None,
         same_rows_as: int | None = None,
         changed: int | None = None,
     ) -> None:
         """Store the statistics of a table version this group just committed, when cheap.
 
         From the cheapest exact source: ``batch`` when the commit wrote it into an empty
-        table (it is the whole version, in memory); the statistics of version
+        table (it is the whole version, in memory; ``summarised`` is its statistics when
+        they were computed during the write); the statistics of version
         ``same_rows_as`` when the commit kept its rows (an added column is null in all
         of them; a compaction or a vacuum moves or keeps them); else one pass over the
         new version, when it holds at most :data:`_PASS_FACTOR` times the ``changed``
@@ -1417,7 +1432,7 @@ class FeatureGroup:
         rows = self.count(version)
         document: dict[str, Any] | None = None
         if batch is not None and batch.height == rows:
-            document = stats.compute(batch, schema, rows=rows)
+            document = summarised or stats.compute(batch, schema, rows=rows)
         elif same_rows_as is not None:
             before = stats.read_document(self._statistics_path(same_rows_as))
             if before is not None and int(before["rows"]) == rows:
