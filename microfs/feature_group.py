@@ -552,7 +552,7 @@ class FeatureGroup:
             note = _validation_note(d.validation, report, rejected)
             with contextlib.ExitStack() as background:
                 summary: Future[dict[str, Any]] | None = None
-                if d.statistics and batch.height and self.count() == 0:
+                if d.statistics and batch.height and int(self._table().count()) == 0:
                     # the batch is about to be the whole new version: summarise it on a
                     # second thread while the write encodes it (both release the GIL)
                     pool = background.enter_context(ThreadPoolExecutor(max_workers=1))
@@ -1429,7 +1429,7 @@ class FeatureGroup:
         if path.exists():
             return
         schema = self.definition.schema
-        rows = self.count(version)
+        rows = int(self._table(version).count())
         document: dict[str, Any] | None = None
         if batch is not None and batch.height == rows:
             document = summarised or stats.compute(batch, schema, rows=rows)
