@@ -811,7 +811,8 @@ class FeatureGroup:
         self, table: DeltaTable, widened: FeatureGroupDefinition, custom: dict[str, str]
     ) -> None:
         """One commit that removes every stored row and adds the new columns."""
-        schema = pl.Schema({**widened.polars_schema(), COMMIT_TIME: DATETIME})
+        stamped = {COMMIT_TIME: DATETIME} if _has_commit_times(table) else {}
+        schema = pl.Schema({**widened.polars_schema(), **stamped})
         at = self._stamp(table, custom)
         if at is not None:
             # the rows leave now: what a known-at join read until this commit stays readable
