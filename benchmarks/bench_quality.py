@@ -15,9 +15,12 @@ Measurements (median of ``repeats``, in this process, after one warm-up run):
   passes, bad fails, and dataframely's count of failing rows equals MicroFS's.
 - ``insert``: ``fg.insert`` of the clean batch into a fresh group with the six
   expectations and statistics, against a group with neither (``statistics=False``).
+- ``append``: ``fg.insert`` of 1,000 more rows onto those full groups. Every commit stores
+  its version's statistics; a version that is not the batch alone gets them from one pass
+  over the whole new version, which is what the group with statistics pays here.
 - ``statistics``: the statistics of the 10M-row table version, computed from the batch in
-  memory (what an insert into an empty table does) and from the stored version (what the
-  first ``fg.statistics`` call for any other version does).
+  memory (what an insert into an empty table does) and from the stored version (what any
+  other commit does for its new version).
 - ``read old statistics``: ``fg.statistics(version=1)`` after later commits, from a
   freshly opened store.
 
@@ -272,6 +275,55 @@ def bench_insert(clean: pl.DataFrame, repeats: int, workdir: Path) -> list[dict[
     ratio = statistics.median(runs["with"]) / statistics.median(runs["without"])
     cpu_ratio = statistics.median(cpu["with"]) / statistics.median(cpu["without"])
     print(f"  insert with / without: {ratio:.2f}x wall, {cpu_ratio:.2f}x cpu", flush=True)
+    out += bench_small_appends(clean, repeats, workdir)
+    return out
+
+
+def bench_small_appends(
+    clean: pl.DataFrame, repeats: int, workdir: Path, *, rows: int = 1_000
+) -> list[dict[str, Any]]:
+    """Appends of ``rows`` rows onto the last round's full groups, with checks and without.
+
+    A version that is not the batch alone gets its statistics at commit from one pass over
+    the whole new version, so this shows what that pass costs a small append.
+    """
+    out = []
+    last = repeats  # the last round of bench_insert left both groups with the full batch
+    groups = {
+        variant: FeatureStore(workdir / f"insert-{variant}-{last}").get_feature_group("rows")
+        for variant in ("with", "without")
+    }
+    runs: dict[str, list[float]] = {"with": [], "without": []}
+    cpu: dict[str, list[float]] = {"with": [], "without": []}
+    for attempt in range(repeats + 1):
+        batch = clean.head(rows).with_columns(pl.col("ts") + timedelta(days=5000 + attempt))
+        order = ("with", "without") if attempt % 2 else ("without", "with")
+        for variant in order:
+            began, started = time.perf_counter(), time.process_time()
+            result = groups[variant].insert(batch)
+            seconds = time.perf_counter() - began
+            assert result.mode == "append"
+            if attempt:  # the first round warms up
+                runs[variant].append(seconds)
+                cpu[variant].append(time.process_time() - started)
+    for variant, values in runs.items():
+        name = "validation + statistics" if variant == "with" else "neither"
+        used = statistics.median(cpu[variant])
+        out.append(
+            {
+                "benchmark": f"append {rows:,} rows onto {clean.height:,}",
+                "engine": f"microfs, {name}",
+                "rows": rows,
+                "seconds": statistics.median(values),
+                "runs": values,
+                "cpu_seconds": used,
+            }
+        )
+        print(
+            f"  append {rows:,} onto {clean.height:,} rows, {name:<24} "
+            f"{statistics.median(values):7.3f} s (cpu {used:6.3f} s)",
+            flush=True,
+        )
     return out
 
 

@@ -25,11 +25,11 @@ are BaseExceptions) do not reach the caller of a public method raw: they become 
 :class:`LakeError` naming the group and, where one is found, the damaged file.
 
 Data quality lives beside the table, in ``<lake>/feature_groups/<name>/v<version>.quality/``:
-``statistics/<table version>.json`` (written once per table version, by the insert that
-made it when cheap, else by the first request; see :mod:`microfs.statistics`) and
-``rejects/``, the Delta table of rows the ``quarantine``
-policy refused. Each validated commit records its validation summary in its Delta commit
-metadata (``microfs.validation``).
+``statistics/<table version>.json`` (written once per table version: by the commit that
+made it when that is cheap, else by the first request or the vacuum that removes the
+version's data; see :meth:`FeatureGroup.statistics`) and ``rejects/``, the Delta table of
+rows the ``quarantine`` policy refused. Each validated commit records its validation
+summary in its Delta commit metadata (``microfs.validation``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -70,7 +71,14 @@ from microfs.errors import (
     SchemaError,
     ValidationError,
 )
-from microfs.expectations import REASON, ValidationReport, ValidationWarning, evaluate, split
+from microfs.expectations import (
+    REASON,
+    Expectation,
+    ValidationReport,
+    ValidationWarning,
+    evaluate,
+    split,
+)
 from microfs.group_definition import FeatureGroupDefinition
 from microfs.known import COMMIT_TIME, SUPERSEDED_AT
 from microfs.pit import RowOrder, order_spine
@@ -107,6 +115,9 @@ _STATS_SLACK = timedelta(milliseconds=1)
 _MAX_FOOTERS = 8  # files whose Parquet footers an insert may read to prove an append
 _KEPT_ORDERS = 64  # proven row orders remembered on disk per table
 _VALIDATION_KEY = "microfs.validation"
+_PASS_FACTOR = 2
+"""A commit reads its new version back for statistics when the version holds at most this
+many times the rows the commit wrote, so that pass costs about what the write did."""
 _HISTORY_SCHEMA = pl.Schema(
     {
         "committed_at": DATETIME,
@@ -179,11 +190,16 @@ class SchemaChange:
         table_version: the Delta table version after the change.
         added: the columns added and their canonical types.
         mode: always ``"schema"``: readers built on the old columns must rebuild.
+        validation: the report of the added columns' expectations on the stored rows,
+            which read null in them (None when none were given).
+        rows_rejected: stored rows the ``quarantine`` policy moved to the rejects table.
     """
 
     table_version: int
     added: Mapping[str, str]
     mode: Literal["schema"] = "schema"
+    validation: ValidationReport | None = None
+    rows_rejected: int = 0
 
 
 class Committed(Protocol):
@@ -276,8 +292,9 @@ def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
 
 CommitListener = Callable[["FeatureGroup", Committed], None]
 PinsProvider = Callable[[], Mapping[int, Sequence[str]]]
-SchemaRecorder = Callable[[Mapping[str, str]], FeatureGroupDefinition]
-"""Records columns added to a group's definition and returns the definition with them."""
+SchemaRecorder = Callable[[Mapping[str, str], Sequence[Mapping[str, Any]]], FeatureGroupDefinition]
+"""Records columns (and their expectations, as dicts) added to a group's definition and
+returns the definition with them."""
 FirstSchema = Callable[[Mapping[str, str]], "FeatureGroup"]
 """Defines a group whose schema was left to its first insert; returns the stored group."""
 HistoryPinsProvider = Callable[[], Sequence[str]]
@@ -493,9 +510,8 @@ class FeatureGroup:
         ``strict`` group raises :class:`microfs.ValidationError` and writes nothing,
         ``warn`` writes the batch with a :class:`microfs.ValidationWarning`,
         ``quarantine`` writes the passing rows and appends the failing ones, with a
-        ``reason`` column, to the rejects table (:meth:`rejects`). When the batch is the
-        whole new table version (the first insert), its statistics are computed from
-        memory and stored with the version (see :meth:`statistics`).
+        ``reason`` column, to the rejects table (:meth:`rejects`). The new table version's
+        statistics are stored with it when that is cheap (see :meth:`statistics`).
 
         Args:
             df: The batch.
@@ -534,17 +550,28 @@ class FeatureGroup:
                 batch = ordered.collect(engine="in-memory")
             step("ordered")
             note = _validation_note(d.validation, report, rejected)
-            with self._writer_lock():
-                if batch.height:
-                    write = (
-                        (lambda: self._write(batch, note)) if note else lambda: self._write(batch)
-                    )
-                    result = self._with_retries(write)
-                else:
-                    result = InsertResult(self.table_version(), 0, 0, "noop")
-                if rejected is not None and rejected.height:
-                    # the validation note goes with the rejects only when nothing else committed
-                    self._write_rejects(rejected, note if result.mode == "noop" else {})
+            with contextlib.ExitStack() as background:
+                summary: Future[dict[str, Any]] | None = None
+                if d.statistics and batch.height and int(self._table().count()) == 0:
+                    # the batch is about to be the whole new version: summarise it on a
+                    # second thread while the write encodes it (both release the GIL)
+                    pool = background.enter_context(ThreadPoolExecutor(max_workers=1))
+                    summary = pool.submit(stats.compute, batch, d.schema, rows=batch.height)
+                with self._writer_lock():
+                    if batch.height:
+                        write = (
+                            (lambda: self._write(batch, note))
+                            if note
+                            else lambda: self._write(batch)
+                        )
+                        result = self._with_retries(write)
+                    else:
+                        result = InsertResult(self.table_version(), 0, 0, "noop")
+                    if rejected is not None and rejected.height:
+                        # the validation note goes with the rejects only when nothing else
+                        # committed
+                        self._write_rejects(rejected, note if result.mode == "noop" else {})
+                summarised = summary.result() if summary is not None else None
             step("written")
         result = dataclasses.replace(
             result,
@@ -553,7 +580,14 @@ class FeatureGroup:
         )
         if result.mode != "noop":
             if d.statistics:
-                self._store_statistics(result, batch)
+                # an append to an empty table made a version that is the batch: no read back
+                whole = result.mode == "append" and result.rows_inserted == batch.height
+                self._store_statistics(
+                    result.table_version,
+                    batch=batch if whole else None,
+                    summarised=summarised,
+                    changed=result.rows_inserted + result.rows_updated,
+                )
             if self._on_commit is not None:
                 self._on_commit(self, result)
         return result
@@ -579,6 +613,10 @@ class FeatureGroup:
 
     def delete_rows(self, keys: object) -> DeleteResult:
         """Delete stored rows by primary key in one commit (a new table version).
+
+        No expectation is checked: they describe the batches a group is given, a delete
+        writes no value (no row left can start failing one), and an erasure must never
+        be refused by a data-quality policy.
 
         ``keys`` is a frame (Polars, pandas or Arrow) or a list of dicts holding the
         primary-key columns, and optionally the event time: with it only that row goes,
@@ -611,8 +649,11 @@ class FeatureGroup:
             return DeleteResult(self.table_version(), 0, "noop")
         with self._writer_lock():
             result = self._with_retries(lambda: self._delete(batch, columns))
-        if result.mode != "noop" and self._on_commit is not None:
-            self._on_commit(self, result)
+        if result.mode != "noop":
+            if d.statistics:
+                self._store_statistics(result.table_version, changed=result.rows_deleted)
+            if self._on_commit is not None:
+                self._on_commit(self, result)
         return result
 
     def _delete(self, batch: pl.DataFrame, columns: Sequence[str]) -> DeleteResult:
@@ -643,7 +684,12 @@ class FeatureGroup:
         version = table.version()
         return DeleteResult(version, deleted, "delete" if version != before else "noop")
 
-    def append_features(self, features: Mapping[str, object]) -> SchemaChange:
+    def append_features(
+        self,
+        features: Mapping[str, object],
+        *,
+        expectations: Sequence[Mapping[str, Any]] | None = None,
+    ) -> SchemaChange:
         """Add nullable feature columns in place (Delta schema evolution).
 
         Rows stored earlier read null in the new columns; batches inserted from now on
@@ -652,10 +698,24 @@ class FeatureGroup:
         added columns are recorded beside its definition, and feature views made earlier
         keep the columns they had.
 
+        ``expectations`` on the new columns join the group's expectations: every later
+        insert is checked against them, and so are the stored rows now, which read null
+        in the new columns (so only ``not_null`` and ``max_null_fraction`` can fail, and
+        then for every stored row). A failing append follows the group's policy:
+        ``strict`` raises :class:`microfs.ValidationError` and writes nothing (no commit,
+        no file, no record), ``warn`` adds the columns with a
+        :class:`microfs.ValidationWarning`, ``quarantine`` moves the stored rows to the
+        rejects table (with a ``reason``) and adds the columns to the emptied table in one
+        commit. The commit records the validation like an insert's.
+
         Args:
             features: New column names and their types, spelled as in ``schema=``.
+            expectations: Expectation dicts naming the new columns (see
+                :mod:`microfs.expectations`).
 
-        >>> fg.append_features({"lifetime_value": "float64"})  # doctest: +SKIP
+        >>> fg.append_features({"lifetime_value": "float64"},  # doctest: +SKIP
+        ...                    expectations=[{"column": "lifetime_value", "kind": "between",
+        ...                                   "min": 0}])
         """
         if self._record_schema is None:
             raise DefinitionError(
@@ -669,30 +729,111 @@ class FeatureGroup:
                 f"feature group {self.name!r} has column(s) {clash} already; its columns: "
                 f"{', '.join(self.definition.schema)}"
             )
+        widened = self.definition.with_appended(added, expectations or ())
+        new = widened.expectations[len(self.definition.expectations) :]
+        for expectation in new:
+            if expectation.column not in added:
+                raise DefinitionError(
+                    f"expectation {expectation.to_dict()!r} given to append_features of feature "
+                    f"group {self.name!r} must name a column it adds ({', '.join(added)})"
+                )
         with self._writer_lock():
             table = self._table()
-            present = set(table.schema().to_arrow().names)
-            fields = [
-                Field.from_arrow(pa.field(c, _arrow_type(polars_dtype(t)), nullable=True))
-                for c, t in added.items()
-                if c not in present
-            ]
-            if fields:
-                table.alter.add_columns(
-                    fields,
-                    commit_properties=CommitProperties(
-                        custom_metadata={"microfs.operation": "append_features"}
-                    ),
-                )
+            before = table.version()
+            report, rejected = self._check_stored(table, added, new)
+            note = _validation_note(self.definition.validation, report, rejected)
+            custom = {"microfs.operation": "append_features", **note}
+            if rejected is not None:
+                self._write_rejects(rejected, {})
+                self._replace_with_empty(table, widened, custom)
+            else:
+                present = set(table.schema().to_arrow().names)
+                fields = [
+                    Field.from_arrow(pa.field(c, _arrow_type(polars_dtype(t)), nullable=True))
+                    for c, t in added.items()
+                    if c not in present
+                ]
+                if fields:
+                    table.alter.add_columns(
+                        fields, commit_properties=CommitProperties(custom_metadata=custom)
+                    )
             # recorded after the Delta commit: a failure between them is repaired by
             # calling again, which finds the columns in the table and records them
-            self.definition = self._record_schema(added)
+            self.definition = self._record_schema(added, [e.to_dict() for e in new])
             self._row_order.clear()
             self._file_actions.clear()
-            result = SchemaChange(self._table().version(), dict(added))
+            result = SchemaChange(
+                self._table().version(),
+                dict(added),
+                validation=report,
+                rows_rejected=rejected.height if rejected is not None else 0,
+            )
+        if self.definition.statistics and result.table_version != before:
+            self._store_statistics(
+                result.table_version,
+                same_rows_as=None if rejected is not None else before,
+                changed=result.rows_rejected,
+            )
         if self._on_commit is not None:
             self._on_commit(self, result)
         return result
+
+    def _check_stored(
+        self, table: DeltaTable, added: Mapping[str, str], expectations: Sequence[Expectation]
+    ) -> tuple[ValidationReport | None, pl.DataFrame | None]:
+        """Check the stored rows against the new columns' expectations (they read null there).
+
+        Returns the report (None without expectations) and, when ``quarantine`` refuses
+        them, the stored rows with the new columns and a ``reason``: every row, since a
+        column of nulls fails an expectation in every row or in none.
+        """
+        if not expectations:
+            return None, None
+        rows = int(table.count())
+        nulls = pl.DataFrame(
+            [
+                pl.repeat(None, rows, dtype=polars_dtype(t), eager=True).alias(c)
+                for c, t in added.items()
+            ]
+        )
+        what = (
+            f"the append of column(s) {', '.join(added)} (its {rows:,} stored rows read null there)"
+        )
+        report, failing = self._check(nulls, expectations, what=what)
+        if failing is None:
+            return report, None
+        stored = self.scan(version=table.version()).collect()
+        _, rejected = split(stored.with_columns(nulls), expectations)
+        assert rejected.height == stored.height
+        return report, rejected
+
+    def _replace_with_empty(
+        self, table: DeltaTable, widened: FeatureGroupDefinition, custom: dict[str, str]
+    ) -> None:
+        """One commit that removes every stored row and adds the new columns."""
+        stamped = {COMMIT_TIME: DATETIME} if _has_commit_times(table) else {}
+        schema = pl.Schema({**widened.polars_schema(), **stamped})
+        at = self._stamp(table, custom)
+        if at is not None:
+            # the rows leave now: what a known-at join read until this commit stays readable
+            stored = pl.scan_delta(str(self.path), version=table.version())
+            self._superseded_log().append(
+                stored.select([*self.schema.names(), COMMIT_TIME])
+                .with_columns(
+                    pl.lit(_commit_log.from_micros(at), dtype=DATETIME).alias(SUPERSEDED_AT),
+                    pl.lit(table.version() + 1, dtype=pl.Int64).alias(
+                        _commit_log.SUPERSEDED_VERSION
+                    ),
+                )
+                .collect()
+            )
+        write_deltalake(
+            table,
+            pl.DataFrame(schema=schema).to_arrow(),
+            mode="overwrite",
+            schema_mode="merge",
+            commit_properties=CommitProperties(custom_metadata=custom, max_commit_retries=0),
+        )
 
     def _write(self, batch: pl.DataFrame, note: Mapping[str, str] | None = None) -> InsertResult:
         table = self._table()
@@ -843,6 +984,11 @@ class FeatureGroup:
         resolved = self.resolve_version(version=version, as_of=as_of)
         self._check_files(resolved)
         frame = pl.scan_delta(str(self.path), version=resolved)
+        if self.definition.appended:
+            # a version from before append_features lacks the columns it added: null there
+            have = set(frame.collect_schema().names())
+            missing = [c for c in self.definition.appended if c not in have]
+            frame = frame.with_columns(pl.lit(None, dtype=self.schema[c]).alias(c) for c in missing)
         return frame.select(self.schema.names())
 
     def scan_versions(self, version: int | None = None) -> pl.LazyFrame:
@@ -1134,10 +1280,20 @@ class FeatureGroup:
         Columns: ``column, dtype, count, null_count, min, max, mean, std,
         approx_distinct, p01, p05, p25, p50, p75, p95, p99`` (numeric-only fields null
         for other columns); see :mod:`microfs.statistics` for what each means. They are
-        stored with the table version, once: by the insert that wrote it when its batch
-        was the whole version, else by the first call for that version, which reads the
-        version's own data (never a newer snapshot). Later calls read the stored file.
-        A version vacuumed before its statistics were stored has none (NotFoundError).
+        stored with the table version, once, and read from then on (never recomputed
+        from a newer snapshot):
+
+        - by the commit that made it, when that costs about what the write did: from
+          the batch in memory when it is the whole version (a first insert), copied when
+          the rows did not change (``append_features`` adds null columns, ``compact`` and
+          ``vacuum`` move or keep rows), else one pass over the new version when it holds
+          at most twice the rows the commit wrote or removed;
+        - else (a small write into a large table) by the first call for the version, or
+          at the latest by the :meth:`vacuum` that deletes its data files, each reading
+          the version's own data.
+
+        A group created with ``statistics=False`` stores them only on request; a version
+        whose data went before any of these has none (NotFoundError).
 
         >>> fg.statistics(version=3).select("column", "mean", "p50")  # doctest: +SKIP
         """
@@ -1207,30 +1363,42 @@ class FeatureGroup:
         frame = pl.DataFrame(rows, schema=_HISTORY_SCHEMA, orient="row")
         return frame.sort("committed_at", "table_version", nulls_last=True)
 
-    def _check(self, batch: pl.DataFrame) -> tuple[ValidationReport | None, pl.DataFrame | None]:
+    def _check(
+        self,
+        batch: pl.DataFrame,
+        expectations: Sequence[Expectation] | None = None,
+        *,
+        what: str = "the batch",
+    ) -> tuple[ValidationReport | None, pl.DataFrame | None]:
         """Validate a batch by the group's policy: raise, warn, or mark it for splitting.
 
         Returns the report (None without expectations) and, for a failing batch under
         ``quarantine``, the batch itself (to be split into passing and rejected rows).
+
+        Args:
+            batch: the rows to check.
+            expectations: what to check (the group's expectations by default).
+            what: the write, as the error and the warning name it.
         """
         d = self.definition
-        if not d.expectations:
+        expectations = d.expectations if expectations is None else expectations
+        if not expectations:
             return None, None
-        report = evaluate(batch, d.expectations)
+        report = evaluate(batch, expectations)
         if report.passed:
             return report, None
         if d.validation == "strict":
             raise ValidationError(
-                f"feature group {self.name!r} refused the batch (validation='strict'); "
+                f"feature group {self.name!r} refused {what} (validation='strict'); "
                 f"nothing was written: {report.summary()}",
                 report,
             )
         if d.validation == "warn":
             warnings.warn(
-                f"feature group {self.name!r} wrote a batch that fails its expectations "
+                f"feature group {self.name!r} wrote {what}, which fails its expectations "
                 f"(validation='warn'): {report.summary()}",
                 ValidationWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return report, None
         return report, batch
@@ -1258,6 +1426,7 @@ class FeatureGroup:
                 str(self._rejects_path()),
                 rejected.to_arrow(),
                 mode="append",
+                schema_mode="merge",  # columns added by append_features join the rejects too
                 commit_properties=meta,
             )
             return InsertResult(0, rejected.height, 0, "append")
@@ -1265,20 +1434,69 @@ class FeatureGroup:
         self._rejects_path().parent.mkdir(parents=True, exist_ok=True)
         self._with_retries(append)
 
-    def _store_statistics(self, result: InsertResult, batch: pl.DataFrame) -> None:
-        """Store the statistics of the version an insert committed, when that is cheap.
+    def _store_statistics(
+        self,
+        version: int,
+        *,
+        batch: pl.DataFrame | None = None,
+        summarised: dict[str, Any] | None = None,
+        same_rows_as: int | None = None,
+        changed: int | None = None,
+    ) -> None:
+        """Store the statistics of a table version this group just committed, when cheap.
 
-        When the insert appended to an empty table, the batch in memory is the whole
-        version: it is summarised at once. Any other version would have to be read back
-        in full, which an insert never does (an append stays proportional to its batch);
-        its statistics are computed on the first :meth:`statistics` call and stored then.
+        From the cheapest exact source: ``batch`` when the commit wrote it into an empty
+        table (it is the whole version, in memory; ``summarised`` is its statistics when
+        they were computed during the write); the statistics of version
+        ``same_rows_as`` when the commit kept its rows (an added column is null in all
+        of them; a compaction or a vacuum moves or keeps them); else one pass over the
+        new version, when it holds at most :data:`_PASS_FACTOR` times the ``changed``
+        rows the commit wrote or removed. A version left without them here (a small
+        write into a large table) gets them from the first request for it or, at the
+        latest, from the vacuum that removes its data (see :meth:`_keep_statistics`).
         """
-        rows = self.count(result.version)
-        if result.mode != "append" or result.rows_inserted != rows:
+        path = self._statistics_path(version)
+        if path.exists():
             return
-        document = stats.compute(batch, self.definition.schema, rows=rows)
-        document["table_version"] = result.version
-        stats.write_document(self._statistics_path(result.version), document)
+        schema = self.definition.schema
+        rows = int(self._table(version).count())
+        document: dict[str, Any] | None = None
+        if batch is not None and batch.height == rows:
+            document = summarised or stats.compute(batch, schema, rows=rows)
+        elif same_rows_as is not None:
+            before = stats.read_document(self._statistics_path(same_rows_as))
+            if before is not None and int(before["rows"]) == rows:
+                known = {entry["column"] for entry in before["columns"]}
+                document = stats.with_null_columns(
+                    before, {c: t for c, t in schema.items() if c not in known}
+                )
+        if document is None:
+            if changed is None or rows > _PASS_FACTOR * changed:
+                return
+            try:
+                frame = self.scan(version=version)
+            except NotFoundError:  # vacuumed meanwhile by another writer: nothing to summarise
+                return
+            document = stats.compute(frame, schema, rows=rows)
+        document["table_version"] = version
+        stats.write_document(path, document)
+
+    def _keep_statistics(self, doomed: Sequence[str]) -> None:
+        """Store the statistics of every version whose data files are ``doomed`` (if missing).
+
+        A vacuum calls it, holding the writer lock, before it deletes those files: a
+        version's statistics are then read after its data is gone.
+        """
+        gone = {Path(p).name for p in doomed}
+        if not gone or not self.definition.statistics:
+            return
+        for version in range(1, self.table_version() + 1):
+            if self._statistics_path(version).exists():
+                continue
+            files = {Path(u).name for u in self._table(version).file_uris()}
+            if files & gone:
+                with contextlib.suppress(NotFoundError):  # lost some files already
+                    self._statistics_document(version, None)
 
     def _statistics_document(self, version: int | None, as_of: datetime | None) -> dict[str, Any]:
         """A table version's stored statistics, computed and stored first if missing."""
@@ -1323,14 +1541,19 @@ class FeatureGroup:
     def compact(self) -> CompactResult:
         """Rewrite small files into larger ones (a new table version, same rows)."""
         with self._writer_lock():
-            metrics = self._table().optimize.compact(
+            table = self._table()
+            before = table.version()
+            metrics = table.optimize.compact(
                 commit_properties=CommitProperties(custom_metadata={"microfs.operation": "compact"})
             )
-        return CompactResult(
+        result = CompactResult(
             table_version=self.table_version(),
             files_removed=int(metrics.get("numFilesRemoved", 0)),
             files_added=int(metrics.get("numFilesAdded", 0)),
         )
+        if self.definition.statistics and result.table_version != before:
+            self._store_statistics(result.table_version, same_rows_as=before)
+        return result
 
     @_boundary
     def vacuum(
@@ -1366,6 +1589,7 @@ class FeatureGroup:
             pins = dict(self._pins()) if self._pins is not None else {}
             keep = sorted(pins) if not force else []
             table = self._table()
+            before = table.version()
             would = table.vacuum(
                 retention_hours=hours,
                 dry_run=True,
@@ -1390,6 +1614,7 @@ class FeatureGroup:
             if dry_run:
                 files = would
             else:
+                self._keep_statistics(would)
                 files = table.vacuum(
                     retention_hours=hours,
                     dry_run=False,
@@ -1402,6 +1627,10 @@ class FeatureGroup:
                 )
                 if pruned:
                     self._superseded_log().vacuum(hours)
+        if not dry_run and self.definition.statistics:
+            # the vacuum's own commits keep the rows: their statistics are the last version's
+            for version in range(before + 1, self.table_version() + 1):
+                self._store_statistics(version, same_rows_as=before)
         return VacuumResult(
             files=tuple(files),
             dry_run=dry_run,

@@ -49,6 +49,8 @@ class FeatureGroupDefinition:
     """Columns added after creation by ``append_features`` (also in ``schema``, at its end).
 
     They are recorded beside the definition file, which never changes."""
+    appended_expectations: tuple[str, ...] = ()
+    """Names of the expectations added with those columns (also in ``expectations``)."""
 
     @classmethod
     def build(
@@ -131,15 +133,47 @@ class FeatureGroupDefinition:
             statistics=statistics,
         )
 
-    def with_appended(self, added: Mapping[str, str]) -> FeatureGroupDefinition:
+    def with_appended(
+        self,
+        added: Mapping[str, str],
+        expectations: Sequence[Mapping[str, Any] | Expectation] = (),
+    ) -> FeatureGroupDefinition:
         """This definition with columns added by ``append_features`` (canonical types).
 
-        A column already present keeps its first type, so replaying records is idempotent.
+        ``expectations`` are expectations of added columns: each must name a column added
+        by ``append_features`` (this call's or an earlier one's; not a
+        ``row_count_between``), under a name the group does not use yet. A column already
+        present keeps its first type.
+
+        Raises:
+            DefinitionError: an expectation that does not parse or names another column.
         """
         new = {c: t for c, t in added.items() if c not in self.schema}
-        if not new:
+        schema = {**self.schema, **new}
+        have = {e.name for e in self.expectations}
+        parsed = parse_expectations(expectations, schema, group=self.name)
+        appended = (*self.appended, *new)
+        for expectation in parsed:
+            if expectation.column not in appended:
+                raise DefinitionError(
+                    f"expectation {expectation.to_dict()!r} given to append_features of feature "
+                    f"group {self.name!r} must name a column it adds ({', '.join(added)}); "
+                    "the other columns' expectations are fixed by the group's definition"
+                )
+            if expectation.name in have:
+                raise DefinitionError(
+                    f"feature group {self.name!r} has an expectation named "
+                    f"{expectation.name!r} already; give the new one another 'name'"
+                )
+        if not new and not parsed:
             return self
-        return replace(self, schema={**self.schema, **new}, appended=(*self.appended, *new))
+        return replace(
+            self,
+            schema=schema,
+            appended=appended,
+            expectations=(*self.expectations, *parsed),
+            appended_expectations=(*self.appended_expectations, *(e.name for e in parsed)),
+        )
 
     def options(self) -> dict[str, Any]:
         """The options a caller gives when creating the group (for comparing definitions)."""
@@ -150,7 +184,9 @@ class FeatureGroupDefinition:
             "online_keys": list(self.online_keys) if self.online_keys is not None else None,
             "description": self.description,
             "feature_descriptions": dict(self.feature_descriptions),
-            "expectations": [e.to_dict() for e in self.expectations],
+            "expectations": [
+                e.to_dict() for e in self.expectations if e.name not in self.appended_expectations
+            ],
             "validation": self.validation,
             "statistics": self.statistics,
         }
@@ -190,6 +226,11 @@ class FeatureGroupDefinition:
             "description": self.description,
             "feature_descriptions": dict(self.feature_descriptions),
             **({"appended": list(self.appended)} if self.appended else {}),
+            **(
+                {"appended_expectations": list(self.appended_expectations)}
+                if self.appended_expectations
+                else {}
+            ),
             **quality,
         }
 
@@ -210,6 +251,7 @@ class FeatureGroupDefinition:
             description=data.get("description", ""),
             feature_descriptions=dict(data.get("feature_descriptions") or {}),
             appended=tuple(data.get("appended") or ()),
+            appended_expectations=tuple(data.get("appended_expectations") or ()),
             expectations=parse_expectations(
                 data.get("expectations") or (), ordered, group=data["name"]
             ),

@@ -142,10 +142,22 @@ class Registry:
             self.root / "feature_groups" / check_name(name) / f"v{check_version(version)}.appended"
         )
 
-    def add_appended_features(self, name: str, version: int, features: Mapping[str, str]) -> int:
-        """Record columns added to feature group ``name`` v``version``; return the record number."""
+    def add_appended_features(
+        self,
+        name: str,
+        version: int,
+        features: Mapping[str, str],
+        expectations: Sequence[Mapping[str, Any]] = (),
+    ) -> int:
+        """Record columns added to feature group ``name`` v``version``; return the record number.
+
+        ``expectations`` (JSON dicts) are the added columns' expectations, kept in the record.
+        """
         folder = self._appended_folder(name, version)
-        data = _normalise({"features": dict(features), "column_order": list(features)})
+        record: dict[str, Any] = {"features": dict(features), "column_order": list(features)}
+        if expectations:
+            record["expectations"] = [dict(e) for e in expectations]
+        data = _normalise(record)
         while True:
             found = (
                 (_NUMBERED_FILE.match(p.name) for p in folder.iterdir()) if folder.is_dir() else ()
@@ -166,6 +178,17 @@ class Registry:
             data = _read(folder / f"{number}.json")
             features = data["features"]
             out.append({c: features[c] for c in data.get("column_order") or features})
+        return out
+
+    def appended_expectations(self, name: str, version: int) -> list[dict[str, Any]]:
+        """Expectations recorded with columns added to group ``name`` v``version``, in order."""
+        folder = self._appended_folder(name, version)
+        if not folder.is_dir():
+            return []
+        found = (_NUMBERED_FILE.match(p.name) for p in folder.iterdir())
+        out: list[dict[str, Any]] = []
+        for number in sorted(int(m.group(1)) for m in found if m):
+            out += [dict(e) for e in _read(folder / f"{number}.json").get("expectations") or ()]
         return out
 
     def load(

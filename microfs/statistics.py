@@ -51,6 +51,7 @@ __all__ = [
     "read_document",
     "statistics_frame",
     "top_values",
+    "with_null_columns",
     "write_document",
 ]
 
@@ -114,7 +115,12 @@ def compute(
         exprs += [
             col.count().alias(f"{i}:count"),
             col.null_count().alias(f"{i}:null_count"),
-            col.drop_nulls().approx_n_unique().alias(f"{i}:approx_distinct"),
+            # no values, no distinct values: Polars' in-memory engine counts one for a
+            # column that a scan fills with nulls (files written before it was added)
+            pl.when(col.count() == 0)
+            .then(pl.lit(0, pl.Int64))
+            .otherwise(col.drop_nulls().approx_n_unique().cast(pl.Int64))
+            .alias(f"{i}:approx_distinct"),
         ]
         if column in numeric:
             values = _values(column, schema[column])
@@ -131,7 +137,8 @@ def compute(
                 .alias(f"{i}:hist"),
                 values.drop_nulls().gather_every(stride).sort().implode().alias(f"{i}:sample"),
             ]
-    result = lazy.select(exprs).collect()
+    # the in-memory engine: this one-row aggregate runs faster there than streamed
+    result = lazy.select(exprs).collect(engine="in-memory")
     sampled = [c for c in result.columns if c.endswith(":sample")]
     row = result.drop(sampled).row(0, named=True)
     columns: list[dict[str, Any]] = []
@@ -165,6 +172,40 @@ def compute(
         "columns": columns,
         "histograms": histograms,
     }
+
+
+def with_null_columns(document: Mapping[str, Any], added: Mapping[str, str]) -> dict[str, Any]:
+    """The document of the same rows with columns added that are null in every row.
+
+    What :func:`compute` gives for such columns, without reading a value: a version that
+    only added columns (schema evolution) has its predecessor's statistics plus these.
+
+    >>> doc = compute(pl.DataFrame({"x": [1.0, 2.0]}), {"x": "float64"}, rows=2)
+    >>> wider = with_null_columns(doc, {"y": "int64"})
+    >>> statistics_frame(wider).select("column", "count", "null_count").rows()
+    [('x', 2, 0), ('y', 0, 2)]
+    """
+    rows = int(document["rows"])
+    columns = [dict(entry) for entry in document["columns"]]
+    histograms = {c: dict(h) for c, h in document["histograms"].items()}
+    for column, dtype in added.items():
+        columns.append(
+            {
+                "column": column,
+                "dtype": dtype,
+                "count": 0,
+                "null_count": rows,
+                "min": None,
+                "max": None,
+                "mean": None,
+                "std": None,
+                "approx_distinct": 0,
+                **{f"p{p:02d}": None for p in PERCENTILES},
+            }
+        )
+        if dtype in NUMERIC_TYPES:
+            histograms[column] = {"bin_start": [], "bin_end": [], "count": []}
+    return {**document, "columns": columns, "histograms": histograms}
 
 
 def statistics_frame(document: Mapping[str, Any]) -> pl.DataFrame:

@@ -123,10 +123,12 @@ class FeatureStore:
         insert; ``validation`` says what a failing batch does: ``"strict"`` refuses it
         (:class:`microfs.ValidationError`, nothing written), ``"warn"`` writes it with a
         :class:`microfs.ValidationWarning`, ``"quarantine"`` writes the passing rows and
-        puts the failing ones in the group's rejects table. A table version's statistics
-        are stored once: by the first insert (its batch is the whole version) or by the
-        first :meth:`FeatureGroup.statistics` call for the version; ``statistics=False``
-        leaves even the first insert's to that call.
+        puts the failing ones in the group's rejects table (and
+        :meth:`FeatureGroup.append_features` can add expectations on new columns). A table
+        version's statistics are stored with it once: by the commit that made it when that
+        is cheap, else by the first request or the vacuum that deletes its data (see
+        :meth:`FeatureGroup.statistics`); ``statistics=False`` leaves them to the first
+        :meth:`FeatureGroup.statistics` call for the version.
 
         >>> fg = fs.create_feature_group(  # doctest: +SKIP
         ...     name="user_profile", primary_keys=["user_id"], event_time="timestamp",
@@ -296,18 +298,24 @@ class FeatureStore:
         return [version]
 
     def _record_appended(
-        self, name: str, version: int, features: Mapping[str, str]
+        self,
+        name: str,
+        version: int,
+        features: Mapping[str, str],
+        expectations: Sequence[Mapping[str, Any]],
     ) -> FeatureGroupDefinition:
-        """Record columns added to a group; the definition with them (used by the group)."""
-        self.registry.add_appended_features(name, version, features)
+        """Record columns (and their expectations) added to a group; the definition with them."""
+        self.registry.add_appended_features(name, version, features, expectations)
         return self._with_appended(
             FeatureGroupDefinition.from_dict(self.registry.get("feature_groups", name, version))
         )
 
     def _with_appended(self, definition: FeatureGroupDefinition) -> FeatureGroupDefinition:
-        for added in self.registry.appended_features(definition.name, definition.version):
+        name, version = definition.name, definition.version
+        for added in self.registry.appended_features(name, version):
             definition = definition.with_appended(added)
-        return definition
+        expectations = self.registry.appended_expectations(name, version)
+        return definition.with_appended({}, expectations) if expectations else definition
 
     def list_feature_groups(self) -> list[str]:
         """Names of the feature groups in the lake, sorted."""
@@ -324,8 +332,8 @@ class FeatureStore:
             path,
             on_commit=self._committed,
             pins=lambda: self._pins(definition.name, definition.version),
-            record_schema=lambda added: self._record_appended(
-                definition.name, definition.version, added
+            record_schema=lambda added, expectations: self._record_appended(
+                definition.name, definition.version, added, expectations
             ),
             lake=self.root,
             history_pins=lambda: self._history_pins(definition.name, definition.version),

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -17,12 +18,14 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 import microfs as mfs
 from microfs import statistics as stats
 from microfs.cli import main
 from microfs.expectations import evaluate, parse_expectations, split
 from microfs.group_definition import FeatureGroupDefinition
+from microfs.known import SUPERSEDED_AT
 from tests.helpers import T0, lake_files
 
 SCHEMA = {
@@ -332,6 +335,185 @@ def test_groups_without_expectations_report_nothing(store: mfs.FeatureStore) -> 
     assert fg.validation_history().height == 0
 
 
+# -- append_features and delete_rows ---------------------------------------------------------
+
+NOT_NULL_Y = {"column": "y", "kind": "not_null"}
+
+
+def test_append_features_strict_refuses_failing_stored_rows_and_writes_nothing(
+    store: mfs.FeatureStore,
+) -> None:
+    fg = group(store, KINDS_ON_AGE[1:2])
+    fg.insert(rows([30, 40, 50]))
+    before, version = lake_files(store.root), fg.table_version()
+    with pytest.raises(mfs.ValidationError) as caught:
+        fg.append_features({"y": "int64"}, expectations=[NOT_NULL_Y])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "refused the append of column(s) y (its 3 stored rows read null there)" in message
+    assert "y_not_null (not_null on y): 3 of 3 rows fail, e.g. null" in message
+    # no commit, no file, no record: the group is as it was, also when opened again
+    assert lake_files(store.root) == before
+    assert fg.table_version() == version
+    assert "y" not in fg.definition.schema
+    assert "y" not in store.get_feature_group("people").definition.schema
+    # an expectation the nulls meet is added, and later inserts are checked against it
+    change = fg.append_features(
+        {"y": "int64"}, expectations=[{"column": "y", "kind": "between", "min": 0}]
+    )
+    assert change.validation is not None
+    assert change.validation.passed
+    assert change.rows_rejected == 0
+    reopened = store.get_feature_group("people")
+    assert [e.name for e in reopened.definition.expectations] == ["age_between", "y_between"]
+    assert reopened.definition.options()["expectations"] == [
+        KINDS_ON_AGE[1] | {"name": "age_between"}
+    ]
+    with pytest.raises(mfs.ValidationError, match=r"y_between .* 1 of 1 rows fail, e\.g\. -1"):
+        reopened.insert(rows([1], start=10).with_columns(y=pl.lit(-1)))
+    assert reopened.insert(rows([1], start=10).with_columns(y=pl.lit(1))).rows_inserted == 1
+
+
+def test_append_features_warn_adds_the_columns_and_records_the_report(
+    store: mfs.FeatureStore,
+) -> None:
+    fg = group(store, [], "warn")
+    fg.insert(rows([1, 2]))
+    with pytest.warns(mfs.ValidationWarning, match=r"y_not_null .* 2 of 2 rows fail"):
+        change = fg.append_features({"y": "int64"}, expectations=[NOT_NULL_Y])
+    assert change.validation is not None
+    assert not change.validation.passed
+    assert fg.read()["y"].to_list() == [None, None]
+    history = fg.validation_history()
+    assert history.select("table_version", "policy", "passed", "rows").rows()[-1] == (
+        change.table_version,
+        "warn",
+        False,
+        2,
+    )
+
+
+def test_append_features_quarantine_moves_failing_stored_rows_to_rejects(
+    store: mfs.FeatureStore,
+) -> None:
+    fg = group(store, [], "quarantine")
+    fg.insert(rows([1, 2, 3]))
+    change = fg.append_features(
+        {"y": "int64", "z": "string"},
+        expectations=[NOT_NULL_Y, {"column": "z", "kind": "max_null_fraction", "value": 0.5}],
+    )
+    assert (change.rows_rejected, change.validation is not None) == (3, True)
+    assert fg.read().columns == [*SCHEMA, "y", "z"]
+    assert fg.read().height == 0
+    rejected = fg.rejects().collect().sort("uid")
+    assert rejected.columns == [*SCHEMA, "y", "z", "reason"]
+    assert rejected["age"].to_list() == [1, 2, 3]
+    assert set(rejected["reason"]) == {"y_not_null; z_max_null_fraction"}
+    assert fg.statistics(version=change.table_version)["count"].to_list() == [0] * 7
+    # a known-at join still sees what was served until the rows left
+    history = fg.scan_versions().collect()
+    assert history.height == 3
+    assert history[SUPERSEDED_AT].null_count() == 0
+    # rows meeting the new expectations go in; failing ones join the widened rejects table
+    result = fg.insert(rows([4, 5], start=10).with_columns(y=pl.Series([7, None]), z=pl.lit("a")))
+    assert (result.rows_inserted, result.rows_rejected) == (1, 1)
+    assert fg.rejects().collect().height == 4
+
+
+def test_append_features_on_an_empty_table_passes_and_bad_expectations_are_refused(
+    store: mfs.FeatureStore,
+) -> None:
+    fg = group(store, [])
+    before = lake_files(store.root)
+    for specs, words in (
+        ([{"column": "age", "kind": "not_null"}], "must name a column it adds (y)"),
+        ([{"kind": "row_count_between", "min": 1}], "must name a column it adds (y)"),
+        ([{"column": "y", "kind": "in_set", "values": ["a"]}], "does not fit column type int64"),
+        ([NOT_NULL_Y, NOT_NULL_Y], "give one of them another 'name'"),
+    ):
+        with pytest.raises(mfs.DefinitionError, match=re.escape(words)):
+            fg.append_features({"y": "int64"}, expectations=specs)
+    assert lake_files(store.root) == before
+    change = fg.append_features({"y": "int64"}, expectations=[NOT_NULL_Y])
+    assert change.validation is not None
+    assert change.validation.passed
+    fg2 = group(store, [KINDS_ON_AGE[1]], name="other")
+    with pytest.raises(mfs.DefinitionError, match="named 'age_between' already"):
+        fg2.append_features(
+            {"y": "int64"},
+            expectations=[{"column": "y", "kind": "not_null", "name": "age_between"}],
+        )
+
+
+_NULL_KINDS: list[dict[str, Any]] = [
+    {"column": "y", "kind": "not_null"},
+    {"column": "y", "kind": "between", "min": 0},
+    {"column": "y", "kind": "in_set", "values": [1]},
+    {"column": "y", "kind": "unique"},
+    {"column": "y", "kind": "max_null_fraction", "value": 0.0},
+    {"column": "y", "kind": "max_null_fraction", "value": 0.5},
+    {"column": "y", "kind": "max_null_fraction", "value": 1.0},
+]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stored=st.integers(0, 3),
+    picked=st.sets(st.integers(0, len(_NULL_KINDS) - 1), min_size=1, max_size=3),
+    policy=st.sampled_from(["strict", "warn", "quarantine"]),
+)
+def test_append_features_follows_the_policy_like_a_reference(
+    tmp_path_factory: pytest.TempPathFactory, stored: int, picked: set[int], policy: str
+) -> None:
+    specs = [_NULL_KINDS[i] | {"name": f"e{i}"} for i in sorted(picked)]
+    # reference: the stored rows read null in y, so an expectation fails all of them or none
+    failing = {
+        s["name"]: stored
+        if stored
+        and (s["kind"] == "not_null" or (s["kind"] == "max_null_fraction" and s["value"] < 1))
+        else 0
+        for s in specs
+    }
+    fails = any(failing.values())
+    store = mfs.FeatureStore(tmp_path_factory.mktemp("lake"))
+    fg = group(store, [], policy)
+    if stored:
+        fg.insert(rows(list(range(stored))))
+    before, version = lake_files(store.root), fg.table_version()
+    if fails and policy == "strict":
+        with pytest.raises(mfs.ValidationError) as caught:
+            fg.append_features({"y": "int64"}, expectations=specs)
+        assert (
+            dict(caught.value.report.results.select("expectation", "failing_rows").rows())
+            == failing
+        )
+        assert (lake_files(store.root), fg.table_version()) == (before, version)
+        return
+    with warnings.catch_warnings(record=True) as caught_warnings:
+        warnings.simplefilter("always")
+        change = fg.append_features({"y": "int64"}, expectations=specs)
+    assert change.validation is not None
+    assert dict(change.validation.results.select("expectation", "failing_rows").rows()) == failing
+    assert len(caught_warnings) == (1 if fails and policy == "warn" else 0)
+    moved = stored if fails and policy == "quarantine" else 0
+    assert change.rows_rejected == moved
+    assert fg.read().height == stored - moved
+    reasons = fg.rejects().collect()["reason"].to_list()
+    assert reasons == ["; ".join(n for n, c in failing.items() if c)] * moved
+    assert fg.statistics().filter(pl.col("column") == "y")["null_count"].item() == stored - moved
+
+
+def test_delete_rows_checks_no_expectation(store: mfs.FeatureStore) -> None:
+    # expectations describe written batches; a delete writes no value, and an erasure is
+    # never refused by a data-quality policy (even one the remaining table would not meet)
+    fg = group(store, [KINDS_ON_AGE[0], {"kind": "row_count_between", "min": 2}])
+    fg.insert(rows([1, 2]))
+    result = fg.delete_rows([{"uid": 0}])
+    assert (result.mode, result.rows_deleted) == ("delete", 1)
+    assert fg.read()["uid"].to_list() == [1]
+    assert fg.validation_history()["table_version"].to_list() == [1]
+
+
 # -- validation against a brute-force reference -----------------------------------------------
 
 _PATTERNS = ["a+", "[ab]c?", "(ab)*", "b"]
@@ -538,7 +720,7 @@ def test_statistics_are_stored_per_version_and_time_travel(store: mfs.FeatureSto
     fg.insert(rows([100, 200], start=10))
     fg.insert(rows([1000], start=20))
     folder = store.root / "feature_groups" / "people" / "v1.quality" / "statistics"
-    # the first insert's batch was the whole version; the appends never read the table
+    # the first batch was the whole version; the small appends left theirs to a request
     assert sorted(p.name for p in folder.iterdir()) == ["1.json"]
     age = pl.col("column") == "age"
     assert fg.statistics(version=1).filter(age)["mean"].item() == 20.0
@@ -555,6 +737,52 @@ def test_statistics_are_stored_per_version_and_time_travel(store: mfs.FeatureSto
         fg.histogram("age", version=2, bins=3)
     with pytest.raises(mfs.NotFoundError, match="no table version 9"):
         fg.statistics(version=9)
+
+
+def test_commits_store_their_statistics_and_a_vacuum_keeps_the_rest(
+    store: mfs.FeatureStore,
+) -> None:
+    fg = group(store, [])
+    fg.insert(rows([10, 20, 30]))  # 1: the batch is the version
+    fg.insert(rows([40, 50, 60], start=10))  # 2: an append of half the version
+    fg.insert(rows([99, 98, 97, 96], start=0))  # 3: an upsert (3 updated, 1 inserted)
+    fg.delete_rows([{"uid": u} for u in (0, 1, 2, 3)])  # 4
+    fg.append_features({"y": "float64"})  # 5: copied from 4, with y null
+    fg.insert(rows([1, 2, 3], start=20).with_columns(y=pl.lit(0.5)))  # 6
+    fg.compact()  # 7: copied from 6
+    folder = store.root / "feature_groups" / "people" / "v1.quality" / "statistics"
+
+    def expected(version: int) -> dict[str, Any]:
+        # a commit summarises the columns the group had then
+        schema = {c: t for c, t in fg.definition.schema.items() if c != "y" or version >= 5}
+        frame = fg.scan(version=version).select(list(schema))
+        return stats.compute(frame, schema, rows=fg.count(version))
+
+    def check(version: int, document: dict[str, Any] | None, want: dict[str, Any]) -> None:
+        assert document is not None, version
+        # the same rows in another order (a compaction) may move a sum's last bit
+        assert_frame_equal(
+            stats.statistics_frame(document), stats.statistics_frame(want), rel_tol=1e-12
+        )
+        assert (document["histograms"], document["table_version"]) == (want["histograms"], version)
+
+    assert sorted(int(p.stem) for p in folder.iterdir()) == [1, 2, 3, 4, 5, 6, 7]
+    for version in range(1, 8):
+        check(version, stats.read_document(folder / f"{version}.json"), expected(version))
+    assert fg.read(version=1)["y"].to_list() == [None] * 3
+    # a one-row append into six rows is left to a request (or a vacuum), and so is the
+    # compaction after it, which has no statistics to copy
+    fg.insert(rows([7], start=50))  # 8
+    fg.compact()  # 9
+    assert not (folder / "8.json").exists()
+    assert not (folder / "9.json").exists()
+    want = expected(8)
+    fg.vacuum(retention=timedelta(0))  # deletes the files of version 8 (9 compacted them)
+    with pytest.raises(mfs.NotFoundError, match="was vacuumed"):
+        fg.read(version=8)
+    check(8, stats.read_document(folder / "8.json"), want)
+    assert not (folder / "9.json").exists()  # still readable: left to a request
+    assert fg.statistics(version=8).equals(stats.statistics_frame(want))
 
 
 def test_statistics_missing_for_a_version_are_computed_once_and_stored(
@@ -760,6 +988,9 @@ def test_quality_benchmark_runs_and_checks_every_engine(tmp_path: Path) -> None:
         "dataframely validate",
         "dataframely filter",
     }
-    assert len(bench_quality.bench_insert(clean, 1, tmp_path)) == 2
+    inserts = bench_quality.bench_insert(clean, 1, tmp_path)
+    assert [r["benchmark"] for r in inserts] == ["insert"] * 2 + [
+        "append 1,000 rows onto 3,000"
+    ] * 2
     read = bench_quality.bench_statistics(clean, 1, tmp_path)
     assert read[-1]["benchmark"] == "read old version's statistics"
