@@ -729,6 +729,8 @@ def _parse(body: bytes) -> Any:
 
 def _no_query(scope: Scope, *, allowed: Sequence[str]) -> dict[str, str]:
     raw = scope.get("query_string", b"")
+    if not raw:
+        return {}
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw))
     except (UnicodeDecodeError, ValueError):
@@ -997,6 +999,7 @@ def serve(
         "port": port,
         "log_level": "warning",
         "access_log": False,
+        "proxy_headers": False,  # no route uses the client's address: skip the middleware
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
     }
