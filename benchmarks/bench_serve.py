@@ -29,18 +29,20 @@ import argparse
 import json
 import math
 import os
+import queue
 import re
-import selectors
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import numpy as np
@@ -157,18 +159,34 @@ def server(
         env=env,
         cwd=cwd,
     )
-    selector = selectors.DefaultSelector()
+    # Lines are read by a thread: select() on the pipe misses lines that one readline
+    # already pulled into the file's buffer (uvicorn writes several lines at once).
+    # The thread keeps draining the pipe afterwards, so a talkative server never blocks.
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump(stream: IO[str]) -> None:
+        for text in stream:
+            lines.put(text)
+
+    if url is None:
+        assert process.stdout is not None
+        threading.Thread(target=pump, args=(process.stdout,), daemon=True).start()
+    seen: list[str] = []
     try:
         deadline = time.monotonic() + 120
         while url is None:
-            assert process.stdout is not None
-            if not selector.get_map():
-                selector.register(process.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout=max(0.1, deadline - time.monotonic())):
-                raise SystemExit(f"no start line from {command}")
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                raise SystemExit(f"{command} exited with {process.returncode}")
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                if process.poll() is not None:
+                    raise SystemExit(
+                        f"{command} exited with {process.returncode}: {''.join(seen)[-2000:]}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    shown = "".join(seen)[-2000:]
+                    raise SystemExit(f"no start line from {command}: {shown}") from None
+                continue
+            seen.append(line)
             found = re.search(r"http://[\d.]+:\d+", line)
             url = found.group(0) if found else None
         while True:
@@ -181,13 +199,20 @@ def server(
                 time.sleep(0.1)
         yield url
     finally:
-        selector.close()
         process.send_signal(signal.SIGTERM)
         try:
             process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def check(url: str, path: str, fv: mfs.FeatureView, entities: list[dict[str, int]]) -> int:
@@ -409,7 +434,7 @@ def run(
         peer_file.write_text(PEER, encoding="utf-8")
         serve = [sys.executable, "-m", "microfs", "serve", "--lake", str(lake), "--port", "0"]
         peer = [sys.executable, "-m", "uvicorn", "peer:app", "--app-dir", str(scratch)]
-        peer += ["--port", "18431", "--log-level", "info", "--no-access-log"]
+        peer += ["--port", str(free_port()), "--log-level", "info", "--no-access-log"]
         rows: list[dict[str, Any]] = []
 
         def add(name: str, request: str, row: dict[str, Any], checked: int | None) -> None:
@@ -593,7 +618,7 @@ def run_feast(
         return f"feast apply/materialize failed: {exc.stderr[-500:]!r}"
     prepared = time.perf_counter() - began
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    port = 18432
+    port = free_port()
     command = [str(venv / "bin" / "feast"), "serve", "-p", str(port), "--no-access-log"]
     command += ["--max-requests", "100000000", "--workers", "1"]
 
