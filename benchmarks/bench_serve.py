@@ -1,4 +1,4 @@
-"""HTTP serving: ``microfs serve`` against a hand-written FastAPI app on the same view.
+"""HTTP serving: ``microfs serve`` against a hand-written FastAPI app and Feast's server.
 
 The seed view (``recommendation_model_v1``: three groups, scale + one-hot) on synthetic
 data; each server runs one worker (and ``microfs serve --workers 2`` once more) on
@@ -9,12 +9,18 @@ percentiles of its histogram). The server is pinned to core 0, wrk to core 1 wit
 taskset (``--workers 2`` gets both cores, sharing core 1 with wrk).
 
 Before timing, every server's answers are checked equal to ``get_inference_vectors`` for
-a sample of entities. Single-entity requests rotate over ``--entities`` distinct pairs.
+a sample of entities. Single-entity requests rotate over 10,000 entities drawn from the labels.
+Each figure is the median of ``--repeat`` wrk runs (every run is kept in the JSON, with
+the load average when it started). Feast's own feature server runs in the same run when a
+virtual environment with Feast exists (``--feast-venv``). The end prints a table, the
+issue's targets with met/missed, and the ratios against the FastAPI app and Feast; the
+JSON in ``benchmarks/results/serve-<time>.json`` holds the same, with ``fields`` saying
+what each figure means.
 
 Usage::
 
     apt-get install wrk
-    python benchmarks/bench_serve.py [--size small] [--seconds 5]
+    python benchmarks/bench_serve.py [--size small] [--seconds 5] [--repeat 3] [--no-feast]
 """
 
 from __future__ import annotations
@@ -23,17 +29,20 @@ import argparse
 import json
 import math
 import os
+import queue
 import re
-import selectors
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import numpy as np
@@ -150,18 +159,34 @@ def server(
         env=env,
         cwd=cwd,
     )
-    selector = selectors.DefaultSelector()
+    # Lines are read by a thread: select() on the pipe misses lines that one readline
+    # already pulled into the file's buffer (uvicorn writes several lines at once).
+    # The thread keeps draining the pipe afterwards, so a talkative server never blocks.
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump(stream: IO[str]) -> None:
+        for text in stream:
+            lines.put(text)
+
+    if url is None:
+        assert process.stdout is not None
+        threading.Thread(target=pump, args=(process.stdout,), daemon=True).start()
+    seen: list[str] = []
     try:
         deadline = time.monotonic() + 120
         while url is None:
-            assert process.stdout is not None
-            if not selector.get_map():
-                selector.register(process.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout=max(0.1, deadline - time.monotonic())):
-                raise SystemExit(f"no start line from {command}")
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                raise SystemExit(f"{command} exited with {process.returncode}")
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                if process.poll() is not None:
+                    raise SystemExit(
+                        f"{command} exited with {process.returncode}: {''.join(seen)[-2000:]}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    shown = "".join(seen)[-2000:]
+                    raise SystemExit(f"no start line from {command}: {shown}") from None
+                continue
+            seen.append(line)
             found = re.search(r"http://[\d.]+:\d+", line)
             url = found.group(0) if found else None
         while True:
@@ -174,13 +199,20 @@ def server(
                 time.sleep(0.1)
         yield url
     finally:
-        selector.close()
         process.send_signal(signal.SIGTERM)
         try:
             process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def check(url: str, path: str, fv: mfs.FeatureView, entities: list[dict[str, int]]) -> int:
@@ -206,7 +238,9 @@ def wrk(
     seconds: int,
     scratch: Path,
     method: str = "POST",
+    warm_up: bool = True,
 ) -> dict[str, Any]:
+    """One wrk run (after a one-second warm-up run, unless ``warm_up`` is false)."""
     lua_bodies = scratch / "bodies.lua"
     lua_bodies.write_text(
         "return {\n" + ",\n".join(json.dumps(b) for b in bodies) + "\n}\n", encoding="utf-8"
@@ -217,7 +251,9 @@ def wrk(
     )
     command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
     command += ["-s", str(script), url]
-    subprocess.run([*command[:-1], "-d1s", url], capture_output=True, check=True)  # warm-up
+    if warm_up:
+        subprocess.run([*command[:-1], "-d1s", url], capture_output=True, check=True)
+    load = os.getloadavg()[0]
     run = subprocess.run(command, capture_output=True, text=True, check=True)
     line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT "))
     raw = json.loads(line.removeprefix("RESULT "))
@@ -231,7 +267,40 @@ def wrk(
         "p99_us": raw["p99_us"],
         "max_us": raw["max_us"],
         "requests_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6)),
+        "loadavg_1m_at_start": round(load, 2),
     }
+
+
+def measured(
+    url: str,
+    path: str,
+    bodies: Sequence[str],
+    *,
+    connections: int,
+    seconds: int,
+    repeat: int,
+    scratch: Path,
+    method: str = "POST",
+) -> dict[str, Any]:
+    """``repeat`` wrk runs of one configuration: the median of each figure, and every run."""
+    runs = [
+        wrk(
+            url,
+            path,
+            bodies,
+            connections=connections,
+            seconds=seconds,
+            scratch=scratch,
+            method=method,
+            warm_up=i == 0,
+        )
+        for i in range(repeat)
+    ]
+    row: dict[str, Any] = {"connections": connections}
+    for key in ("p50_us", "p90_us", "p99_us", "max_us", "requests_per_s", "loadavg_1m_at_start"):
+        row[key] = statistics.median(r[key] for r in runs)
+    row["runs"] = runs
+    return row
 
 
 FEAST_FEATURES = ["user_level", "age", "country", "price", "category"]
@@ -319,9 +388,38 @@ def feast_check(url: str, fv: mfs.FeatureView, entities: list[dict[str, int]]) -
     return len(entities)
 
 
-def run(*, size: str, seconds: int, batch: int, feast_venv: Path | None) -> dict[str, Any]:
+TARGETS = (  # issue 14: microfs serve, one worker, single-entity requests unless said
+    ("p50 (µs) at 1 connection", "1 entity", 1, "p50_us", "<=", 200),
+    ("p99 (µs) at 8 connections", "1 entity", 8, "p99_us", "<=", 1000),
+    ("vectors/s at 8 connections", "1 entity", 8, "requests_per_s", ">=", 8000),
+    ("p50 (µs) of a 100-entity request", "100 entities", 1, "p50_us", "<=", 2000),
+)
+FIELDS = {
+    "server": "which server answered (all on core 0 but --workers 2: cores 0 and 1)",
+    "request": "'1 entity': one entity per request, rotating over 10,000 entities; "
+    "'N entities': N per request; 'GET /health': the cheapest route",
+    "connections": "wrk's open connections, each sending its next request on an answer",
+    "p50_us, p90_us, p99_us, max_us": "latency percentiles in microseconds, from wrk's "
+    "histogram (median over the repeated runs)",
+    "requests_per_s": "answered requests per second (median over the runs); for 1-entity "
+    "requests, vectors per second",
+    "loadavg_1m_at_start": "the machine's 1-minute load average when the run started "
+    "(median); the machine has few cores, so other work shows here",
+    "runs": "each run's figures",
+    "checked": "entities whose answers were compared with get_inference_vectors (Feast: "
+    "with the untransformed columns) before timing; a mismatch stops the benchmark",
+}
+DEFAULT_FEAST_VENV = Path("/work/venvs/feast")
+"""Where this project's machines keep a virtual environment with Feast (override:
+``--feast-venv`` or ``$MICROFS_FEAST_VENV``)."""
+
+
+def run(
+    *, size: str, seconds: int, batch: int, repeat: int, feast_venv: Path | None
+) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("MICROFS_TOKEN", "MICROFS_LAKE")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    began = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="microfs-serve-") as tmp:
         scratch = Path(tmp)
         lake = scratch / "lake"
@@ -336,64 +434,169 @@ def run(*, size: str, seconds: int, batch: int, feast_venv: Path | None) -> dict
         peer_file.write_text(PEER, encoding="utf-8")
         serve = [sys.executable, "-m", "microfs", "serve", "--lake", str(lake), "--port", "0"]
         peer = [sys.executable, "-m", "uvicorn", "peer:app", "--app-dir", str(scratch)]
-        peer += ["--port", "18431", "--log-level", "info", "--no-access-log"]
+        peer += ["--port", str(free_port()), "--log-level", "info", "--no-access-log"]
         rows: list[dict[str, Any]] = []
 
-        def measure(name: str, url: str, path: str) -> None:
+        def add(name: str, request: str, row: dict[str, Any], checked: int | None) -> None:
+            rows.append({"server": name, "request": request, **row})
+            if checked is not None:
+                rows[-1]["checked"] = checked
+            shown = {k: v for k, v in rows[-1].items() if k != "runs"}
+            print(json.dumps(shown), flush=True)
+
+        def measure(name: str, url: str, path: str, *, with_batch: bool = True) -> None:
             checked = check(url, path, fv, sample)
             for connections in (1, 8, 64):
-                row = wrk(
-                    url, path, singles, connections=connections, seconds=seconds, scratch=scratch
+                row = measured(
+                    url,
+                    path,
+                    singles,
+                    connections=connections,
+                    seconds=seconds,
+                    repeat=repeat,
+                    scratch=scratch,
                 )
-                rows.append({"server": name, "request": "1 entity", "checked": checked, **row})
-                print(json.dumps(rows[-1]), flush=True)
-            row = wrk(url, path, batches, connections=1, seconds=seconds, scratch=scratch)
-            rows.append({"server": name, "request": f"{batch} entities", **row})
-            print(json.dumps(rows[-1]), flush=True)
+                add(name, "1 entity", row, checked)
+            if with_batch:
+                row = measured(
+                    url,
+                    path,
+                    batches,
+                    connections=1,
+                    seconds=seconds,
+                    repeat=repeat,
+                    scratch=scratch,
+                )
+                add(name, f"{batch} entities", row, checked)
 
         vectors = f"/v1/feature-views/{VIEW}/vectors"
         with server(serve, cores="0", env=env) as url:
             measure("microfs serve", url, vectors)
-            row = wrk(
+            row = measured(
                 url,
                 "/health",
                 ["{}"],
                 connections=8,
                 seconds=seconds,
+                repeat=repeat,
                 scratch=scratch,
                 method="GET",
             )
-            rows.append({"server": "microfs serve", "request": "GET /health", **row})
-            print(json.dumps(rows[-1]), flush=True)
+            add("microfs serve", "GET /health", row, None)
         with server([*serve, "--workers", "2"], cores="0,1", env=env) as url:
-            check(url, vectors, fv, sample)
-            for connections in (8, 64):
-                row = wrk(
-                    url, vectors, singles, connections=connections, seconds=seconds, scratch=scratch
-                )
-                rows.append({"server": "microfs serve --workers 2", "request": "1 entity", **row})
-                print(json.dumps(rows[-1]), flush=True)
+            measure("microfs serve --workers 2", url, vectors, with_batch=False)
         with server(peer, cores="0", env={**env, "LAKE": str(lake)}) as url:
             measure("FastAPI in-process (peer)", url, "/vectors")
-        feast_note = "not run (no --feast-venv)"
-        if feast_venv is not None:
-            feast_note = run_feast(feast_venv, scratch, fv, entities, rows, seconds, batch)
+        if feast_venv is None:
+            feast_note = "not run (--no-feast)"
+        elif not (feast_venv / "bin" / "feast").exists():
+            feast_note = f"not run: no Feast virtual environment at {feast_venv}"
+        else:
+            feast_note = run_feast(feast_venv, scratch, fv, entities, add, seconds, batch, repeat)
         import fastapi
         import uvicorn
 
         return {
             "benchmark": "serve",
+            "command": "python benchmarks/bench_serve.py " + " ".join(sys.argv[1:]),
             "view": f"{VIEW} (3 groups, scale + one_hot_encode)",
             "size": size,
             "labels": fv.label_group.count(),
             "seconds_per_run": seconds,
-            "load_generator": "wrk 4.1.0 (Debian), 1 thread, pinned to core 1",
-            "server_cores": "core 0 (workers 2: cores 0,1)",
-            "loadavg_at_end": os.getloadavg(),
-            "versions": {"uvicorn": uvicorn.__version__, "fastapi": fastapi.__version__},
+            "runs_per_figure": repeat,
+            "load_generator": "wrk 4.1.0 (Debian), 1 thread, pinned to core 1, after a 1 s "
+            "warm-up run per configuration",
+            "server_cores": "core 0 (workers 2: cores 0,1, sharing core 1 with wrk)",
+            "cpus": os.cpu_count(),
+            "loadavg_at_start": [round(x, 2) for x in began],
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+            "versions": {
+                "python": sys.version.split()[0],
+                "uvicorn": uvicorn.__version__,
+                "fastapi": fastapi.__version__,
+            },
             "feast": feast_note,
+            "targets": targets(rows),
+            "ratios": ratios(rows, batch),
+            "fields": FIELDS,
             "results": rows,
         }
+
+
+def _row(rows: list[dict[str, Any]], server: str, request: str, connections: int) -> Any:
+    return next(
+        (
+            r
+            for r in rows
+            if r["server"] == server and r["request"] == request and r["connections"] == connections
+        ),
+        None,
+    )
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets for ``microfs serve`` (one worker) against this run's medians."""
+    checked = []
+    for label, request, connections, key, op, bound in TARGETS:
+        row = _row(rows, "microfs serve", request, connections)
+        value = None if row is None else row[key]
+        met = None if value is None else (value <= bound if op == "<=" else value >= bound)
+        checked.append({"target": f"{label} {op} {bound:,}", "measured": value, "met": met})
+    return checked
+
+
+def ratios(rows: list[dict[str, Any]], batch: int) -> dict[str, dict[str, float]]:
+    """How many times lower MicroFS's p50 is and how many times higher its throughput."""
+    out: dict[str, dict[str, float]] = {}
+    for peer in ("FastAPI in-process (peer)", "Feast feature server"):
+        figures: dict[str, float] = {}
+        for request, connections in [("1 entity", 1), ("1 entity", 8), ("1 entity", 64)] + [
+            (f"{batch} entities", 1)
+        ]:
+            ours = _row(rows, "microfs serve", request, connections)
+            theirs = _row(rows, peer, request, connections)
+            if ours is None or theirs is None:
+                continue
+            where = f"{request}, {connections} conn"
+            figures[f"p50 {where}"] = round(theirs["p50_us"] / ours["p50_us"], 1)
+            figures[f"req/s {where}"] = round(ours["requests_per_s"] / theirs["requests_per_s"], 1)
+        if figures:
+            out[f"microfs serve vs {peer}"] = figures
+    return out
+
+
+def _us(value: float) -> str:
+    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} µs"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The run as a text table: medians of each configuration, the targets, the ratios."""
+    lines = [
+        f"bench_serve: {result['view']}, {result['labels']:,} labels; wrk on core 1, servers on "
+        f"core 0; {result['runs_per_figure']} run(s) of {result['seconds_per_run']} s per "
+        f"figure, medians; load average {result['loadavg_at_start'][0]} at start, "
+        f"{result['loadavg_at_end'][0]} at end ({result['cpus']} CPUs)",
+        "",
+        f"{'server':<28} {'request':<14} {'conns':>5} {'p50':>9} {'p90':>9} {'p99':>9} "
+        f"{'req/s':>8} {'load':>5}",
+    ]
+    for r in result["results"]:
+        lines.append(
+            f"{r['server']:<28} {r['request']:<14} {r['connections']:>5} {_us(r['p50_us']):>9} "
+            f"{_us(r['p90_us']):>9} {_us(r['p99_us']):>9} {r['requests_per_s']:>8,.0f} "
+            f"{r['loadavg_1m_at_start']:>5.2f}"
+        )
+    lines += ["", "targets (microfs serve, one worker):"]
+    for t in result["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        value = t["measured"]
+        shown = "-" if value is None else f"{value:,.0f}" if "/s" in t["target"] else _us(value)
+        lines.append(f"  {t['target']:<42} measured {shown:>9}  {verdict}")
+    for name, figures in result["ratios"].items():
+        lines.append(f"{name} (x lower p50 / x more req/s):")
+        lines += [f"  {k:<32} {v:>6}x" for k, v in figures.items()]
+    lines.append(f"Feast: {result['feast']}")
+    return "\n".join(lines)
 
 
 def run_feast(
@@ -401,9 +604,10 @@ def run_feast(
     scratch: Path,
     fv: mfs.FeatureView,
     entities: list[dict[str, int]],
-    rows: list[dict[str, Any]],
+    add: Callable[[str, str, dict[str, Any], int | None], None],
     seconds: int,
     batch: int,
+    repeat: int,
 ) -> str:
     """Feast's own feature server (SQLite online store) on the same data, one worker."""
     repo = scratch / "feast_repo"
@@ -414,7 +618,7 @@ def run_feast(
         return f"feast apply/materialize failed: {exc.stderr[-500:]!r}"
     prepared = time.perf_counter() - began
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    port = 18432
+    port = free_port()
     command = [str(venv / "bin" / "feast"), "serve", "-p", str(port), "--no-access-log"]
     command += ["--max-requests", "100000000", "--workers", "1"]
 
@@ -425,17 +629,25 @@ def run_feast(
     singles = [body([e]) for e in entities]
     batches = [body(entities[i : i + batch]) for i in range(0, len(entities), batch)]
     url = f"http://127.0.0.1:{port}"
+    name = "Feast feature server"
     with server(command, cores="0", env=env, url=url, cwd=repo):
         checked = feast_check(url, fv, entities[:200])
         path = "/get-online-features"
         for connections in (1, 8, 64):
-            row = wrk(url, path, singles, connections=connections, seconds=seconds, scratch=scratch)
-            rows.append({"server": "Feast feature server", "request": "1 entity", **row})
-            rows[-1]["checked"] = checked
-            print(json.dumps(rows[-1]), flush=True)
-        row = wrk(url, path, batches, connections=1, seconds=seconds, scratch=scratch)
-        rows.append({"server": "Feast feature server", "request": f"{batch} entities", **row})
-        print(json.dumps(rows[-1]), flush=True)
+            row = measured(
+                url,
+                path,
+                singles,
+                connections=connections,
+                seconds=seconds,
+                repeat=repeat,
+                scratch=scratch,
+            )
+            add(name, "1 entity", row, checked)
+        row = measured(
+            url, path, batches, connections=1, seconds=seconds, repeat=repeat, scratch=scratch
+        )
+        add(name, f"{batch} entities", row, checked)
     version = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import feast; print(feast.__version__)"],
         capture_output=True,
@@ -455,16 +667,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument(
+        "--repeat", type=int, default=3, help="wrk runs per figure; the medians are reported"
+    )
+    parser.add_argument(
         "--feast-venv",
         type=Path,
-        default=None,
-        help="a virtual environment with feast installed: its feature server runs too",
+        default=Path(os.environ.get("MICROFS_FEAST_VENV", DEFAULT_FEAST_VENV)),
+        help="a virtual environment with feast installed, whose feature server runs in the "
+        f"same run (default: $MICROFS_FEAST_VENV or {DEFAULT_FEAST_VENV}; skipped, and said "
+        "so, when it does not exist)",
     )
+    parser.add_argument("--no-feast", action="store_true", help="leave Feast's server out")
     args = parser.parse_args(argv)
-    result = run(size=args.size, seconds=args.seconds, batch=args.batch, feast_venv=args.feast_venv)
+    result = run(
+        size=args.size,
+        seconds=args.seconds,
+        batch=args.batch,
+        repeat=args.repeat,
+        feast_venv=None if args.no_feast else args.feast_venv,
+    )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(__file__).parent / "results" / f"serve-{stamp}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(table(result))
     print(f"written to {out}")
     return 0
 

@@ -115,11 +115,7 @@ class VectorServer:
             row = table.get(key, source.columns)
             if row is None:
                 if strict:
-                    raise NotFoundError(
-                        f"no online row in feature group {source.group.name!r} for key "
-                        f"{dict(zip(source.keys, key, strict=True))}; pass strict=False "
-                        "to get nulls instead"
-                    )
+                    raise self._not_found(source, key)
                 continue
             if source.max_age is not None:
                 if now is None:
@@ -168,6 +164,53 @@ class VectorServer:
         raise DefinitionError(
             "return_type must be 'list', 'dict', 'polars', 'pandas' or 'numpy', got "
             f"{return_type!r}"
+        )
+
+    def rows(
+        self, entities: Sequence[Mapping[str, Any]], *, strict: bool = False
+    ) -> list[list[Any]]:
+        """The transformed vectors of many entities as lists, in request order.
+
+        Each is what :meth:`vector` gives for its entity; the loop runs table by table
+        rather than entity by entity, so each table's freshness check, column check and
+        row reader are paid once per call, and every entity reads the same snapshot of a
+        table. Cheaper than :meth:`vectors` for up to a few hundred entities (no frame,
+        no query). With ``strict``, the first table lacking an entity's row is reported.
+        """
+        if len(entities) == 1:  # the loop's set-up per table costs more than it saves
+            return [self._row(self.raw(entities[0], strict=strict))]
+        width = len(self.features)
+        raws: list[list[Any]] = [[None] * width for _ in entities]
+        times: list[datetime | None] = [None] * len(entities)
+        for source, table in zip(self.sources, self._tables, strict=True):
+            get = table.getter(source.columns)
+            keys, positions, max_age = source.keys, source.positions, source.max_age
+            for i, (entity, raw) in enumerate(zip(entities, raws, strict=True)):
+                try:
+                    key = tuple([entity[k] for k in keys])
+                except KeyError:
+                    raise self._missing(entity) from None
+                row = get(key)
+                if row is None:
+                    if strict:
+                        raise self._not_found(source, key)
+                    continue
+                if max_age is not None:
+                    now = times[i]
+                    if now is None:
+                        now = times[i] = self._entity_time(entity)
+                    if row[-1] < now - max_age:
+                        continue
+                for position, value in zip(positions, row, strict=False):
+                    raw[position] = value
+        transform = self._row
+        return [transform(raw) for raw in raws]
+
+    def _not_found(self, source: _Source, key: tuple[Any, ...]) -> NotFoundError:
+        return NotFoundError(
+            f"no online row in feature group {source.group.name!r} for key "
+            f"{dict(zip(source.keys, key, strict=True))}; pass strict=False to get nulls "
+            "instead"
         )
 
     def _check_numeric(self) -> None:

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 import microfs as mfs
 from microfs import FeatureStore, cli
+from microfs import server as server_module
 from microfs.server import MAX_BODY_BYTES, SINGLE_PATH_MAX, create_app, is_loopback
 from tests.helpers import ACTIVITY, ITEM, PROFILE, at, create_served_groups, same, served_view
 
@@ -113,6 +114,35 @@ def test_many_entities_take_the_vectorised_path_with_equal_results(
     assert response.status_code == 200, response.text
     assert response.json()["columns"] == served.columns
     assert_vectors_equal(response.json()["vectors"], served.get_inference_vectors(entities))
+
+
+def test_batches_on_both_sides_of_the_row_path_limit_equal_get_inference_vectors(
+    app: Any, served: mfs.FeatureView
+) -> None:
+    keys = [(1, 102), (2, 102), (3, 7), (9, 999), (1, None), (2, 7)]
+    for count in (2, SINGLE_PATH_MAX, SINGLE_PATH_MAX + 1):
+        entities: list[dict[str, Any]] = [
+            {"user_id": keys[i % 6][0], "item_id": keys[i % 6][1]} for i in range(count)
+        ]
+        for i in range(0, count, 3):  # some carry the label time, some do not
+            entities[i]["timestamp"] = f"2024-01-01T00:{i % 60:02d}:00+00:00"
+        response = call(app, "POST", VECTORS, body={"entities": entities})
+        assert response.status_code == 200, response.text
+        frame = pl.DataFrame(
+            {
+                "user_id": [e["user_id"] for e in entities],
+                "item_id": [e["item_id"] for e in entities],
+                "timestamp": [
+                    at(i % 60) if "timestamp" in e else None for i, e in enumerate(entities)
+                ],
+            }
+        )
+        assert_vectors_equal(response.json()["vectors"], served.get_inference_vectors(frame))
+        strict = call(app, "POST", VECTORS, body={"entities": entities, "strict": True})
+        if count > 3:  # holds the unknown (9, 999)
+            assert_error(strict, 404, "not_found", "no online row")
+        else:
+            assert strict.json()["vectors"] == response.json()["vectors"]
 
 
 def test_passed_features_and_the_event_time(app: Any, served: mfs.FeatureView) -> None:
@@ -729,3 +759,11 @@ def test_serve_without_the_server_libraries_names_the_extra(
     err = capsys.readouterr().err
     expected = 'microfs serve needs the server libraries: pip install "microfs[serve]"'
     assert err == f"microfs: error: {expected}\n"
+
+
+def test_create_app_without_the_json_library_names_the_extra(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "_ORJSON", False)  # what a missing orjson leaves
+    with pytest.raises(mfs.ServerConfigError, match=r"pip install \"microfs\[serve\]\""):
+        create_app(store.root)

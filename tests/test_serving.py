@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import microfs as mfs
 from microfs import FeatureStore
+from microfs.serving import VectorServer
 from tests.helpers import (
     ACTIVITY,
     ITEM,
@@ -27,6 +28,11 @@ from tests.helpers import (
 
 FINAL = 100  # minute of every entity's final event, later than every feature row
 CUT = 40  # parameters are fitted on label rows before this minute only
+
+
+def vector_server(fs: FeatureStore, fv: mfs.FeatureView) -> VectorServer:
+    """The view's online path compiled anew, as the HTTP server compiles it."""
+    return VectorServer(fv.definition, fv.label_group, fv.joined_groups, fs.online, fv.params())
 
 
 users = st.integers(1, 4)
@@ -121,6 +127,7 @@ def test_online_vectors_equal_training_rows(world: dict[str, pl.DataFrame]) -> N
         entities = world["entities"].to_dicts()
         batch = fv.get_inference_vectors(entities)
         assert batch.columns == X.columns
+        rows = vector_server(fs, fv).rows(entities)  # table by table, one snapshot each
         for position, entity in enumerate(entities):
             row = finals.filter(
                 (pl.col("user_id") == entity["user_id"]) & (pl.col("item_id") == entity["item_id"])
@@ -132,6 +139,7 @@ def test_online_vectors_equal_training_rows(world: dict[str, pl.DataFrame]) -> N
                 expected,
             )
             assert all(same(a, b) for a, b in zip(batch.row(position), expected, strict=True))
+            assert all(same(a, b) for a, b in zip(rows[position], expected, strict=True))
             as_dict = fv.get_inference_vector(entity, return_type="dict")
             assert list(as_dict) == X.columns
 
@@ -335,6 +343,14 @@ def test_batch_equals_single_vectors_for_string_int_and_composite_keys(
         fv.get_inference_vectors(entities[:2], strict=True)
     with pytest.raises(mfs.NotFoundError, match="buckeroo"):
         fv.get_inference_vector(entities[1], strict=True)
+    # the row path (table by table) gives each entity its single vector, errors alike
+    compiled = vector_server(store, fv)
+    assert compiled.rows(entities) == singles
+    assert compiled.rows(entities[:1]) == singles[:1]
+    with pytest.raises(mfs.NotFoundError, match="buckeroo"):
+        compiled.rows(entities[:2], strict=True)
+    with pytest.raises(mfs.DefinitionError, match="user_id"):
+        compiled.rows([*entities[:2], {"city": "oslo"}])
     with pytest.raises(mfs.DefinitionError, match="user_id"):
         fv.get_inference_vectors(pl.DataFrame({"city": ["oslo"]}))
 
@@ -356,6 +372,7 @@ def test_max_age_in_a_batch_is_measured_as_for_a_single_vector(
     singles = [fv.get_inference_vector(e) for e in entities]
     assert [s[1] for s in singles] == [4.0, None, 4.0, 9.5]
     assert fv.get_inference_vectors(entities).rows() == [tuple(s) for s in singles]
+    assert vector_server(store, fv).rows(entities) == singles
     naive = pl.DataFrame({"user_id": [1], "item_id": [103], "timestamp": [datetime(2024, 1, 1)]})
     with pytest.raises(mfs.SchemaError, match="timestamp"):
         fv.get_inference_vectors(naive)

@@ -33,7 +33,7 @@ sees the old or the new row.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -167,6 +167,35 @@ class OnlineTable:
         if read is None:
             read = self._row_reader(state, names)
         return read(position)
+
+    def getter(self, columns: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...] | None]:
+        """A function doing :meth:`get` for ``columns``, bound to the current snapshot.
+
+        For many lookups in a loop: the freshness check, the column check and the row
+        reader are done once, and every lookup through it reads the same snapshot (so the
+        rows of one batch are consistent while inserts are applied).
+
+        Raises:
+            SchemaError: an unknown column (the function: a key value of the wrong type).
+
+        >>> get = table.getter(("age", "level"))  # doctest: +SKIP
+        >>> get((1,)), get((3,))  # doctest: +SKIP
+        ((34, 'gold'), None)
+        """
+        if self._wanted > self._version:
+            self._sync()
+        state = self._state
+        names = self._checked(columns)
+        read = state.rows.get(names)
+        if read is None:
+            read = self._row_reader(state, names)
+        find = state.find
+
+        def get(key: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            position = find(key)
+            return None if position is None else read(position)
+
+        return get
 
     def get_many(self, keys: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
         """One row per row of ``keys``, in order: ``columns`` and a boolean ``__found``.
