@@ -32,7 +32,9 @@ __all__ = [
     "KERNEL_MIN_ROWS",
     "ROW",
     "Cursors",
+    "Match",
     "asof_rows",
+    "asof_task",
     "kernel_applies",
     "polars_duration",
     "preload",
@@ -130,6 +132,33 @@ def asof_rows(
     return joined.get_column(ROW).cast(pl.Int64).fill_null(right.height)
 
 
+Match = Callable[[], "_I64"]
+"""The second part of a match (see :func:`asof_task`): numpy and the compiled kernel only."""
+
+
+def asof_task(
+    left: pl.DataFrame, right: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None
+) -> Match | None:
+    """:func:`asof_rows` in two parts, to run several joins' matches side by side.
+
+    What reads the frames (Polars) runs now, on the caller's thread; the function returned
+    does the rest (numpy and the compiled kernel, which releases the interpreter lock) on
+    any thread and returns the row numbers :func:`asof_rows` would. It never calls Polars,
+    so a thread of Polars' own pool that waits for it cannot starve that pool. None when
+    Polars should do the join instead (then call :func:`asof_rows`).
+    """
+    floor = min(KERNEL_MIN_ROWS, KERNEL_MIN_CALL_ROWS)
+    if left.height < floor or not kernel_applies(left.schema[key], left.schema[time]):
+        return None
+    if left.get_column(time).null_count():
+        return None
+    build = Cursors.builder(right, time=time, key=key)
+    if build is None:
+        return None
+    labels = _Labels.of(left, time=time, key=key, max_age=max_age)
+    return lambda: build().run(labels)
+
+
 def _matched_rows(
     left: pl.DataFrame, right: pl.DataFrame, time: str, key: str, max_age: timedelta | None
 ) -> _I64 | None:
@@ -137,13 +166,21 @@ def _matched_rows(
 
     None when Polars should do the join instead.
     """
-    floor = min(KERNEL_MIN_ROWS, KERNEL_MIN_CALL_ROWS)
-    if left.height < floor or not kernel_applies(left.schema[key], left.schema[time]):
-        return None
-    if left.get_column(time).null_count():
-        return None
-    cursors = Cursors.of(right, time=time, key=key)
-    return None if cursors is None else cursors.advance(left, time=time, key=key, max_age=max_age)
+    task = asof_task(left, right, time=time, key=key, max_age=max_age)
+    return None if task is None else task()
+
+
+class _Labels:
+    """A label frame's keys, their validity and times as int64 arrays, and the tolerance."""
+
+    def __init__(self, keys: _I64, valid: npt.NDArray[np.bool_], times: _I64, tolerance: int):
+        self.keys, self.valid, self.times, self.tolerance = keys, valid, times, tolerance
+
+    @classmethod
+    def of(cls, left: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None) -> _Labels:
+        keys, valid = _keys_and_validity(left.get_column(key))
+        tolerance = -1 if max_age is None else _in_time_units(max_age, left.schema[time])
+        return cls(_read_only(keys), valid, _read_only(_int64(left.get_column(time))), tolerance)
 
 
 class Cursors:
@@ -178,28 +215,46 @@ class Cursors:
         ``min_keys`` (``KERNEL_MIN_KEYS`` when None) or far wider than the rows, or keys
         beyond int64.
         """
+        build = cls.builder(right, time=time, key=key, min_keys=min_keys)
+        return None if build is None else build()
+
+    @classmethod
+    def builder(
+        cls, right: pl.DataFrame, *, time: str, key: str, min_keys: int | None = None
+    ) -> Callable[[], Cursors] | None:
+        """:meth:`of` in two parts: the reads of ``right`` now, the grouping later.
+
+        The function returned groups the rows with numpy alone, on any thread.
+        """
+        height = right.height
         right_keys = right.get_column(key)
         present = right_keys.drop_nulls()
         if present.is_empty():
             empty = np.zeros((0, 3), dtype=np.int64)
             pairs = np.zeros((0, 2), dtype=np.int64)
-            return cls(low=0, cursors=empty, rights=pairs, height=right.height)
+            return lambda: cls(low=0, cursors=empty, rights=pairs, height=height)
         low, high = int(present.min()), int(present.max())  # type: ignore[arg-type]
         span = high - low + 1
         if span < (KERNEL_MIN_KEYS if min_keys is None else min_keys):
             return None
         if span > _RANGE_SLACK * present.len() + _RANGE_FLOOR or high > np.iinfo(np.int64).max:
             return None
-        row_numbers = np.flatnonzero(right_keys.is_not_null().to_numpy())
-        slots = present.cast(pl.Int64).to_numpy() - low
-        order = np.argsort(slots, kind="stable")
-        right_times = _int64(right.get_column(time))[row_numbers]
-        return cls(
-            low=low,
-            cursors=_cursors(np.bincount(slots, minlength=span)),
-            rights=np.stack([right_times[order], row_numbers[order]], axis=1),
-            height=right.height,
-        )
+        has_key = right_keys.is_not_null().to_numpy()
+        keys = present.cast(pl.Int64).to_numpy()
+        times = _int64(right.get_column(time))
+
+        def build() -> Cursors:
+            row_numbers = np.flatnonzero(has_key)
+            slots = keys - low
+            order = np.argsort(slots, kind="stable")
+            return cls(
+                low=low,
+                cursors=_cursors(np.bincount(slots, minlength=span)),
+                rights=np.stack([times[row_numbers][order], row_numbers[order]], axis=1),
+                height=height,
+            )
+
+        return build
 
     def advance(
         self, left: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None
@@ -208,17 +263,30 @@ class Cursors:
 
         ``height`` (one past the last row) where no row matched.
         """
+        return self.advance_task(left, time=time, key=key, max_age=max_age)()
+
+    def advance_task(
+        self, left: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None
+    ) -> Match:
+        """:meth:`advance` in two parts: the reads of ``left`` now, the match later.
+
+        The function returned runs numpy and the compiled kernel alone, on any thread.
+        """
+        labels = _Labels.of(left, time=time, key=key, max_age=max_age)
+        return lambda: self.run(labels)
+
+    def run(self, labels: _Labels) -> _I64:
+        """Match ``labels`` (numpy and the compiled kernel only), moving the cursors."""
         if not len(self._cursors):  # no joined row has a key: nothing matches
-            return np.full(left.height, self.height, dtype=np.int64)
-        keys, valid = _keys_and_validity(left.get_column(key))
+            return np.full(labels.keys.shape[0], self.height, dtype=np.int64)
         return _compiled()(  # type: ignore[no-any-return]
-            _read_only(keys),
-            valid,
-            _read_only(_int64(left.get_column(time))),
+            labels.keys,
+            labels.valid,
+            labels.times,
             self._low,
             self._cursors,
             self._rights,
-            -1 if max_age is None else _in_time_units(max_age, left.schema[time]),
+            labels.tolerance,
             self.height,
         )
 

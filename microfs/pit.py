@@ -26,7 +26,14 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from microfs._asof_kernel import Cursors, asof_rows, kernel_applies, polars_duration
+from microfs._asof_kernel import (
+    Cursors,
+    Match,
+    asof_rows,
+    asof_task,
+    kernel_applies,
+    polars_duration,
+)
 from microfs.errors import DefinitionError
 from microfs.view_definition import output_names
 
@@ -277,10 +284,12 @@ def _kernel_branch(
     It gives exactly the rows of the ``join_asof`` in :func:`_branch`, in about half the
     CPU time on large label sets (see :mod:`microfs._asof_kernel`). The spine's time and
     keys are stacked over each join's rows (time, key and features, told apart by a side
-    column) and handed to one function whole. It finds each label's row for every join
-    at once, on threads of its own (the compiled kernel and the gathers run without the
-    interpreter lock), and gathers each join's features from its rows, with one null row
-    appended for labels without a match, in one chunk. One opaque node, so both of
+    column) and handed to one function whole (a join with :class:`PreparedRows` stacks
+    nothing: its rows and cursors are in memory). It reads each join's keys and times,
+    finds every label's row for all joins at once on threads of its own (numpy and the
+    compiled kernel, which release the interpreter lock and never call Polars: see
+    :func:`_run_side_by_side`), then gathers each join's features from its rows, with
+    one null row appended for labels without a match, in one chunk. One opaque node, so both of
     Polars' engines run the joins alike and side by side (as separate nodes, the
     streaming engine ran them one after the other), and each group's rows are read
     once. The joined rows stay in the plan, so ``explain()`` still shows their scans.
@@ -310,38 +319,56 @@ def _kernel_branch(
         sizes = np.bincount(stacked.get_column(side).to_numpy(), minlength=len(parts))
         ends = np.cumsum(sizes)
         labels = stacked.slice(0, int(sizes[0]))
-
-        def one(number: int) -> pl.DataFrame:
-            plan, own = joins[number][0], names[number]
+        sources: list[pl.DataFrame] = []
+        found: list[Match | pl.Series] = []
+        for number, (plan, _, _) in enumerate(joins):
             key = plan.on[0]
             if plan.prepared is not None:
                 if labels.get_column(label_time).null_count():
                     msg = "labels joined through prepared rows need an event time on every row"
                     raise DefinitionError(msg)
-                found = plan.prepared.cursors.advance(
-                    labels, time=label_time, key=key, max_age=plan.max_age
+                sources.append(plan.prepared.features)
+                found.append(
+                    plan.prepared.cursors.advance_task(
+                        labels, time=label_time, key=key, max_age=plan.max_age
+                    )
                 )
-                return plan.prepared.features.gather(found)
+                continue
             part = stacked_joins.index(number) + 1
             joined = stacked.slice(int(ends[part - 1]), int(sizes[part]))
-            found_rows = asof_rows(
-                labels.select(label_time, key),
-                joined.select(label_time, key),
-                time=label_time,
-                key=key,
-                max_age=plan.max_age,
-            )
             # A gather from one chunk: from the chunks a concatenation leaves it costs more.
-            null_row = pl.DataFrame({name: [None] for name in own}, schema=schemas[number])
-            return pl.concat([joined.select(own), null_row], rechunk=True).gather(found_rows)
-
-        if len(joins) == 1:
-            return one(0)
-        with ThreadPoolExecutor(len(joins), thread_name_prefix="microfs-asof") as pool:
-            return pl.concat(list(pool.map(one, range(len(joins)))), how="horizontal")
+            null_row = pl.DataFrame(
+                {name: [None] for name in names[number]}, schema=schemas[number]
+            )
+            sources.append(pl.concat([joined.select(names[number]), null_row], rechunk=True))
+            left, right = labels.select(label_time, key), joined.select(label_time, key)
+            task = asof_task(left, right, time=label_time, key=key, max_age=plan.max_age)
+            if task is None:  # Polars joins these, here
+                found.append(asof_rows(left, right, time=label_time, key=key, max_age=plan.max_age))
+            else:
+                found.append(task)
+        rows = _run_side_by_side(found)
+        frames = [source.gather(r) for source, r in zip(sources, rows, strict=True)]
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="horizontal")
 
     schema = {name: dtype for s in schemas for name, dtype in s.items()}
     return stacked.map_batches(match, schema=schema, streamable=False)
+
+
+def _run_side_by_side(found: Sequence[Match | pl.Series]) -> list[pl.Series | np.ndarray]:
+    """Run the kernel's matches among ``found`` on threads of their own, side by side.
+
+    They run numpy and the compiled kernel only (see :func:`asof_task`), never Polars: the
+    caller may be a thread of Polars' pool, which must not wait on work that needs the
+    pool (with every thread of it waiting, nothing would run it).
+    """
+    tasks = [item for item in found if not isinstance(item, pl.Series)]
+    if len(tasks) > 1:
+        with ThreadPoolExecutor(len(tasks), thread_name_prefix="microfs-asof") as pool:
+            done = iter(list(pool.map(lambda task: task(), tasks)))
+    else:
+        done = iter([task() for task in tasks])
+    return [item if isinstance(item, pl.Series) else next(done) for item in found]
 
 
 def order_spine(

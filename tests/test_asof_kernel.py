@@ -7,6 +7,9 @@ units, max_age, and when it must step aside for Polars.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -277,3 +280,56 @@ def test_features_named_like_the_kernel_branch_s_columns_survive() -> None:
     with kernel(forced=True) as loader:
         assert_frame_equal(joined(compiled=True), expected)
     assert loader.called
+
+
+_ONE_THREAD_SCRIPT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+import numpy as np
+import polars as pl
+from microfs import _asof_kernel
+from microfs.pit import JoinPlan, point_in_time_join
+
+assert pl.thread_pool_size() == 1
+_asof_kernel.KERNEL_MIN_ROWS = 0
+_asof_kernel.KERNEL_MIN_KEYS = 0
+rng = np.random.default_rng(0)
+start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+def times(n):
+    return pl.Series(np.sort(rng.integers(0, 10**9, n))).cast(pl.Datetime("us", "UTC"))
+
+labels = pl.DataFrame({"t": times(20_000), "a": rng.integers(0, 5_000, 20_000),
+                       "b": rng.integers(0, 5_000, 20_000)}).lazy()
+plans = [
+    JoinPlan(pl.DataFrame({"a": rng.integers(0, 5_000, 8_000), "ts": times(8_000),
+                           "x": rng.random(8_000)}).lazy(), ("a",), "ts", ("x",), compiled=True),
+    JoinPlan(pl.DataFrame({"b": rng.integers(0, 5_000, 8_000), "ts": times(8_000),
+                           "y": rng.random(8_000)}).lazy(), ("b",), "ts", ("y",), compiled=True),
+]
+frame = point_in_time_join(labels, label_time="t", label_keys=["a", "b"], joins=plans)
+assert "OPAQUE_PYTHON" in frame.explain()
+with ThreadPoolExecutor(3) as pool:  # frames collected at once, as a server's threads do
+    frames = list(pool.map(lambda e: frame.collect(engine=e), ["in-memory", "streaming", "auto"]))
+assert all(f.equals(frames[0]) for f in frames)
+assert frames[0]["x"].null_count() < frames[0].height
+print("ok")
+"""
+
+
+def test_kernel_joins_finish_on_a_polars_pool_of_one_thread_with_frames_collected_at_once() -> None:
+    # The kernel's matches run on threads of their own while the node waits on a thread of
+    # Polars' pool: if they called Polars, a pool of one thread (or one whose every thread
+    # waits) would never run them, and the collect would hang.
+    env = {**os.environ, "POLARS_MAX_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_THREAD_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

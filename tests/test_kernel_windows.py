@@ -47,7 +47,7 @@ def test_windows_of_a_frame_chosen_for_the_kernel_run_it_and_write_the_same_rows
     assert view.write_training_frame(plain, window=timedelta(days=30)) == labels
     loader = mock.MagicMock(wraps=_asof_kernel._compiled)
     grouped = mock.MagicMock(wraps=_asof_kernel.Cursors.of)
-    advance = _asof_kernel.Cursors.advance
+    advance = _asof_kernel.Cursors.advance_task
     compiled = tmp_path / "compiled.parquet"
     with (
         # the whole frame qualifies, a 30-day window alone would not
@@ -57,7 +57,7 @@ def test_windows_of_a_frame_chosen_for_the_kernel_run_it_and_write_the_same_rows
         mock.patch.object(_asof_kernel, "_compiled", loader),
         mock.patch.object(_asof_kernel.Cursors, "of", grouped),
         mock.patch.object(
-            _asof_kernel.Cursors, "advance", autospec=True, side_effect=advance
+            _asof_kernel.Cursors, "advance_task", autospec=True, side_effect=advance
         ) as step,
     ):
         assert view.write_training_frame(compiled, window=timedelta(days=30)) == labels
