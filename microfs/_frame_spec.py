@@ -33,6 +33,7 @@ class JoinSpec:
         output_names: Their names in the frame (the join's prefix in front), in order.
         max_age: A match older than ``t - max_age`` gives nulls; exactly ``max_age`` old
             still counts. None keeps every match.
+        prefix: Put in front of each feature's name to give its output name.
     """
 
     on: tuple[str, ...]
@@ -40,6 +41,7 @@ class JoinSpec:
     features: tuple[str, ...]
     output_names: tuple[str, ...]
     max_age: timedelta | None
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def frame_spec(
                 features=join.features,
                 output_names=join.output_names(),
                 max_age=join.max_age,
+                prefix=join.prefix,
             )
             for join, group in zip(definition.joins, groups, strict=True)
         ),

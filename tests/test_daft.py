@@ -10,6 +10,8 @@ Ray cluster (Daft's runner can be set once per process).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -73,6 +75,7 @@ def daft_joins(world: PitWorld) -> list[tuple[JoinSpec, Any]]:
                 features=g.features,
                 output_names=tuple(g.prefix + f for f in g.features),
                 max_age=g.max_age,
+                prefix=g.prefix,
             ),
             daft.from_arrow(pl.DataFrame(g.rows, schema=g.schema, orient="row").to_arrow()),
         )
@@ -197,21 +200,34 @@ def _group_name(group: PitGroup) -> str:
 bounds = st.one_of(st.none(), pit_times)
 
 
+def broadcasts(frame: Any) -> bool:
+    """Whether ``frame``'s plan joins groups by broadcasting them (not by Daft's joins)."""
+    plan = io.StringIO()
+    with contextlib.redirect_stdout(plan):
+        frame.explain()
+    return "_broadcast_join" in plan.getvalue()
+
+
 @SETTINGS
-@given(world=pit_worlds(), start=bounds, end=bounds, pin=st.booleans())
+@given(world=pit_worlds(), start=bounds, end=bounds, pin=st.booleans(), broadcast=st.booleans())
 def test_training_frame_on_daft_equals_polars(
     tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
     world: PitWorld,
     start: datetime | None,
     end: datetime | None,
     pin: bool,
+    broadcast: bool,
 ) -> None:
+    """Groups broadcast to the label batches, or (the threshold at -1) joined by Daft."""
+    monkeypatch.setattr(daft_engine, "BROADCAST_MAX_ROWS", 10**9 if broadcast else -1)
     store = mfs.FeatureStore(tmp_path_factory.mktemp("lake"))
     view, pinned = build_view(store, world)
     versions = pinned if pin else None
     expected = view.training_frame(start=start, end=end, table_versions=versions).collect()
     out = view.training_frame(start=start, end=end, table_versions=versions, engine="daft")
     assert isinstance(out, daft.DataFrame)
+    assert broadcasts(out) == (broadcast and any(g.features for g in world.groups))
     assert_frame_equal(to_polars(out, expected.schema), expected)
 
     try:
