@@ -453,9 +453,9 @@ def _join_batch(
 ) -> pa.StructArray:
     """One batch of labels (``dtypes``' columns) joined to the held rows, in its order.
 
-    One batch at a time per process: a batch's join runs on every core already, and the
-    compiled kernel's join, run from several threads at once, can wait forever for
-    Polars' threads.
+    Polars' own join, not the compiled as-of kernel: with the kernel, 10M labels over two
+    1M-row groups took 8.2 s on Daft's native runner against 7.2 s without it (one run
+    each, load average 1.8).
     """
     labels = pl.DataFrame(
         [
