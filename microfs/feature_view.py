@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from microfs._frame_plan import FramePlanner
+from microfs._frame_plan import FramePlanner, Held
 from microfs.arguments import frame as as_frame
 from microfs.arguments import integer, mapping
 from microfs.arguments import path as as_path
@@ -340,6 +340,12 @@ class FeatureView:
         total = planner.frame_rows(start, end, versions)
         held = planner.hold(end, versions, max_bytes=_HELD_GROUP_BYTES)
         prepared = planner.prepare(held, versions, kernel_labels=total)
+        # A prepared join matches through its own copy of the rows: its held rows are
+        # only checked from here on, so they are let go (at 50M labels, 0.4 GB of peak).
+        held = [
+            kept if ready is None or kept is None else Held(kept.frame.clear(), kept.order)
+            for kept, ready in zip(held, prepared, strict=True)
+        ]
         rows = 0
         arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         try:
