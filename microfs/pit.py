@@ -141,10 +141,17 @@ def prepare_rows(plan: JoinPlan, label_schema: pl.Schema, label_time: str) -> Pr
     cursors = Cursors.of(right, time=time_column, key=key)
     if cursors is None:
         return None
-    names = list(_output_names(plan))
-    null_row = pl.DataFrame({name: [None] for name in names}, schema=right.select(names).schema)
-    features = pl.concat([right.select(names), null_row], rechunk=True)
-    return PreparedRows(cursors, features)
+    return PreparedRows(cursors, _with_null_row(right.select(_output_names(plan))))
+
+
+def _with_null_row(rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` with one row of nulls appended, in one chunk.
+
+    The row a label without a match gathers (the kernel gives it one past the last row);
+    a gather from one chunk costs less than from the chunks a concatenation leaves.
+    """
+    nulls = pl.DataFrame({name: [None] for name in rows.columns}, schema=rows.schema)
+    return pl.concat([rows, nulls], rechunk=True)
 
 
 def _output_names(plan: JoinPlan) -> tuple[str, ...]:
@@ -336,11 +343,7 @@ def _kernel_branch(
                 continue
             part = stacked_joins.index(number) + 1
             joined = stacked.slice(int(ends[part - 1]), int(sizes[part]))
-            # A gather from one chunk: from the chunks a concatenation leaves it costs more.
-            null_row = pl.DataFrame(
-                {name: [None] for name in names[number]}, schema=schemas[number]
-            )
-            sources.append(pl.concat([joined.select(names[number]), null_row], rechunk=True))
+            sources.append(_with_null_row(joined.select(names[number])))
             left, right = labels.select(label_time, key), joined.select(label_time, key)
             task = asof_task(left, right, time=label_time, key=key, max_age=plan.max_age)
             if task is None:  # Polars joins these, here
