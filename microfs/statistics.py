@@ -407,8 +407,13 @@ def _percentiles(ordered: np.ndarray[Any, np.dtype[np.float64]], ps: Sequence[in
     low = np.floor(position).astype(np.int64)
     high = np.minimum(low + 1, ordered.size - 1)
     a, b = ordered[low], ordered[high]
-    with np.errstate(invalid="ignore"):
-        between = a + (b - a) * (position - low)
+    t = position - low
+    with np.errstate(invalid="ignore", over="ignore"):
+        between = a + (b - a) * t
+        # finite ends further apart than the float range (b - a overflows): the weighted
+        # sum of the two stays finite
+        wide = np.isfinite(a) & np.isfinite(b) & ~np.isfinite(between)
+        between = np.where(wide, a * (1 - t) + b * t, between)
     # -inf next to a finite value interpolates to NaN: the infinite end stands
     return [float(v) for v in np.where((a == b) | np.isnan(between), a, between)]
 

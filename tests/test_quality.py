@@ -702,6 +702,19 @@ def test_statistics_with_infinities_keep_them_out_of_the_histogram() -> None:
     assert (hist["bin_start"][0], hist["bin_end"][-1], hist["count"].sum()) == (1.0, 2.0, 2)
 
 
+def test_percentiles_between_finite_values_further_apart_than_the_float_range_stay_finite() -> None:
+    # b - a overflows for -1.7e308 and 1.7e308 (a warning, an error under the test run);
+    # the percentile between them is still the finite interpolation.
+    document = stats.compute(
+        pl.LazyFrame({"x": [-1.7e308, 1.7e308, 0.0]}), {"x": "float64"}, rows=3
+    )
+    (column,) = document["columns"]
+    assert column["p50"] == 0.0
+    assert column["p25"] == pytest.approx(-8.5e307)
+    assert column["p75"] == pytest.approx(8.5e307)
+    assert all(math.isfinite(column[f"p{p:02d}"]) for p in stats.PERCENTILES)
+
+
 def test_percentiles_of_a_large_column_come_from_a_sample_within_a_tenth_percent() -> None:
     values = np.random.default_rng(3).normal(size=2_500_000)
     document = stats.compute(pl.DataFrame({"v": values}), {"v": "float64"}, rows=values.size)
