@@ -705,9 +705,7 @@ def test_statistics_with_infinities_keep_them_out_of_the_histogram() -> None:
 def test_percentiles_between_finite_values_further_apart_than_the_float_range_stay_finite() -> None:
     # b - a overflows for -1.7e308 and 1.7e308 (a warning, an error under the test run);
     # the percentile between them is still the finite interpolation.
-    document = stats.compute(
-        pl.LazyFrame({"x": [-1.7e308, 1.7e308, 0.0]}), {"x": "float64"}, rows=3
-    )
+    document = stats.compute(pl.LazyFrame({"x": [-1.7e308, 1.7e308]}), {"x": "float64"}, rows=2)
     (column,) = document["columns"]
     assert column["p50"] == 0.0
     assert column["p25"] == pytest.approx(-8.5e307)
