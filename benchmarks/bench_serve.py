@@ -199,12 +199,13 @@ def server(
                 time.sleep(0.1)
         yield url
     finally:
+        # wait, not communicate: the pump thread owns the pipe (and sees its end)
         process.send_signal(signal.SIGTERM)
         try:
-            process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.communicate()
+            process.wait()
 
 
 def free_port() -> int:
@@ -445,29 +446,19 @@ def run(
             print(json.dumps(shown), flush=True)
 
         def measure(name: str, url: str, path: str, *, with_batch: bool = True) -> None:
-            checked = check(url, path, fv, sample)
-            for connections in (1, 8, 64):
-                row = measured(
-                    url,
-                    path,
-                    singles,
-                    connections=connections,
-                    seconds=seconds,
-                    repeat=repeat,
-                    scratch=scratch,
-                )
-                add(name, "1 entity", row, checked)
-            if with_batch:
-                row = measured(
-                    url,
-                    path,
-                    batches,
-                    connections=1,
-                    seconds=seconds,
-                    repeat=repeat,
-                    scratch=scratch,
-                )
-                add(name, f"{batch} entities", row, checked)
+            measure_requests(
+                add,
+                name,
+                url,
+                path,
+                singles,
+                batches if with_batch else [],
+                check(url, path, fv, sample),
+                seconds=seconds,
+                repeat=repeat,
+                scratch=scratch,
+                batch=batch,
+            )
 
         vectors = f"/v1/feature-views/{VIEW}/vectors"
         with server(serve, cores="0", env=env) as url:
@@ -599,6 +590,39 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def measure_requests(
+    add: Callable[[str, str, dict[str, Any], int | None], None],
+    name: str,
+    url: str,
+    path: str,
+    singles: list[str],
+    batches: list[str],
+    checked: int | None,
+    *,
+    seconds: int,
+    repeat: int,
+    scratch: Path,
+    batch: int,
+) -> None:
+    """One server's rows: single entities at 1, 8 and 64 connections, then batches.
+
+    The ``batch``-entity requests run at one connection; none when ``batches`` is empty.
+    """
+    runs = [("1 entity", singles, connections) for connections in (1, 8, 64)]
+    runs += [(f"{batch} entities", batches, 1)] if batches else []
+    for request, bodies, connections in runs:
+        row = measured(
+            url,
+            path,
+            bodies,
+            connections=connections,
+            seconds=seconds,
+            repeat=repeat,
+            scratch=scratch,
+        )
+        add(name, request, row, checked)
+
+
 def run_feast(
     venv: Path,
     scratch: Path,
@@ -629,25 +653,21 @@ def run_feast(
     singles = [body([e]) for e in entities]
     batches = [body(entities[i : i + batch]) for i in range(0, len(entities), batch)]
     url = f"http://127.0.0.1:{port}"
-    name = "Feast feature server"
     with server(command, cores="0", env=env, url=url, cwd=repo):
         checked = feast_check(url, fv, entities[:200])
-        path = "/get-online-features"
-        for connections in (1, 8, 64):
-            row = measured(
-                url,
-                path,
-                singles,
-                connections=connections,
-                seconds=seconds,
-                repeat=repeat,
-                scratch=scratch,
-            )
-            add(name, "1 entity", row, checked)
-        row = measured(
-            url, path, batches, connections=1, seconds=seconds, repeat=repeat, scratch=scratch
+        measure_requests(
+            add,
+            "Feast feature server",
+            url,
+            "/get-online-features",
+            singles,
+            batches,
+            checked,
+            seconds=seconds,
+            repeat=repeat,
+            scratch=scratch,
+            batch=batch,
         )
-        add(name, f"{batch} entities", row, checked)
     version = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import feast; print(feast.__version__)"],
         capture_output=True,

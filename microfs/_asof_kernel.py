@@ -116,9 +116,9 @@ def asof_rows(
         >>> asof_rows(left, right, time="t", key="k", max_age=None).to_list()
         [2, 0, 0, 1]
     """
-    rows = _matched_rows(left, right, time, key, max_age)
-    if rows is not None:
-        return pl.Series(ROW, rows)
+    task = asof_task(left, right, time=time, key=key, max_age=max_age)
+    if task is not None:
+        return pl.Series(ROW, task())
     numbered = right.with_row_index(ROW)
     joined = left.join_asof(
         numbered,
@@ -159,17 +159,6 @@ def asof_task(
     return lambda: build().run(labels)
 
 
-def _matched_rows(
-    left: pl.DataFrame, right: pl.DataFrame, time: str, key: str, max_age: timedelta | None
-) -> _I64 | None:
-    """Each left row's matched right row number (``right.height`` for none).
-
-    None when Polars should do the join instead.
-    """
-    task = asof_task(left, right, time=time, key=key, max_age=max_age)
-    return None if task is None else task()
-
-
 class _Labels:
     """A label frame's keys, their validity and times as int64 arrays, and the tolerance."""
 
@@ -194,10 +183,10 @@ class Cursors:
         >>> right = pl.DataFrame({"t": [1, 3], "k": [7, 7]})
         >>> cursors = Cursors.of(right, time="t", key="k", min_keys=0)
         >>> first = pl.DataFrame({"t": [0, 1], "k": [7, 7]})
-        >>> cursors.advance(first, time="t", key="k", max_age=None).tolist()
+        >>> cursors.advance_task(first, time="t", key="k", max_age=None)().tolist()
         [2, 0]
         >>> second = pl.DataFrame({"t": [4], "k": [7]})
-        >>> cursors.advance(second, time="t", key="k", max_age=None).tolist()
+        >>> cursors.advance_task(second, time="t", key="k", max_age=None)().tolist()
         [1]
     """
 
@@ -256,21 +245,14 @@ class Cursors:
 
         return build
 
-    def advance(
-        self, left: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None
-    ) -> _I64:
-        """Each row of ``left`` (null-free ``time``, in time order): its matched row number.
-
-        ``height`` (one past the last row) where no row matched.
-        """
-        return self.advance_task(left, time=time, key=key, max_age=max_age)()
-
     def advance_task(
         self, left: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None
     ) -> Match:
-        """:meth:`advance` in two parts: the reads of ``left`` now, the match later.
+        """Match ``left`` (null-free ``time``, in time order) in two parts.
 
-        The function returned runs numpy and the compiled kernel alone, on any thread.
+        The reads of ``left`` run now; the function returned runs numpy and the compiled
+        kernel alone, on any thread, and gives each row's matched row number (``height``,
+        one past the last row, where none matched).
         """
         labels = _Labels.of(left, time=time, key=key, max_age=max_age)
         return lambda: self.run(labels)
