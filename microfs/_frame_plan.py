@@ -137,18 +137,31 @@ class FramePlanner:
         end: datetime | None,
         window: timedelta,
         table_versions: Mapping[str, int] | None,
+        *,
+        max_rows: int | None = None,
     ) -> list[tuple[datetime, datetime]]:
-        """Consecutive ``[lo, hi)`` windows covering the label times in ``[start, end)``."""
+        """Consecutive ``[lo, hi)`` windows covering the label times in ``[start, end)``.
+
+        Each is ``window`` long, but with ``max_rows``, a window holding more labels than
+        that is cut at label-time boundaries into windows of about ``max_rows`` labels
+        each (counted on a grid of a sixteenth of ``window``; a grid cell with more
+        labels than ``max_rows`` is cut in equal lengths), so memory follows the labels
+        a window holds rather than its length.
+        """
         if not isinstance(window, timedelta) or window <= timedelta(0):
             raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
+        counts = None if max_rows is None else self._label_counts(lo, hi, window, table_versions)
         if lo is None or hi is None:
-            first, last = (
-                self.label.scan(version=(table_versions or {}).get(self.label.name))
-                .select(pl.col(self.time).min(), pl.col(self.time).max().alias("last"))
-                .collect()
-                .row(0)
-            )
+            if counts is None:
+                first, last = (
+                    self.label.scan(version=(table_versions or {}).get(self.label.name))
+                    .select(pl.col(self.time).min(), pl.col(self.time).max().alias("last"))
+                    .collect()
+                    .row(0)
+                )
+            else:
+                first, last = counts["first"].min(), counts["last"].max()
             if first is None:
                 return []
             lo = lo if lo is not None else first
@@ -157,7 +170,34 @@ class FramePlanner:
         while lo < hi:
             edges.append((lo, min(lo + window, hi)))
             lo = edges[-1][1]
-        return edges
+        if counts is None or max_rows is None:
+            return edges
+        return [piece for edge in edges for piece in _split(edge, counts, max_rows)]
+
+    def _label_counts(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        window: timedelta,
+        table_versions: Mapping[str, int] | None,
+    ) -> pl.DataFrame:
+        """Labels per cell of a grid a sixteenth of ``window`` wide, in time order.
+
+        Columns: ``cell`` (its number), ``rows``, and the cell's ``first`` and ``last``
+        label time.
+        """
+        width = max(window // 16, timedelta(microseconds=1))
+        scan = self.label.scan(version=(table_versions or {}).get(self.label.name))
+        time = pl.col(self.time)
+        cell = time.dt.epoch("us") // (width // timedelta(microseconds=1))
+        return (
+            window_filter(scan.select(self.time), self.time, start, end)
+            .group_by(cell.alias("cell"))
+            .agg(pl.len().alias("rows"), time.min().alias("first"), time.max().alias("last"))
+            .filter(pl.col("first").is_not_null())
+            .sort("cell")
+            .collect(engine="streaming")
+        )
 
     def window_plans(
         self,
@@ -221,26 +261,33 @@ class FramePlanner:
         For a caller that joins many windows in turn: a window's rows are then a filter
         of memory instead of a read of the group's files, which cannot skip what lies
         outside the window when a file is one row group (each window would decode the
-        whole group again). A group whose columns would take more than ``max_bytes``
-        (estimated from the Delta log: 8 bytes per value, 16 per text value) is not
-        held (None) and is read per window as before.
+        whole group again). Groups are held smallest first while together they take at
+        most ``max_bytes`` (estimated from the Delta log: 8 bytes per value, 16 per text
+        value); the others are not held (None) and are read per window as before.
         """
-        out: list[Held | None] = []
-        for join, group in zip(self.joins, self.groups, strict=True):
+        versions = table_versions or {}
+        wanted: list[tuple[int, int, str, list[str]]] = []  # size, join number, time, columns
+        for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             time = group.event_time
-            version = (table_versions or {}).get(group.name)
-            columns = [*join.on, *([time] if time else []), *join.features]
-            size = group.extent(columns[0], version=version).rows * sum(
+            if time is None:
+                continue
+            columns = [*join.on, time, *join.features]
+            size = group.extent(columns[0], version=versions.get(group.name)).rows * sum(
                 16 if group.schema[c] == pl.String else 8 for c in columns
             )
-            if time is None or size > max_bytes:
-                out.append(None)
-                continue
-            scan, order = group.scan_and_record_order(version=version)
+            wanted.append((size, number, time, columns))
+        out: list[Held | None] = [None] * len(self.joins)
+        budget = max_bytes
+        for size, number, time, columns in sorted(wanted):
+            if size > budget:
+                break
+            budget -= size
+            group = self.groups[number]
+            scan, order = group.scan_and_record_order(version=versions.get(group.name))
             rows = scan.select(columns)
             if end is not None:
                 rows = rows.filter(pl.col(time) < aware_utc(end, what="end"))
-            out.append(Held(rows.collect(engine="in-memory"), order))
+            out[number] = Held(rows.collect(engine="in-memory"), order)
         return out
 
     def spine(
@@ -510,6 +557,47 @@ def _suits_kernel(
     if not isinstance(keys.low, int) or not isinstance(keys.high, int):
         return False
     return keys.high - keys.low + 1 >= _asof_kernel.KERNEL_MIN_KEYS
+
+
+def _split(
+    edge: tuple[datetime, datetime], counts: pl.DataFrame, max_rows: int
+) -> list[tuple[datetime, datetime]]:
+    """``edge`` cut into consecutive windows of about ``max_rows`` labels at most.
+
+    ``counts`` is :meth:`FramePlanner._label_counts`: labels per grid cell, with each
+    cell's first and last label time. Cuts fall between cells, and inside a cell holding
+    more than ``max_rows`` labels, in equal lengths of its labels' time range.
+
+    >>> from datetime import timezone
+    >>> day = lambda d: datetime(2024, 1, d, tzinfo=timezone.utc)
+    >>> counts = pl.DataFrame({"rows": [3, 3, 1], "first": [day(1), day(3), day(5)],
+    ...     "last": [day(2), day(4), day(6)]})
+    >>> [(lo.day, hi.day) for lo, hi in _split((day(1), day(9)), counts, 4)]
+    [(1, 3), (3, 9)]
+    """
+    lo, hi = edge
+    inside = counts.filter((pl.col("last") >= lo) & (pl.col("first") < hi))
+    if inside["rows"].sum() <= max_rows:
+        return [edge]
+    out: list[tuple[datetime, datetime]] = []
+    held = 0  # labels since ``lo``
+    for rows, first, last in inside.select("rows", "first", "last").iter_rows():
+        if held and held + rows > max_rows:  # cut before this cell's first label
+            out.append((lo, first))
+            lo, held = first, 0
+        if rows > max_rows:  # cut the cell itself into equal lengths of its time range
+            pieces = -(-rows // max_rows)
+            step = (last - first) / pieces
+            for number in range(1, pieces):
+                cut = first + step * number
+                if lo < cut < hi:
+                    out.append((lo, cut))
+                    lo = cut
+            held = max_rows  # its last piece ends where the next cell's labels begin
+        else:
+            held += rows
+    out.append((lo, hi))
+    return out
 
 
 def _rows_between(extent: Extent, start: datetime | None, end: datetime | None) -> int:

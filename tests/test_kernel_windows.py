@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import polars as pl
@@ -142,3 +143,55 @@ def kernel_floors() -> Iterator[None]:
         mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
     ):
         yield
+
+
+def test_windows_cut_by_label_count_refine_the_windows_and_hold_at_most_that_many(
+    store: FeatureStore,
+) -> None:
+    _view(store)
+    planner = store.get_feature_view("windows")._planner
+    times = store.get_feature_group("user_activity").read()["timestamp"]
+
+    @settings(max_examples=40, deadline=None)
+    @given(days=st.integers(1, 90), max_rows=st.integers(1, 2_500))
+    def check(days: int, max_rows: int) -> None:
+        window = timedelta(days=days)
+        plain = planner.windows(None, None, window, None)
+        cut = planner.windows(None, None, window, None, max_rows=max_rows)
+        assert cut[0][0] == times.min()
+        assert cut[-1][1] == plain[-1][1]
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in itertools.pairwise(cut))
+        assert {lo for lo, _ in plain} <= {lo for lo, _ in cut}  # a refinement
+        cells = times.dt.epoch("us") // ((window / 16) // timedelta(microseconds=1))
+        for lo, hi in cut:  # at most max_rows, unless all in one cell of the count grid
+            inside = (times >= lo) & (times < hi)
+            assert inside.sum() <= max_rows or cells.filter(inside).n_unique() == 1
+
+    check()
+
+
+def test_a_frame_written_in_windows_cut_by_label_count_is_the_same_frame(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    _view(store)
+    view = store.get_feature_view("windows")
+    whole = tmp_path / "whole.parquet"
+    view.write_training_frame(whole, window=timedelta(days=400))
+    cut = tmp_path / "cut.parquet"
+    planner = view._planner
+    made: list[list[tuple[datetime, datetime]]] = []
+    windows = planner.windows
+
+    def recorded(*args: Any, **kwargs: Any) -> list[tuple[datetime, datetime]]:
+        made.append(windows(*args, **kwargs))
+        return made[-1]
+
+    with (
+        mock.patch("microfs.feature_view._WINDOW_BYTES", 50 * 100),  # about 50 labels
+        mock.patch.object(planner, "windows", recorded),
+    ):
+        view.write_training_frame(cut, window=timedelta(days=400))
+    assert len(made) == 1
+    assert len(made[0]) > 20  # 2,000 labels in windows of about 50
+    assert pl.read_parquet(cut).equals(pl.read_parquet(whole))
+    assert_frame_equal(pl.read_parquet(whole), view.training_frame().collect())
