@@ -56,6 +56,16 @@ BENCH_SIZES: dict[str, tuple[str, dict[str, int]]] = {
             "n_item_rows": 500_000,
         },
     ),
+    "100m": (
+        "large",
+        {
+            "n_labels": 100_000_000,
+            "n_users": 4_000_000,
+            "n_items": 1_000_000,
+            "n_profile_rows": 10_000_000,
+            "n_item_rows": 10_000_000,
+        },
+    ),
 }
 """Sizes the benchmarks add to :data:`microfs.synthetic.SIZES`: a named size and counts."""
 

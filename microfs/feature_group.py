@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -269,6 +270,19 @@ _R = TypeVar("_R")
 _PASS_THROUGH = (MicroFSError, CommitFailedError, KeyboardInterrupt, SystemExit, MemoryError)
 
 
+def _binds(method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``method`` takes these arguments (a call that does not is the caller's error).
+
+    >>> _binds(lambda a, *, b=1: a, (1,), {"c": 2})
+    False
+    """
+    try:
+        inspect.signature(method).bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
+
+
 def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """Re-raise what a storage call raises from below as a :class:`LakeError`.
 
@@ -282,6 +296,12 @@ def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
             return method(*args, **kwargs)
         except _PASS_THROUGH:
             raise
+        except TypeError as exc:
+            if not _binds(method, args, kwargs):  # the call itself is wrong, not the lake
+                raise
+            group = args[0]
+            assert isinstance(group, FeatureGroup)
+            raise group.storage_error(exc) from exc
         except BaseException as exc:
             group = args[0]
             assert isinstance(group, FeatureGroup)

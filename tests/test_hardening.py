@@ -426,3 +426,17 @@ def test_huge_numbers_on_the_command_line(lake: Path, call: Any) -> None:
     assert "2 of 2 rows" in head.stdout
     vacuum = ["groups", "vacuum", "labels", "--retention-hours", "1e12", "--lake", str(lake)]
     assert_one_error_line(call(*vacuum), "--retention-hours")
+
+
+def test_a_storage_method_called_with_a_wrong_argument_is_a_type_error_not_a_damaged_lake(
+    store: FeatureStore,
+) -> None:
+    group = store.create_feature_group(
+        "profile", schema={"user_id": pl.Int64, "age": pl.Int64}, primary_keys=["user_id"]
+    )
+    group.insert(pl.DataFrame({"user_id": [1], "age": [30]}))
+    with pytest.raises(TypeError, match="lazy"):
+        group.read(lazy=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="positional"):
+        group.count(1, 2)  # type: ignore[call-arg]
+    assert group.read().height == 1
