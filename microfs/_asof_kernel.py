@@ -107,8 +107,8 @@ def asof_rows(
 
     Returns:
         An Int64 series with one value per left row: the matched right row's number, or
-        ``right.height`` where no row matched (one past the last row: a gather from the
-        right rows with a null row appended gives nulls there).
+        ``right.height`` where no row matched (one past the last row, which the caller
+        makes null before gathering the right rows' features).
 
     Example:
         >>> left = pl.DataFrame({"t": [1, 2, 3, 0], "k": [7, 7, 8, 7]}).sort("t")

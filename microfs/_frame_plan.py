@@ -287,7 +287,8 @@ class FramePlanner:
             rows = scan.select(columns)
             if end is not None:
                 rows = rows.filter(pl.col(time) < aware_utc(end, what="end"))
-            out[number] = Held(rows.collect(engine="in-memory"), order)
+            # one chunk: prepared rows gather from these very buffers (see pit._gather)
+            out[number] = Held(rows.collect(engine="in-memory").rechunk(), order)
         return out
 
     def spine(
@@ -457,7 +458,7 @@ class FramePlanner:
 
     def prepare(
         self,
-        held: Sequence[Held | None],
+        held: list[Held | None],
         table_versions: Mapping[str, int] | None,
         *,
         kernel_labels: int | None,
@@ -469,6 +470,10 @@ class FramePlanner:
         its own labels cost, not a pass over the group's rows. None for a join that is
         not held, not chosen for the kernel (for ``kernel_labels`` labels, see
         :func:`_kernel_joins`), or on the known-at timeline.
+
+        A prepared join matches through its own copy of the rows, so its entry in
+        ``held`` is replaced by an empty frame (its rows are only checked from then on)
+        as soon as it is prepared: at most one group is in memory twice at a time.
         """
         versions = table_versions or {}
         chosen = _kernel_joins(
@@ -484,7 +489,11 @@ class FramePlanner:
                 out.append(None)
                 continue
             plan = self._join_plan(number, kept.frame.lazy(), kept.order, compiled=True)
-            out.append(prepare_rows(plan, labels, self.time))
+            ready = prepare_rows(plan, labels, self.time)
+            if ready is not None:
+                held[number] = Held(kept.frame.clear(), kept.order)
+            del plan, kept
+            out.append(ready)
         return out
 
     def _known_plan(

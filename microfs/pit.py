@@ -114,8 +114,7 @@ class PreparedRows:
 
     Attributes:
         cursors: The rows' times and keys, grouped by key (see :class:`Cursors`).
-        features: The join's output columns in the same row numbering, with one null row
-            appended (the row of labels without a match).
+        features: The join's output columns in the same row numbering, in one chunk.
     """
 
     cursors: Cursors
@@ -141,17 +140,19 @@ def prepare_rows(plan: JoinPlan, label_schema: pl.Schema, label_time: str) -> Pr
     cursors = Cursors.of(right, time=time_column, key=key)
     if cursors is None:
         return None
-    return PreparedRows(cursors, _with_null_row(right.select(_output_names(plan))))
+    return PreparedRows(cursors, right.select(_output_names(plan)).rechunk())
 
 
-def _with_null_row(rows: pl.DataFrame) -> pl.DataFrame:
-    """``rows`` with one row of nulls appended, in one chunk.
+def _gather(rows: pl.DataFrame, matched: pl.Series | np.ndarray) -> pl.DataFrame:
+    """The rows ``matched`` numbers, and nulls where it says ``rows.height`` (no match).
 
-    The row a label without a match gathers (the kernel gives it one past the last row);
-    a gather from one chunk costs less than from the chunks a concatenation leaves.
+    ``rows`` should be one chunk (``rechunk()``, which copies nothing when they are): a
+    gather from the chunks a concatenation leaves cost three times as much (2M rows from
+    ten chunks, 0.29 s against 0.09 s).
     """
-    nulls = pl.DataFrame({name: [None] for name in rows.columns}, schema=rows.schema)
-    return pl.concat([rows, nulls], rechunk=True)
+    numbers = pl.Series(matched) if isinstance(matched, np.ndarray) else matched
+    found = pl.select(pl.when(numbers < rows.height).then(numbers)).to_series()
+    return rows.gather(found)
 
 
 def _output_names(plan: JoinPlan) -> tuple[str, ...]:
@@ -296,7 +297,7 @@ def _kernel_branch(
     finds every label's row for all joins at once on threads of its own (numpy and the
     compiled kernel, which release the interpreter lock and never call Polars: see
     :func:`_run_side_by_side`), then gathers each join's features from its rows, with
-    one null row appended for labels without a match, in one chunk. One opaque node, so both of
+    nulls for labels without a match. One opaque node, so both of
     Polars' engines run the joins alike and side by side (as separate nodes, the
     streaming engine ran them one after the other), and each group's rows are read
     once. The joined rows stay in the plan, so ``explain()`` still shows their scans.
@@ -343,7 +344,7 @@ def _kernel_branch(
                 continue
             part = stacked_joins.index(number) + 1
             joined = stacked.slice(int(ends[part - 1]), int(sizes[part]))
-            sources.append(_with_null_row(joined.select(names[number])))
+            sources.append(joined.select(names[number]).rechunk())
             left, right = labels.select(label_time, key), joined.select(label_time, key)
             task = asof_task(left, right, time=label_time, key=key, max_age=plan.max_age)
             if task is None:  # Polars joins these, here
@@ -351,7 +352,7 @@ def _kernel_branch(
             else:
                 found.append(task)
         rows = _run_side_by_side(found)
-        frames = [source.gather(r) for source, r in zip(sources, rows, strict=True)]
+        frames = [_gather(source, r) for source, r in zip(sources, rows, strict=True)]
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="horizontal")
 
     schema = {name: dtype for s in schemas for name, dtype in s.items()}
