@@ -26,7 +26,9 @@ is joined by Daft itself, by these rules:
 * The rows are sorted at the end by label time, then the label keys (nulls first); rows
   of a caller's spine that tie on all of those keep their given order. A label table
   whose stored order is proven to be that order already (as the Polars engine proves
-  it) is read in that order, numbered, and put back in it by the number alone.
+  it) is read in that order, numbered, and put back in it by the number alone; on
+  the native runner, when every join is broadcast, it stays in that order and needs
+  neither (see :func:`_keeps_order`).
 * Columns are cast to the dtypes the Polars engine gives, so the frames are equal.
 * Fitted transformations run per batch as the same Polars expressions the Polars engine
   uses (:func:`microfs.transformations.apply_transforms`): they are row-wise once fitted.
@@ -62,6 +64,7 @@ try:
     from daft.io.pushdowns import Pushdowns
     from daft.io.source import DataSource, DataSourceTask
     from daft.recordbatch import RecordBatch
+    from daft.runners import get_or_infer_runner_type
 except ImportError as exc:  # pragma: no cover - the core install has no daft
     raise MissingDependencyError(
         'engine="daft" needs Daft and Ray: pip install "microfs[scale]"'
@@ -258,7 +261,8 @@ def point_in_time_join(
             rows first); without it their order is Daft's.
         labels_sorted: ``labels`` come in the output's order already (time, then keys, as
             proven for a stored label table): the rows are numbered as they come and put
-            back in that order after the joins, instead of sorted on time and keys.
+            back in that order after the joins, instead of sorted on time and keys (or
+            kept in it, where :func:`_keeps_order` says the runner does).
 
     Returns:
         The lazy joined frame.
@@ -278,8 +282,11 @@ def point_in_time_join(
     columns = [*labels.column_names, *(n for join, _ in joins for n in join.output_names)]
     taken = set(columns)
     row = _unused(_ROW, taken)
-    numbered = keep_ties or labels_sorted
     broadcast = [rows for join, rows in joins if join.features and isinstance(rows, Broadcast)]
+    if labels_sorted and _keeps_order(joins):  # the rows come out in the labels' order
+        out = _broadcast_join(labels, label_time, broadcast) if broadcast else labels
+        return out.select(*columns)
+    numbered = keep_ties or labels_sorted
     out = labels.with_column(row, monotonically_increasing_id()) if numbered else labels
     if broadcast:
         out = _broadcast_join(out, label_time, broadcast)
@@ -304,6 +311,22 @@ def point_in_time_join(
         return out.sort(row).select(*columns)
     order = [label_time, *label_keys, *([row] if keep_ties else [])]
     return _nulls_first(out, order).select(*columns)
+
+
+def _keeps_order(joins: Sequence[tuple[JoinSpec, daft.DataFrame | Broadcast]]) -> bool:
+    """Whether the joined rows come out in the labels' order without a sort.
+
+    So on Daft's native runner with ``maintain_order`` (its default), when every join
+    that brings features is broadcast: the plan is then a scan and batch functions, which
+    that runner runs in order. Daft's own joins, or a Ray cluster's partitions, do not
+    keep it, so the rows are numbered and sorted back instead. Decided when the plan is
+    built, for the runner current then.
+    """
+    if get_or_infer_runner_type() != "native":
+        return False
+    if not daft.context.get_context().daft_execution_config.maintain_order:
+        return False
+    return all(isinstance(rows, Broadcast) for join, rows in joins if join.features)
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,14 @@ def broadcasts(frame: Any) -> bool:
 
 
 @SETTINGS
-@given(world=pit_worlds(), start=bounds, end=bounds, pin=st.booleans(), broadcast=st.booleans())
+@given(
+    world=pit_worlds(),
+    start=bounds,
+    end=bounds,
+    pin=st.booleans(),
+    broadcast=st.booleans(),
+    batch=st.sampled_from([2, 5, 4_000_000]),
+)
 def test_training_frame_on_daft_equals_polars(
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
@@ -218,9 +225,12 @@ def test_training_frame_on_daft_equals_polars(
     end: datetime | None,
     pin: bool,
     broadcast: bool,
+    batch: int,
 ) -> None:
-    """Groups broadcast to the label batches, or (the threshold at -1) joined by Daft."""
+    """Groups broadcast to label batches of ``batch`` rows (in order: on the native runner,
+    unsorted), or (the threshold at -1) joined by Daft."""
     monkeypatch.setattr(daft_engine, "BROADCAST_MAX_ROWS", 10**9 if broadcast else -1)
+    monkeypatch.setattr(daft_engine, "_BATCH_ROWS", batch)
     store = mfs.FeatureStore(tmp_path_factory.mktemp("lake"))
     view, pinned = build_view(store, world)
     versions = pinned if pin else None
