@@ -245,6 +245,25 @@ class Cursors:
 
         return build
 
+    def restarted(self) -> Cursors:
+        """A copy whose cursors stand at each key's first row again, sharing the rows.
+
+        For label frames that come in no order among themselves (each in time order): each
+        gets its own copy, which costs a copy of the cursors alone (three int64 per key).
+
+        >>> right = pl.DataFrame({"t": [1, 3], "k": [7, 7]})
+        >>> cursors = Cursors.of(right, time="t", key="k", min_keys=0)
+        >>> late = pl.DataFrame({"t": [4], "k": [7]})
+        >>> cursors.advance_task(late, time="t", key="k", max_age=None)().tolist()
+        [1]
+        >>> early = pl.DataFrame({"t": [2], "k": [7]})
+        >>> cursors.restarted().advance_task(early, time="t", key="k", max_age=None)().tolist()
+        [0]
+        """
+        cursors = self._cursors.copy()
+        cursors[:, 0] = cursors[:, 2]
+        return Cursors(low=self._low, cursors=cursors, rights=self._rights, height=self.height)
+
     def advance_task(
         self, left: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None
     ) -> Match:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import polars as pl
 import pytest
@@ -27,9 +28,10 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import microfs as mfs
+from microfs import _asof_kernel, synthetic
 from microfs._frame_spec import JoinSpec
 from microfs.pit import point_in_time_join
-from tests.helpers import pit_plans
+from tests.helpers import SEED_JOINS, pit_plans, seed_view
 from tests.strategies import PIT_BASE_TIME, PIT_TIME, PitGroup, PitWorld, pit_times, pit_worlds
 
 daft = pytest.importorskip("daft")
@@ -216,6 +218,7 @@ def broadcasts(frame: Any) -> bool:
     pin=st.booleans(),
     broadcast=st.booleans(),
     batch=st.sampled_from([2, 5, 4_000_000]),
+    kernel=st.booleans(),
 )
 def test_training_frame_on_daft_equals_polars(
     tmp_path_factory: pytest.TempPathFactory,
@@ -226,11 +229,16 @@ def test_training_frame_on_daft_equals_polars(
     pin: bool,
     broadcast: bool,
     batch: int,
+    kernel: bool,
 ) -> None:
     """Groups broadcast to label batches of ``batch`` rows (in order: on the native runner,
-    unsorted), or (the threshold at -1) joined by Daft."""
+    unsorted; with ``kernel``, the compiled kernel takes groups of any number of keys), or
+    (the threshold at -1) joined by Daft."""
     monkeypatch.setattr(daft_engine, "BROADCAST_MAX_ROWS", 10**9 if broadcast else -1)
     monkeypatch.setattr(daft_engine, "_BATCH_ROWS", batch)
+    if kernel:
+        monkeypatch.setattr(_asof_kernel, "KERNEL_MIN_KEYS", 0)
+    daft_engine._PREPARED.clear()  # prepared under the other setting
     store = mfs.FeatureStore(tmp_path_factory.mktemp("lake"))
     view, pinned = build_view(store, world)
     versions = pinned if pin else None
@@ -384,3 +392,28 @@ def test_the_module_passes_on_a_local_ray_cluster() -> None:
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert " passed" in out.stdout
     assert "skipped" in out.stdout  # this test, there
+
+
+def test_labels_in_order_match_through_the_kernel_batch_by_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A label table proven in order, on the native runner: each batch of labels runs the
+    compiled kernel over the groups' rows grouped once, the batches come back in order."""
+    store = mfs.FeatureStore(tmp_path / "lake")
+    world = synthetic.generate_world("tiny", seed=4)
+    for name, rows in world.frames().items():
+        store.create_feature_group(name, schema=synthetic.SCHEMAS[name], **synthetic.GROUPS[name])
+        store.get_feature_group(name).insert(rows)
+    joins = [SEED_JOINS[0], {**SEED_JOINS[1], "max_age": timedelta(days=3)}]
+    view = seed_view(store, name="ordered", joins=joins, transforms=())
+    expected = view.training_frame().collect()
+    monkeypatch.setattr(daft_engine, "_BATCH_ROWS", 150)
+    monkeypatch.setattr(_asof_kernel, "KERNEL_MIN_KEYS", 0)
+    daft_engine._PREPARED.clear()
+    prepared = mock.MagicMock(wraps=daft_engine._prepared_rows)
+    monkeypatch.setattr(daft_engine, "_prepared_rows", prepared)
+    out = view.training_frame(engine="daft")
+    assert_frame_equal(to_polars(out, expected.schema), expected)
+    if RUNNER == "native":
+        assert any(result is not None for result in daft_engine._PREPARED.values())
+        assert prepared.call_count >= 2 * (expected.height // 150)  # two joins, every batch
