@@ -285,12 +285,12 @@ def point_in_time_join(
     row = _unused(_ROW, taken)
     broadcast = [rows for join, rows in joins if join.features and isinstance(rows, Broadcast)]
     if labels_sorted and _keeps_order(joins):  # the rows come out in the labels' order
-        out = _broadcast_join(labels, label_time, broadcast, in_order=True) if broadcast else labels
+        out = _broadcast_join(labels, label_time, broadcast) if broadcast else labels
         return out.select(*columns)
     numbered = keep_ties or labels_sorted
     out = labels.with_column(row, monotonically_increasing_id()) if numbered else labels
     if broadcast:
-        out = _broadcast_join(out, label_time, broadcast, in_order=labels_sorted)
+        out = _broadcast_join(out, label_time, broadcast)
     for number, (join, rows) in enumerate(joins):
         if not join.features or isinstance(rows, Broadcast):
             continue
@@ -454,12 +454,9 @@ def _prepared_rows(rows: Broadcast, labels: pl.Schema, label_time: str) -> Prepa
 
 
 def _broadcast_join(
-    labels: daft.DataFrame, label_time: str, joins: Sequence[Broadcast], *, in_order: bool
+    labels: daft.DataFrame, label_time: str, joins: Sequence[Broadcast]
 ) -> daft.DataFrame:
     """``labels`` with the features of the broadcast ``joins``, each batch joined alone.
-
-    ``in_order``: the labels come in the output's order (see :func:`point_in_time_join`'s
-    ``labels_sorted``), so each batch is too, and its join neither sorts nor restores it.
 
     A batch function (plain data and this module's functions, sent to every worker) joins
     each batch by :func:`_join_batch`; its output is a struct column unnested after it
@@ -484,9 +481,7 @@ def _broadcast_join(
     )
     def features(*columns: daft.Series) -> daft.Series:
         arrays = [column.to_arrow() for column in columns]
-        return daft.Series.from_arrow(
-            _join_batch(label_time, dtypes, joined, arrays, struct, in_order=in_order)
-        )
+        return daft.Series.from_arrow(_join_batch(label_time, dtypes, joined, arrays, struct))
 
     names = labels.column_names
     packed = _unused("__microfs_features", {*names, *struct.names})
@@ -501,16 +496,14 @@ def _join_batch(
     joins: Sequence[Broadcast],
     columns: Sequence[pa.Array],
     struct: pa.Schema,
-    *,
-    in_order: bool,
 ) -> pa.StructArray:
     """One batch of labels (``dtypes``' columns) joined to the held rows, in its order.
 
-    ``in_order``: the batch is sorted by label time already (rows that tie keep their
-    order), so the join takes it as it is and keeps it (no sort, none to undo), and each
+    A batch already in label-time order (as a label table proven in order gives them, on
+    any runner) is joined as it is and keeps its order (no sort, none to undo), and each
     timed join on one integer key runs the compiled as-of kernel over the held rows
-    grouped once per process (:func:`_prepared_rows`). Otherwise Polars' ``join_asof``
-    runs, after a sort by time (the kernel needs labels in time order).
+    grouped once per process (:func:`_prepared_rows`). Otherwise the batch is sorted by
+    time for Polars' ``join_asof`` and put back in its order after.
     """
     labels = pl.DataFrame(
         [
@@ -519,12 +512,13 @@ def _join_batch(
         ]
     )
     row = _unused(_BATCH_ROW, {*dtypes, *struct.names})
-    kernel = in_order and not labels.get_column(label_time).null_count()
+    times = labels.get_column(label_time)
+    in_order = not times.null_count() and times.is_sorted()
     plans: list[JoinPlan] = []
     with _LOCK:
         for join in joins:
             plan = join.plan(_held_rows(join))
-            ready = _prepared_rows(join, labels.schema, label_time) if kernel else None
+            ready = _prepared_rows(join, labels.schema, label_time) if in_order else None
             if ready is not None:
                 restarted = PreparedRows(ready.cursors.restarted(), ready.features)
                 plan = dataclasses.replace(plan, prepared=restarted)
