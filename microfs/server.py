@@ -97,6 +97,7 @@ _ROUTES = (
     "/v1/feature-views/{name}/vectors",
     "/get-online-features",
 )
+_VECTORS_START, _VECTORS_END = "/v1/feature-views/", "/vectors"
 _INT_RANGES = {
     pl.Int8: (-(2**7), 2**7),
     pl.Int16: (-(2**15), 2**15),
@@ -344,6 +345,12 @@ class _App:
         self._metrics.observe(route, status, time.perf_counter() - started)
 
     def _route(self, path: str) -> tuple[str, _Handler, tuple[str, ...], str]:
+        # /v1/feature-views/{name}/vectors, with a non-empty name without "/"; first: the
+        # route nearly every request takes
+        if path.startswith(_VECTORS_START) and path.endswith(_VECTORS_END):
+            name = path[len(_VECTORS_START) : -len(_VECTORS_END)]
+            if name and "/" not in name:
+                return "/v1/feature-views/{name}/vectors", self._vectors, ("POST",), name
         if path == "/health":
             return path, self._health, ("GET",), ""
         if path == "/metrics":
@@ -352,12 +359,6 @@ class _App:
             return path, self._list_views, ("GET",), ""
         if path == "/get-online-features":
             return path, self._feast, ("POST",), ""
-        parts = path.split("/")
-        # /v1/feature-views/{name}/vectors, with a non-empty name
-        if len(parts) == 5 and parts[:3] == ["", "v1", "feature-views"] and parts[4] == "vectors":
-            name = parts[3]
-            if name:
-                return "/v1/feature-views/{name}/vectors", self._vectors, ("POST",), name
         raise _Reject(404, "not_found", f"no route {_shown(path)}; routes: {', '.join(_ROUTES)}")
 
     def _authorize(self, scope: Scope) -> None:
@@ -418,7 +419,7 @@ class _App:
             )
         await self._fresh()
         served = self._served(name, _version(version))
-        checked = [_entity(served, e, f"entities[{i}]") for i, e in enumerate(entities)]
+        checked = [_entity(served, e, "entities[{}]", i) for i, e in enumerate(entities)]
         columns, vectors = self._compute(served, checked, passed_rows, strict=strict)
         answer = {
             "feature_view": served.view.name,
@@ -475,7 +476,7 @@ class _App:
                     f"it needs {list(served.keys)}"
                 )
             entities = [
-                _entity(served, {k: r[k] for k in r if k in allowed}, f"entities row {i}")
+                _entity(served, {k: r[k] for k in r if k in allowed}, "entities row {}", i)
                 for i, r in enumerate(rows)
             ]
             used |= allowed
@@ -704,13 +705,16 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Reject(400, "malformed_body", "the client went away mid-body")
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise _too_large()
-        chunks.append(chunk)
         if not message.get("more_body", False):
+            if not chunks:  # the whole body in one message, as it nearly always comes
+                return chunk
+            chunks.append(chunk)
             return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _too_large() -> _Reject:
@@ -763,23 +767,30 @@ def _objects(value: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise _invalid(f"{what} must be a non-empty list of objects, got {_shown(value)}")
     for i, item in enumerate(value):
-        _object(item, f"{what}[{i}]")
+        if not isinstance(item, dict):
+            _object(item, f"{what}[{i}]")  # raises
     return value
 
 
 def _only_keys(
     request: Mapping[str, Any], *, required: Sequence[str], optional: Sequence[str]
 ) -> None:
-    missing = [k for k in required if k not in request]
-    if missing:
-        raise _invalid(f"the body lacks {missing}; it takes {[*required, *optional]}")
-    extra = [k for k in request if k not in required and k not in optional]
-    if extra:
-        raise _invalid(f"unknown key(s) {extra}; the body takes {[*required, *optional]}")
+    # loops, not comprehensions, until a key is wrong: this runs on every request
+    for key in required:
+        if key not in request:
+            missing = [k for k in required if k not in request]
+            raise _invalid(f"the body lacks {missing}; it takes {[*required, *optional]}")
+    for key in request:
+        if key not in required and key not in optional:
+            extra = [k for k in request if k not in required and k not in optional]
+            raise _invalid(f"unknown key(s) {extra}; the body takes {[*required, *optional]}")
 
 
-def _entity(served: _Served, entity: Mapping[str, Any], what: str) -> Mapping[str, Any]:
-    """One entity's keys, checked against the view and converted to their types."""
+def _entity(served: _Served, entity: Mapping[str, Any], where: str, i: int) -> Mapping[str, Any]:
+    """One entity's keys, checked against the view and converted to their types.
+
+    ``where.format(i)`` names the entity in an error (formatted only then).
+    """
     if len(entity) == len(served.keys):  # the common case: exactly the keys, typed already
         plain = served.plain
         for key, value in entity.items():
@@ -788,6 +799,7 @@ def _entity(served: _Served, entity: Mapping[str, Any], what: str) -> Mapping[st
                 break
         else:
             return entity
+    what = where.format(i)
     missing = [k for k in served.keys if k not in entity]
     if missing:
         raise _invalid(f"{what} lacks key(s) {missing}; the view needs {list(served.keys)}")
