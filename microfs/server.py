@@ -218,6 +218,7 @@ class _Served:
     stamps: tuple[Path, ...]  # Delta log folders of the groups it reads
     # per key of an integer or text type: whether a JSON value is already of its type
     plain: Mapping[str, Callable[[Any], bool]]
+    key: tuple[str, int]  # the view's name and version, read once rather than per request
 
     @classmethod
     def of(cls, view: FeatureView) -> _Served:
@@ -241,6 +242,7 @@ class _Served:
             label.event_time,
             tuple(Path(g.path) / "_delta_log" for g in groups),
             {k: check for k in dict.fromkeys(keys) if (check := _plain_check(types[k]))},
+            (view.name, view.version),
         )
 
     def entity_frame(self, entities: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
@@ -422,8 +424,8 @@ class _App:
         checked = [_entity(served, e, "entities[{}]", i) for i, e in enumerate(entities)]
         columns, vectors = self._compute(served, checked, passed_rows, strict=strict)
         answer = {
-            "feature_view": served.view.name,
-            "version": served.view.version,
+            "feature_view": served.key[0],
+            "version": served.key[1],
             "columns": columns,
             "vectors": vectors,
         }
@@ -577,7 +579,7 @@ class _App:
         return served
 
     def _output_columns(self, served: _Served) -> list[str]:
-        key = (served.view.name, served.view.version)
+        key = served.key
         generation = self.store.generation
         cached = self._columns.get(key)
         if cached is None or cached[0] != generation:
@@ -589,8 +591,7 @@ class _App:
 
         Compiled again when the store's generation moves (a refresh), as the view does.
         """
-        view = served.view
-        key = (view.name, view.version)
+        view, key = served.view, served.key
         generation = self.store.generation
         cached = self._servers.get(key)
         if cached is None or cached[0] != generation:
@@ -724,7 +725,7 @@ def _too_large() -> _Reject:
 
 
 def _parse(body: bytes) -> Any:
-    if not body.strip():
+    if not body or body.isspace():
         raise _Reject(400, "malformed_body", "the body is empty; send a JSON object")
     try:
         return orjson.loads(body)

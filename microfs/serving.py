@@ -17,17 +17,17 @@ carries the label group's event-time column, else from now.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
 
 from microfs.errors import DefinitionError, NotFoundError, SchemaError
 from microfs.feature_group import FeatureGroup
-from microfs.online import OnlineStore
+from microfs.online import OnlineStore, OnlineTable
 from microfs.schema import aware_utc
 from microfs.transformations import (
     FittedParams,
@@ -59,15 +59,17 @@ class _Source:
     names: tuple[str, ...]  # the view's feature names they become
     max_age: timedelta | None
     event_time: str | None
-    key_of: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(
-        init=False, repr=False, compare=False
-    )  # an entity's key values, in ``keys`` order (KeyError for a missing one)
-    nulls: tuple[None, ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        key_of = _key_reader(self.keys)
-        object.__setattr__(self, "key_of", key_of)
-        object.__setattr__(self, "nulls", (None,) * len(self.names))
+
+class _Lookup(NamedTuple):
+    """What a vector needs of one source, unpacked once per vector (cheaper than attributes)."""
+
+    source: _Source
+    table: OnlineTable
+    key_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # KeyError for a missing key
+    columns: tuple[str, ...]
+    max_age: timedelta | None
+    nulls: tuple[None, ...]  # the source's features when it has no (recent) row
 
 
 class VectorServer:
@@ -108,6 +110,10 @@ class VectorServer:
         # Online tables are built once per store and kept fresh in place, so the server
         # holds on to them instead of asking the store on every lookup.
         self._tables = [online.table(source.group) for source in self.sources]
+        self._lookups = [
+            _Lookup(s, t, _key_reader(s.keys), s.columns, s.max_age, (None,) * len(s.names))
+            for s, t in zip(self.sources, self._tables, strict=True)
+        ]
         self.required_keys = tuple(dict.fromkeys(k for s in self.sources for k in s.keys))
 
     # -- one entity ---------------------------------------------------------------------
@@ -122,21 +128,21 @@ class VectorServer:
         """Untransformed feature values for one entity, in the view's feature order."""
         raw: list[Any] = []
         now: datetime | None = None
-        for source, table in zip(self.sources, self._tables, strict=True):
+        for source, table, key_of, columns, max_age, nulls in self._lookups:
             try:
-                key = source.key_of(entity)
+                key = key_of(entity)
             except KeyError:
                 raise self._missing(entity) from None
-            row = table.get(key, source.columns)
+            row = table.get(key, columns)
             if row is None:
                 if strict:
                     raise self._not_found(source, key)
-                raw += source.nulls
+                raw += nulls
                 continue
-            if source.max_age is not None:
+            if max_age is not None:
                 if now is None:
                     now = self._entity_time(entity)
-                row = self._recent(source, row, now)
+                row = _recent(row, now, max_age, nulls)
             raw += row
         if passed_features:
             for name, value in passed_features.items():
@@ -195,9 +201,8 @@ class VectorServer:
             return [self._row(self.raw(entities[0], strict=strict))]
         raws: list[list[Any]] = [[] for _ in entities]
         times: list[datetime | None] = [None] * len(entities)
-        for source, table in zip(self.sources, self._tables, strict=True):
-            get = table.getter(source.columns)
-            key_of, nulls, max_age = source.key_of, source.nulls, source.max_age
+        for source, table, key_of, columns, max_age, nulls in self._lookups:
+            get = table.getter(columns)
             for i, (entity, raw) in enumerate(zip(entities, raws, strict=True)):
                 try:
                     key = key_of(entity)
@@ -213,16 +218,10 @@ class VectorServer:
                     now = times[i]
                     if now is None:
                         now = times[i] = self._entity_time(entity)
-                    row = self._recent(source, row, now)
+                    row = _recent(row, now, max_age, nulls)
                 raw += row
         transform = self._row
         return [transform(raw) for raw in raws]
-
-    @staticmethod
-    def _recent(source: _Source, row: tuple[Any, ...], now: datetime) -> tuple[Any, ...]:
-        """A row read with its event time last: its features, or nulls when too old."""
-        assert source.max_age is not None
-        return source.nulls if row[-1] < now - source.max_age else row[:-1]
 
     def _not_found(self, source: _Source, key: tuple[Any, ...]) -> NotFoundError:
         return NotFoundError(
@@ -376,6 +375,13 @@ def _frame(entities: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
         return pl.DataFrame(list(entities))
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
         raise SchemaError(f"could not read the entities as a table: {exc}") from exc
+
+
+def _recent(
+    row: tuple[Any, ...], now: datetime, max_age: timedelta, nulls: tuple[None, ...]
+) -> tuple[Any, ...]:
+    """A row read with its event time last: its features, or nulls when older than max_age."""
+    return nulls if row[-1] < now - max_age else row[:-1]
 
 
 def _key_reader(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
