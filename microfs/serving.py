@@ -50,7 +50,7 @@ class _Source:
     """One group the vector reads: which keys, which columns, which features they become.
 
     The sources' ``names``, one source after the other, are the view's features in order,
-    so a raw vector is the sources' rows (or ``nulls``) one after the other.
+    so a raw vector is the sources' rows one after the other (nulls for a missing row).
     """
 
     group: FeatureGroup
