@@ -406,22 +406,13 @@ class _App:
 
     async def _vectors(self, scope: Scope, body: bytes, name: str) -> tuple[int, bytes, bytes]:
         version = _no_query(scope, allowed=("version",)).get("version")
-        request = _object(_parse(body), "the body")
-        _only_keys(request, required=("entities",), optional=("passed_features", "strict"))
-        entities = _objects(request["entities"], "entities")
-        passed = request.get("passed_features")
-        passed_rows = None if passed is None else _objects(passed, "passed_features")
-        strict = request.get("strict", False)
-        if not isinstance(strict, bool):
-            raise _invalid(f"strict must be true or false, got {_shown(strict)}")
-        if passed_rows is not None and len(passed_rows) != len(entities):
-            raise _invalid(
-                f"passed_features has {len(passed_rows)} object(s) for {len(entities)} "
-                "entities; give one per entity, in the same order"
-            )
-        await self._fresh()
+        entities, passed_rows, strict = _vector_request(_parse(body))
+        if time.monotonic() >= self._next_check:  # else _fresh returns at once: no coroutine
+            await self._fresh()
         served = self._served(name, _version(version))
-        checked = [_entity(served, e, "entities[{}]", i) for i, e in enumerate(entities)]
+        checked = []
+        for i, entity in enumerate(entities):  # a loop: a comprehension is one more call
+            checked.append(_entity(served, entity, "entities[{}]", i))
         columns, vectors = self._compute(served, checked, passed_rows, strict=strict)
         answer = {
             "feature_view": served.key[0],
@@ -756,6 +747,41 @@ def _version(text: str | None) -> int | None:
     if not text.isascii() or not text.isdigit() or int(text) < 1:
         raise _invalid(f"version must be a positive integer, got {_shown(text)}")
     return int(text)
+
+
+def _vector_request(
+    request: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, bool]:
+    """A vector route body's entities, passed features (or None) and strict flag, checked.
+
+    The body most requests send, ``{"entities": [{...}]}``, passes every check of
+    :func:`_checked_vector_request`, so it is taken as it is (0.19 against 0.71 µs alone,
+    about 2 µs less per request in a loop of requests, where every call costs more).
+    """
+    if type(request) is dict and len(request) == 1:
+        entities = request.get("entities")
+        if type(entities) is list and len(entities) == 1 and type(entities[0]) is dict:
+            return entities, None, False
+    return _checked_vector_request(request)
+
+
+def _checked_vector_request(
+    request: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, bool]:
+    request = _object(request, "the body")
+    _only_keys(request, required=("entities",), optional=("passed_features", "strict"))
+    entities = _objects(request["entities"], "entities")
+    passed = request.get("passed_features")
+    passed_rows = None if passed is None else _objects(passed, "passed_features")
+    strict = request.get("strict", False)
+    if not isinstance(strict, bool):
+        raise _invalid(f"strict must be true or false, got {_shown(strict)}")
+    if passed_rows is not None and len(passed_rows) != len(entities):
+        raise _invalid(
+            f"passed_features has {len(passed_rows)} object(s) for {len(entities)} "
+            "entities; give one per entity, in the same order"
+        )
+    return entities, passed_rows, strict
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -574,6 +574,28 @@ header_lists = st.lists(
 )
 
 
+def request_outcome(read: Any, document: Any) -> tuple[Any, ...]:
+    """What reading a vector route body gives: its parts, or the rejection."""
+    try:
+        return ("read", *read(document))
+    except server_module._Reject as exc:
+        return ("rejected", exc.status, exc.kind, exc.message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    document=vector_bodies
+    | json_values
+    | st.fixed_dictionaries({"entities": st.lists(entity | json_values, min_size=1, max_size=1)})
+)
+def test_the_common_body_is_read_as_every_check_reads_it(document: Any) -> None:
+    # {"entities": [{...}]} skips the checks; any body reads as the checks read it
+    document = json.loads(json.dumps(document))  # as the server parses it
+    assert request_outcome(server_module._vector_request, document) == request_outcome(
+        server_module._checked_vector_request, document
+    )
+
+
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
