@@ -802,15 +802,12 @@ def _objects(value: Any, what: str) -> list[dict[str, Any]]:
 def _only_keys(
     request: Mapping[str, Any], *, required: Sequence[str], optional: Sequence[str]
 ) -> None:
-    # loops, not comprehensions, until a key is wrong: this runs on every request
-    for key in required:
-        if key not in request:
-            missing = [k for k in required if k not in request]
-            raise _invalid(f"the body lacks {missing}; it takes {[*required, *optional]}")
-    for key in request:
-        if key not in required and key not in optional:
-            extra = [k for k in request if k not in required and k not in optional]
-            raise _invalid(f"unknown key(s) {extra}; the body takes {[*required, *optional]}")
+    missing = [k for k in required if k not in request]
+    if missing:
+        raise _invalid(f"the body lacks {missing}; it takes {[*required, *optional]}")
+    extra = [k for k in request if k not in required and k not in optional]
+    if extra:
+        raise _invalid(f"unknown key(s) {extra}; the body takes {[*required, *optional]}")
 
 
 def _entity(served: _Served, entity: Mapping[str, Any], where: str, i: int) -> Mapping[str, Any]:
