@@ -97,6 +97,7 @@ _ROUTES = (
     "/v1/feature-views/{name}/vectors",
     "/get-online-features",
 )
+_VECTORS_START, _VECTORS_END = "/v1/feature-views/", "/vectors"
 _INT_RANGES = {
     pl.Int8: (-(2**7), 2**7),
     pl.Int16: (-(2**15), 2**15),
@@ -217,6 +218,7 @@ class _Served:
     stamps: tuple[Path, ...]  # Delta log folders of the groups it reads
     # per key of an integer or text type: whether a JSON value is already of its type
     plain: Mapping[str, Callable[[Any], bool]]
+    key: tuple[str, int]  # the view's name and version, read once rather than per request
 
     @classmethod
     def of(cls, view: FeatureView) -> _Served:
@@ -240,6 +242,7 @@ class _Served:
             label.event_time,
             tuple(Path(g.path) / "_delta_log" for g in groups),
             {k: check for k in dict.fromkeys(keys) if (check := _plain_check(types[k]))},
+            (view.name, view.version),
         )
 
     def entity_frame(self, entities: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
@@ -344,6 +347,12 @@ class _App:
         self._metrics.observe(route, status, time.perf_counter() - started)
 
     def _route(self, path: str) -> tuple[str, _Handler, tuple[str, ...], str]:
+        # /v1/feature-views/{name}/vectors, with a non-empty name without "/"; first: the
+        # route nearly every request takes
+        if path.startswith(_VECTORS_START) and path.endswith(_VECTORS_END):
+            name = path[len(_VECTORS_START) : -len(_VECTORS_END)]
+            if name and "/" not in name:
+                return "/v1/feature-views/{name}/vectors", self._vectors, ("POST",), name
         if path == "/health":
             return path, self._health, ("GET",), ""
         if path == "/metrics":
@@ -352,12 +361,6 @@ class _App:
             return path, self._list_views, ("GET",), ""
         if path == "/get-online-features":
             return path, self._feast, ("POST",), ""
-        parts = path.split("/")
-        # /v1/feature-views/{name}/vectors, with a non-empty name
-        if len(parts) == 5 and parts[:3] == ["", "v1", "feature-views"] and parts[4] == "vectors":
-            name = parts[3]
-            if name:
-                return "/v1/feature-views/{name}/vectors", self._vectors, ("POST",), name
         raise _Reject(404, "not_found", f"no route {_shown(path)}; routes: {', '.join(_ROUTES)}")
 
     def _authorize(self, scope: Scope) -> None:
@@ -403,26 +406,17 @@ class _App:
 
     async def _vectors(self, scope: Scope, body: bytes, name: str) -> tuple[int, bytes, bytes]:
         version = _no_query(scope, allowed=("version",)).get("version")
-        request = _object(_parse(body), "the body")
-        _only_keys(request, required=("entities",), optional=("passed_features", "strict"))
-        entities = _objects(request["entities"], "entities")
-        passed = request.get("passed_features")
-        passed_rows = None if passed is None else _objects(passed, "passed_features")
-        strict = request.get("strict", False)
-        if not isinstance(strict, bool):
-            raise _invalid(f"strict must be true or false, got {_shown(strict)}")
-        if passed_rows is not None and len(passed_rows) != len(entities):
-            raise _invalid(
-                f"passed_features has {len(passed_rows)} object(s) for {len(entities)} "
-                "entities; give one per entity, in the same order"
-            )
-        await self._fresh()
+        entities, passed_rows, strict = _vector_request(_parse(body))
+        if time.monotonic() >= self._next_check:  # else _fresh returns at once: no coroutine
+            await self._fresh()
         served = self._served(name, _version(version))
-        checked = [_entity(served, e, f"entities[{i}]") for i, e in enumerate(entities)]
+        checked = []
+        for i, entity in enumerate(entities):  # a loop: a comprehension is one more call
+            checked.append(_entity(served, entity, "entities[{}]", i))
         columns, vectors = self._compute(served, checked, passed_rows, strict=strict)
         answer = {
-            "feature_view": served.view.name,
-            "version": served.view.version,
+            "feature_view": served.key[0],
+            "version": served.key[1],
             "columns": columns,
             "vectors": vectors,
         }
@@ -475,7 +469,7 @@ class _App:
                     f"it needs {list(served.keys)}"
                 )
             entities = [
-                _entity(served, {k: r[k] for k in r if k in allowed}, f"entities row {i}")
+                _entity(served, {k: r[k] for k in r if k in allowed}, "entities row {}", i)
                 for i, r in enumerate(rows)
             ]
             used |= allowed
@@ -576,7 +570,7 @@ class _App:
         return served
 
     def _output_columns(self, served: _Served) -> list[str]:
-        key = (served.view.name, served.view.version)
+        key = served.key
         generation = self.store.generation
         cached = self._columns.get(key)
         if cached is None or cached[0] != generation:
@@ -588,8 +582,7 @@ class _App:
 
         Compiled again when the store's generation moves (a refresh), as the view does.
         """
-        view = served.view
-        key = (view.name, view.version)
+        view, key = served.view, served.key
         generation = self.store.generation
         cached = self._servers.get(key)
         if cached is None or cached[0] != generation:
@@ -704,13 +697,16 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Reject(400, "malformed_body", "the client went away mid-body")
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise _too_large()
-        chunks.append(chunk)
         if not message.get("more_body", False):
+            if not chunks:  # the whole body in one message, as it nearly always comes
+                return chunk
+            chunks.append(chunk)
             return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _too_large() -> _Reject:
@@ -720,7 +716,7 @@ def _too_large() -> _Reject:
 
 
 def _parse(body: bytes) -> Any:
-    if not body.strip():
+    if not body or body.isspace():
         raise _Reject(400, "malformed_body", "the body is empty; send a JSON object")
     try:
         return orjson.loads(body)
@@ -753,6 +749,41 @@ def _version(text: str | None) -> int | None:
     return int(text)
 
 
+def _vector_request(
+    request: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, bool]:
+    """A vector route body's entities, passed features (or None) and strict flag, checked.
+
+    The body most requests send, ``{"entities": [{...}]}``, passes every check of
+    :func:`_checked_vector_request`, so it is taken as it is (0.19 against 0.71 µs alone,
+    about 2 µs less per request in a loop of requests, where every call costs more).
+    """
+    if type(request) is dict and len(request) == 1:
+        entities = request.get("entities")
+        if type(entities) is list and len(entities) == 1 and type(entities[0]) is dict:
+            return entities, None, False
+    return _checked_vector_request(request)
+
+
+def _checked_vector_request(
+    request: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, bool]:
+    request = _object(request, "the body")
+    _only_keys(request, required=("entities",), optional=("passed_features", "strict"))
+    entities = _objects(request["entities"], "entities")
+    passed = request.get("passed_features")
+    passed_rows = None if passed is None else _objects(passed, "passed_features")
+    strict = request.get("strict", False)
+    if not isinstance(strict, bool):
+        raise _invalid(f"strict must be true or false, got {_shown(strict)}")
+    if passed_rows is not None and len(passed_rows) != len(entities):
+        raise _invalid(
+            f"passed_features has {len(passed_rows)} object(s) for {len(entities)} "
+            "entities; give one per entity, in the same order"
+        )
+    return entities, passed_rows, strict
+
+
 def _object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _invalid(f"{what} must be a JSON object, got {_shown(value)}")
@@ -763,7 +794,8 @@ def _objects(value: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise _invalid(f"{what} must be a non-empty list of objects, got {_shown(value)}")
     for i, item in enumerate(value):
-        _object(item, f"{what}[{i}]")
+        if not isinstance(item, dict):
+            _object(item, f"{what}[{i}]")  # raises
     return value
 
 
@@ -778,8 +810,11 @@ def _only_keys(
         raise _invalid(f"unknown key(s) {extra}; the body takes {[*required, *optional]}")
 
 
-def _entity(served: _Served, entity: Mapping[str, Any], what: str) -> Mapping[str, Any]:
-    """One entity's keys, checked against the view and converted to their types."""
+def _entity(served: _Served, entity: Mapping[str, Any], where: str, i: int) -> Mapping[str, Any]:
+    """One entity's keys, checked against the view and converted to their types.
+
+    ``where.format(i)`` names the entity in an error (formatted only then).
+    """
     if len(entity) == len(served.keys):  # the common case: exactly the keys, typed already
         plain = served.plain
         for key, value in entity.items():
@@ -788,6 +823,7 @@ def _entity(served: _Served, entity: Mapping[str, Any], what: str) -> Mapping[st
                 break
         else:
             return entity
+    what = where.format(i)
     missing = [k for k in served.keys if k not in entity]
     if missing:
         raise _invalid(f"{what} lacks key(s) {missing}; the view needs {list(served.keys)}")

@@ -16,17 +16,18 @@ carries the label group's event-time column, else from now.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from operator import itemgetter
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
 
 from microfs.errors import DefinitionError, NotFoundError, SchemaError
 from microfs.feature_group import FeatureGroup
-from microfs.online import OnlineStore
+from microfs.online import OnlineStore, OnlineTable
 from microfs.schema import aware_utc
 from microfs.transformations import (
     FittedParams,
@@ -46,15 +47,29 @@ VectorsReturnType = Literal["polars", "pandas", "numpy"]
 
 @dataclass(frozen=True)
 class _Source:
-    """One group the vector reads: which keys, which columns, where they go."""
+    """One group the vector reads: which keys, which columns, which features they become.
+
+    The sources' ``names``, one source after the other, are the view's features in order,
+    so a raw vector is the sources' rows one after the other (nulls for a missing row).
+    """
 
     group: FeatureGroup
     keys: tuple[str, ...]
     columns: tuple[str, ...]  # stored column names read from the online table
     names: tuple[str, ...]  # the view's feature names they become
-    positions: tuple[int, ...]  # their places in the raw feature vector
     max_age: timedelta | None
     event_time: str | None
+
+
+class _Lookup(NamedTuple):
+    """What a vector needs of one source, unpacked once per vector (cheaper than attributes)."""
+
+    source: _Source
+    table: OnlineTable
+    key_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # KeyError for a missing key
+    columns: tuple[str, ...]
+    max_age: timedelta | None
+    nulls: tuple[None, ...]  # the source's features when it has no (recent) row
 
 
 class VectorServer:
@@ -89,10 +104,16 @@ class VectorServer:
             .select(self.columns)
             .collect_schema()
         )
-        self.sources = _sources(definition, label, groups, self._index)
+        self.sources = _sources(definition, label, groups)
+        # each source's features follow the previous one's: raw vectors are concatenated
+        assert [n for s in self.sources for n in s.names] == self.features
         # Online tables are built once per store and kept fresh in place, so the server
         # holds on to them instead of asking the store on every lookup.
         self._tables = [online.table(source.group) for source in self.sources]
+        self._lookups = [
+            _Lookup(s, t, _key_reader(s.keys), s.columns, s.max_age, (None,) * len(s.names))
+            for s, t in zip(self.sources, self._tables, strict=True)
+        ]
         self.required_keys = tuple(dict.fromkeys(k for s in self.sources for k in s.keys))
 
     # -- one entity ---------------------------------------------------------------------
@@ -105,25 +126,24 @@ class VectorServer:
         strict: bool = False,
     ) -> list[Any]:
         """Untransformed feature values for one entity, in the view's feature order."""
-        raw: list[Any] = [None] * len(self.features)
+        raw: list[Any] = []
         now: datetime | None = None
-        for source, table in zip(self.sources, self._tables, strict=True):
+        for source, table, key_of, columns, max_age, nulls in self._lookups:
             try:
-                key = tuple([entity[k] for k in source.keys])
+                key = key_of(entity)
             except KeyError:
                 raise self._missing(entity) from None
-            row = table.get(key, source.columns)
+            row = table.get(key, columns)
             if row is None:
                 if strict:
                     raise self._not_found(source, key)
+                raw += nulls
                 continue
-            if source.max_age is not None:
+            if max_age is not None:
                 if now is None:
                     now = self._entity_time(entity)
-                if row[-1] < now - source.max_age:
-                    continue
-            for position, value in zip(source.positions, row, strict=False):
-                raw[position] = value
+                row = _recent(row, now, max_age, nulls)
+            raw += row
         if passed_features:
             for name, value in passed_features.items():
                 slot = self._index.get(name)
@@ -179,30 +199,27 @@ class VectorServer:
         """
         if len(entities) == 1:  # the loop's set-up per table costs more than it saves
             return [self._row(self.raw(entities[0], strict=strict))]
-        width = len(self.features)
-        raws: list[list[Any]] = [[None] * width for _ in entities]
+        raws: list[list[Any]] = [[] for _ in entities]
         times: list[datetime | None] = [None] * len(entities)
-        for source, table in zip(self.sources, self._tables, strict=True):
-            get = table.getter(source.columns)
-            keys, positions, max_age = source.keys, source.positions, source.max_age
+        for source, table, key_of, columns, max_age, nulls in self._lookups:
+            get = table.getter(columns)
             for i, (entity, raw) in enumerate(zip(entities, raws, strict=True)):
                 try:
-                    key = tuple([entity[k] for k in keys])
+                    key = key_of(entity)
                 except KeyError:
                     raise self._missing(entity) from None
                 row = get(key)
                 if row is None:
                     if strict:
                         raise self._not_found(source, key)
+                    raw += nulls
                     continue
                 if max_age is not None:
                     now = times[i]
                     if now is None:
                         now = times[i] = self._entity_time(entity)
-                    if row[-1] < now - max_age:
-                        continue
-                for position, value in zip(positions, row, strict=False):
-                    raw[position] = value
+                    row = _recent(row, now, max_age, nulls)
+                raw += row
         transform = self._row
         return [transform(raw) for raw in raws]
 
@@ -360,11 +377,26 @@ def _frame(entities: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
         raise SchemaError(f"could not read the entities as a table: {exc}") from exc
 
 
+def _recent(
+    row: tuple[Any, ...], now: datetime, max_age: timedelta, nulls: tuple[None, ...]
+) -> tuple[Any, ...]:
+    """A row read with its event time last: its features, or nulls when older than max_age."""
+    return nulls if row[-1] < now - max_age else row[:-1]
+
+
+def _key_reader(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function taking an entity's ``keys`` values as a tuple (KeyError for a missing one)."""
+    if len(keys) == 1:
+        (name,) = keys
+        return lambda entity: (entity[name],)
+    reader: Callable[[Mapping[str, Any]], tuple[Any, ...]] = itemgetter(*keys)
+    return reader
+
+
 def _sources(
     definition: FeatureViewDefinition,
     label: FeatureGroup,
     groups: Sequence[FeatureGroup],
-    index: Mapping[str, int],
 ) -> list[_Source]:
     sources: list[_Source] = []
     label_features = definition.label_features(label.definition)
@@ -380,7 +412,6 @@ def _sources(
                 tuple(label.online_keys),
                 label_features,
                 label_features,
-                tuple(index[c] for c in label_features),
                 None,
                 label.event_time,
             )
@@ -404,7 +435,6 @@ def _sources(
                 tuple(join.on),
                 columns,
                 names,
-                tuple(index[n] for n in names),
                 join.max_age,
                 group.event_time,
             )

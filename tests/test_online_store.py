@@ -16,13 +16,17 @@ from unittest import mock
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from microfs import DefinitionError, FeatureGroup, FeatureStore, SchemaError
 from microfs.online import OnlineTable
 from microfs.online import columns as online_columns
 from microfs.online import table as online_table
+from microfs.online.columns import polars_type
+from microfs.online.index import Snapshot
+from microfs.online.keys import Keys
 from microfs.schema import canonical_type, polars_dtype
 from tests.strategies import OnlineCase, OnlineShape, online_cases
 
@@ -778,3 +782,81 @@ def test_nan_float_keys_are_found_like_polars_joins_find_them(
         group.read().select([*keys, "x"]), on=keys, how="left", maintain_order="left"
     )
     assert offline["x"].to_list() == [10, 20, 30, None]
+
+
+# -- one key's lookup against a linear scan --------------------------------------------------
+
+_FINDER_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "int64": st.one_of(st.integers(-3, 3), st.sampled_from([-(2**63), 2**63 - 1])),
+    "int8": st.integers(-128, 127),
+    "string": st.sampled_from(["", "a", "é", "plumless", "buckeroo"]),  # the last two: one CRC
+    "float64": st.sampled_from([0.0, -0.0, 1.5, -2.25, float("nan"), float("inf")]),
+    "date": st.dates(date(1969, 12, 30), date(1970, 1, 3)),
+    "datetime": st.sampled_from([T0, T0 + timedelta(microseconds=1), datetime(1900, 1, 1)]).map(
+        lambda t: t.replace(tzinfo=timezone.utc)
+    ),
+    "bool": st.booleans(),
+}
+# values of another type or form than the column's: accepted equivalents and refusals
+_ODD_VALUES = st.sampled_from(
+    [None, 1.0, 2.5, "1", True, np.int64(2), np.float64(1.5), 2**63, 200, date(1970, 1, 1)]
+)
+
+
+def _scanned(keys: Any, stored: list[tuple[Any, ...]], key: Any) -> int | None:
+    """The position of ``key``'s row by a linear scan (NaN equals NaN, as in the index)."""
+    coerced = []
+    for coerce, value in zip(keys.coercers, keys.as_tuple(key), strict=True):
+        value = coerce(value)
+        if value is None:
+            return None
+        coerced.append(value)
+    for position, row in enumerate(stored):
+        if all(a == b or (a != a and b != b) for a, b in zip(row, coerced, strict=True)):
+            return position
+    return None
+
+
+def _outcome(find: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "found", find(*args)
+    except Exception as exc:  # the same error, or both find the same row
+        return type(exc).__name__, str(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_single_key_lookup_equals_a_linear_scan(data: st.DataObject) -> None:
+    canonicals = data.draw(st.lists(st.sampled_from(list(_FINDER_VALUES)), min_size=1, max_size=3))
+    names = [f"k{j}" for j in range(len(canonicals))]
+    keys = Keys("g", names, canonicals)
+    row = st.tuples(*(_FINDER_VALUES[c] for c in canonicals))
+    rows = data.draw(st.lists(row, max_size=40))
+    stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # one row per key, as the index keeps
+    for values in rows:
+        coerced = tuple(coerce(v) for coerce, v in zip(keys.coercers, values, strict=True))
+        stored.setdefault(tuple("nan" if v != v else v for v in coerced), values)
+    assume(stored)
+    schema = {n: polars_type(c) for n, c in zip(names, canonicals, strict=True)}
+    frame_ = pl.DataFrame(list(stored.values()), schema=schema, orient="row")
+    canonical = dict(zip(names, canonicals, strict=True))
+    snapshot = Snapshot.build(keys, canonical, frame_, ())
+    scanned = [
+        tuple(coerce(v) for coerce, v in zip(keys.coercers, values, strict=True))
+        for values in stored.values()
+    ]
+    value = st.one_of(*(_FINDER_VALUES[c] for c in canonicals), _ODD_VALUES)
+    probes = data.draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(list(stored.values())),
+                st.tuples(*[value] * len(names)),
+                st.lists(value, max_size=4),  # a list, or a key of another length
+                st.lists(value, max_size=4).map(tuple),
+                value,  # a bare value
+            ),
+            max_size=20,
+        )
+    )
+    for probe in [*stored.values(), *probes]:
+        assert _outcome(snapshot.find, probe) == _outcome(_scanned, keys, scanned, probe), probe

@@ -9,6 +9,7 @@ httpx over a socket. Every vector over HTTP is compared with ``get_inference_vec
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -177,6 +178,25 @@ def test_unknown_view_version_and_route(app: Any) -> None:
     assert_error(call(app, "POST", VECTORS + "?limit=3", body={}), 422, "invalid_request", "limit")
 
 
+def test_the_vector_route_takes_exactly_its_paths(app: Any) -> None:
+    starts = ["", "/", "/v1", "/v1/feature-views", "/v1/feature-views/", "/v2/feature-views/"]
+    names = ["", "/", VIEW, "a/b", "vectors", "health"]
+    ends = ["", "/", "vectors", "/vectors", "/vectors/", "//vectors", "/vectors/x"]
+    for start, name, end in itertools.product(starts, names, ends):
+        path = "/" + (start + name + end).lstrip("/")
+        segments = path.split("/")  # "", "v1", "feature-views", a name, "vectors"
+        expected = (
+            len(segments) == 5
+            and segments[:3] == ["", "v1", "feature-views"]
+            and segments[3] != ""
+            and segments[4] == "vectors"
+        )
+        status, payload = asyncio.run(asgi(app, "GET", path, [], headers=[]))  # it takes POST
+        routed = status == 405 and "/v1/feature-views/{name}/vectors" in payload.decode()
+        assert routed == expected, (path, status, payload)
+        assert status in (200, 404, 405)
+
+
 def test_wrong_method_says_which_are_allowed(app: Any) -> None:
     response = call(app, "GET", VECTORS)
     assert_error(response, 405, "method_not_allowed", "POST")
@@ -206,7 +226,14 @@ def test_malformed_bodies_are_400(app: Any, body: bytes, fragment: str) -> None:
         ({}, "lacks ['entities']"),
         ({"entities": [], "strict": False}, "non-empty list"),
         ({"entities": [{"user_id": 1, "item_id": 102}], "extra": 1}, "unknown key(s) ['extra']"),
-        ({"entities": [{"user_id": 1}]}, "lacks key(s) ['item_id']"),
+        ({"entities": [{"user_id": 1}]}, "entities[0] lacks key(s) ['item_id']"),
+        ({"entities": [{"user_id": 1, "item_id": 102}, 5]}, "entities[1] must be a JSON object"),
+        (
+            {"entities": [{"user_id": 1, "item_id": 102}, {"user_id": 1, "item_id": "2"}]},
+            "entities[1]['item_id'] must be an integer",
+        ),
+        ({"strict": True}, "the body lacks ['entities']; it takes"),
+        ({"entities": [{}], "x": 1, "y": 2}, "unknown key(s) ['x', 'y']"),
         ({"entities": [{"user_id": 1, "item_id": 2, "age": 3}]}, "unknown key(s) ['age']"),
         ({"entities": [{"user_id": "1", "item_id": 102}]}, "must be an integer"),
         ({"entities": [{"user_id": True, "item_id": 102}]}, "must be an integer"),
@@ -398,6 +425,11 @@ def test_feast_feature_service_and_full_names(app: Any, served: mfs.FeatureView)
             "shop",
         ),
         ({"features": ["price"], "entities": {"user_id": [1]}}, 422, "'view:feature'"),
+        (
+            {"features": [f"{VIEW}:price"], "entities": {"user_id": [1, "2"], "item_id": [1, 2]}},
+            422,
+            "entities row 1['user_id'] must be an integer",
+        ),
         ({"features": [], "entities": {"user_id": [1]}}, 422, "give features"),
         ({"feature_service": 3, "entities": {"user_id": [1]}}, 422, "view's name"),
         ({"features": ["other:price"], "entities": {"user_id": [1]}}, 404, "other"),
@@ -540,6 +572,28 @@ header_lists = st.lists(
     ),
     max_size=3,
 )
+
+
+def request_outcome(read: Any, document: Any) -> tuple[Any, ...]:
+    """What reading a vector route body gives: its parts, or the rejection."""
+    try:
+        return ("read", *read(document))
+    except server_module._Reject as exc:
+        return ("rejected", exc.status, exc.kind, exc.message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    document=vector_bodies
+    | json_values
+    | st.fixed_dictionaries({"entities": st.lists(entity | json_values, min_size=1, max_size=1)})
+)
+def test_the_common_body_is_read_as_every_check_reads_it(document: Any) -> None:
+    # {"entities": [{...}]} skips the checks; any body reads as the checks read it
+    document = json.loads(json.dumps(document))  # as the server parses it
+    assert request_outcome(server_module._vector_request, document) == request_outcome(
+        server_module._checked_vector_request, document
+    )
 
 
 @settings(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -23,6 +25,7 @@ from tests.helpers import (
     at,
     create_served_groups,
     same,
+    seed_view,
     served_view,
 )
 
@@ -142,6 +145,59 @@ def test_online_vectors_equal_training_rows(world: dict[str, pl.DataFrame]) -> N
             assert all(same(a, b) for a, b in zip(rows[position], expected, strict=True))
             as_dict = fv.get_inference_vector(entity, return_type="dict")
             assert list(as_dict) == X.columns
+
+
+def not_found(call: Callable[..., object], entities: list[dict[str, Any]]) -> str | None:
+    """The message of the NotFoundError ``call(entities, strict=True)`` raises, or None."""
+    try:
+        call(entities, strict=True)
+    except mfs.NotFoundError as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    world=worlds(),
+    minutes=st.lists(st.one_of(st.none(), st.integers(0, 130)), min_size=1, max_size=6),
+)
+def test_one_entity_rows_equal_the_frame_path_with_max_age_between_joins(
+    world: dict[str, pl.DataFrame], minutes: list[int | None]
+) -> None:
+    # The aged join sits between two others: a row too old leaves nulls in the middle.
+    with tempfile.TemporaryDirectory() as tmp:
+        fs = FeatureStore(tmp)
+        create_served_groups(fs)
+        for name in ("user_activity", "user_profile", "item_feature"):
+            fs.get_feature_group(name).insert(world[name])
+        fv = seed_view(
+            fs,
+            name="aged",
+            joins=[
+                {"fg_name": "item_feature", "on": ["item_id"], "max_age": timedelta(minutes=30)},
+                {"fg_name": "user_profile", "on": ["user_id"]},
+            ],
+        )
+        fv.get_training_data(compute_params=True)
+        keys = [*world["entities"].rows(), (4, 13), (99, 10)]  # and maybe unknown entities
+        entities: list[dict[str, Any]] = [
+            {"user_id": u, "item_id": i, **({} if m is None else {"timestamp": at(m)})}
+            for (u, i), m in zip(keys, itertools.cycle(minutes))
+        ]
+        batch = fv.get_inference_vectors(entities)  # vectorised: a frame and one query
+        compiled = vector_server(fs, fv)
+        singles = [compiled.rows([entity])[0] for entity in entities]
+        for position, single in enumerate(singles):
+            assert all(same(a, b) for a, b in zip(single, batch.row(position), strict=True)), (
+                entities[position],
+                single,
+                batch.row(position),
+            )
+            assert single == fv.get_inference_vector(entities[position])
+        assert compiled.rows(entities) == singles
+        for entity in entities:  # strict: the same error exactly when the frame path has one
+            frame_error = not_found(fv.get_inference_vectors, [entity])
+            assert not_found(compiled.rows, [entity]) == frame_error
 
 
 def test_seed_inference_call_and_return_types(served: mfs.FeatureView) -> None:
