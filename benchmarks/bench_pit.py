@@ -59,6 +59,7 @@ ALL_ENGINES: tuple[str, ...] = (
     "microfs windowed",
     "microfs polars join",
     "daft native",
+    "daft written",
     "daft ray",
     "daft ray 4",
     "floor",
@@ -129,11 +130,14 @@ def run_engine(engine: str, spec: dict[str, Any], result_path: str | None = None
     work = _ENGINE_BUILDERS[engine](spec)
     clock, (frame, details) = timed_work(work)
     rows = _height(frame)
+    in_order = details.pop(IN_ORDER, False)
     feast = details.pop("feast", None)
     if feast is not None:  # the work ran in a child: its own figures
         clock.update(seconds=feast["seconds"], cpu_seconds=feast["cpu_seconds"])
         clock[WORK_PEAK] = feast["peak_rss_mb"]
-    if result_path is not None:
+    if result_path is not None and in_order:  # a file in the compared order: streamed
+        frame.sink_parquet(result_path)
+    elif result_path is not None:
         result = _as_polars(frame)
         del frame  # a pandas frame was copied: drop it before sorting the copy
         write_sorted(result, result_path, sort_order(spec))
@@ -142,6 +146,11 @@ def run_engine(engine: str, spec: dict[str, Any], result_path: str | None = None
 
 Builder = Callable[[dict[str, Any]], Callable[[], Any]]
 """Takes a spec, imports what the engine needs and returns the (timed) work."""
+
+IN_ORDER = "in_frame_order"
+"""Set in an engine's details when its result is a Parquet scan already in the compared
+order (a frame written by ``write_training_frame``): it is checked without collecting it,
+so a frame larger than memory can be checked."""
 
 
 def _microfs(
@@ -195,7 +204,30 @@ def _microfs_windowed(spec: dict[str, Any]) -> Callable[[], Any]:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)  # each run is a process
         target = Path(folder) / "frame.parquet"
         view.write_training_frame(target, window=timedelta(days=WINDOW_DAYS))
-        return pl.scan_parquet(target), {"window_days": WINDOW_DAYS}
+        return pl.scan_parquet(target), {"window_days": WINDOW_DAYS, IN_ORDER: True}
+
+    return work
+
+
+def _daft_written(spec: dict[str, Any]) -> Callable[[], Any]:
+    """``fv.write_training_frame(path, engine="daft")`` on Daft's native runner.
+
+    Daft joins and streams its batches, in order, into one Parquet file; a second frame
+    past memory to check ``microfs windowed`` against.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    from microfs import FeatureStore
+
+    def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
+        view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
+        folder = tempfile.mkdtemp(prefix="microfs-daft-written-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        target = Path(folder) / "frame.parquet"
+        view.write_training_frame(target, engine="daft")
+        return pl.scan_parquet(target), {IN_ORDER: True}
 
     return work
 
@@ -512,6 +544,7 @@ _ENGINE_BUILDERS: dict[str, Builder] = {
     "duckdb ordered": _duckdb(ordered=True),
     "pandas": _pandas,
     "daft native": _daft(None),
+    "daft written": _daft_written,
     "daft ray": _daft(2),
     "daft ray 4": _daft(4),
     "floor": _floor,
