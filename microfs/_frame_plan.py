@@ -471,9 +471,10 @@ class FramePlanner:
         not held, not chosen for the kernel (for ``kernel_labels`` labels, see
         :func:`_kernel_joins`), or on the known-at timeline.
 
-        A prepared join matches through its own copy of the rows, so its entry in
-        ``held`` is replaced by an empty frame (its rows are only checked from then on)
-        as soon as it is prepared: at most one group is in memory twice at a time.
+        A prepared join keeps what it matches through (the held rows' feature columns,
+        which it shares, and its cursors), so its entry in ``held`` is replaced by an
+        empty frame as soon as it is prepared (those rows are only checked from then on),
+        and the rest of the held frame goes with it.
         """
         versions = table_versions or {}
         chosen = _kernel_joins(
@@ -492,7 +493,7 @@ class FramePlanner:
             ready = prepare_rows(plan, labels, self.time)
             if ready is not None:
                 held[number] = Held(kept.frame.clear(), kept.order)
-            del plan, kept
+            del plan, kept  # the last references to the held frame, before the next group
             out.append(ready)
         return out
 

@@ -296,13 +296,9 @@ def _boundary(method: Callable[_P, _R]) -> Callable[_P, _R]:
             return method(*args, **kwargs)
         except _PASS_THROUGH:
             raise
-        except TypeError as exc:
-            if not _binds(method, args, kwargs):  # the call itself is wrong, not the lake
-                raise
-            group = args[0]
-            assert isinstance(group, FeatureGroup)
-            raise group.storage_error(exc) from exc
         except BaseException as exc:
+            if isinstance(exc, TypeError) and not _binds(method, args, kwargs):
+                raise  # the call itself is wrong, not the lake
             group = args[0]
             assert isinstance(group, FeatureGroup)
             raise group.storage_error(exc) from exc

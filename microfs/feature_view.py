@@ -820,8 +820,8 @@ _HELD_BYTES = 2**30
 together their columns take less than this (see ``FramePlanner.hold``), instead of once
 per window. At 50M labels both 5M-row groups are held (about 0.45 GB): 55.7 s and 2.80 GB
 peak when the larger one's latest rows per key were carried from window to window
-instead, 25.0 s and 1.79 GB with both held; at 100M labels, both 10M-row groups (about
-0.95 GB)."""
+instead, 25.0 s and 1.79 GB with both held (and 256 MiB windows); at 100M labels, both
+10M-row groups (about 0.95 GB)."""
 
 _WINDOW_BYTES = 128 * 2**20
 """``write_training_frame`` cuts a window whose joined rows would take more than this
