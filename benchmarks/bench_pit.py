@@ -183,53 +183,38 @@ WINDOW_DAYS = 30
 """Event-time window of the ``microfs windowed`` engine."""
 
 
-def _microfs_windowed(spec: dict[str, Any]) -> Callable[[], Any]:
-    """``fv.write_training_frame(path, window=30 days)``: the frame larger than memory path.
+def _written(engine: Literal["polars", "daft"]) -> Builder:
+    """``fv.write_training_frame(path, ...)``: the frame larger than memory, in one file.
 
-    Each 30-day window of label time is joined to its own feature rows plus the latest row
-    per key from before it, and written before the next window is read, into one Parquet
-    file. The timer covers writing the file; the frame is read back from it after the
-    timer for the equality check.
+    With ``"polars"`` (``microfs windowed``), each 30-day window of label time is joined
+    and written before the next window is read. With ``"daft"`` (``daft written``), Daft's
+    native runner joins the label batches and streams them, in order, into the file: a
+    second frame past memory to check the first against. The timer covers writing the
+    file; the file is checked after the timer, without collecting it (see ``IN_ORDER``).
     """
-    import atexit
-    import shutil
-    import tempfile
-    from datetime import timedelta
 
-    from microfs import FeatureStore
+    def build(spec: dict[str, Any]) -> Callable[[], Any]:
+        import atexit
+        import shutil
+        import tempfile
+        from datetime import timedelta
 
-    def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
-        view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
-        folder = tempfile.mkdtemp(prefix="microfs-windowed-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # each run is a process
-        target = Path(folder) / "frame.parquet"
-        view.write_training_frame(target, window=timedelta(days=WINDOW_DAYS))
-        return pl.scan_parquet(target), {"window_days": WINDOW_DAYS, IN_ORDER: True}
+        from microfs import FeatureStore
 
-    return work
+        def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
+            view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
+            folder = tempfile.mkdtemp(prefix="microfs-written-")
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)  # a process per run
+            target = Path(folder) / "frame.parquet"
+            if engine == "daft":
+                view.write_training_frame(target, engine="daft")
+                return pl.scan_parquet(target), {IN_ORDER: True}
+            view.write_training_frame(target, window=timedelta(days=WINDOW_DAYS))
+            return pl.scan_parquet(target), {"window_days": WINDOW_DAYS, IN_ORDER: True}
 
+        return work
 
-def _daft_written(spec: dict[str, Any]) -> Callable[[], Any]:
-    """``fv.write_training_frame(path, engine="daft")`` on Daft's native runner.
-
-    Daft joins and streams its batches, in order, into one Parquet file; a second frame
-    past memory to check ``microfs windowed`` against.
-    """
-    import atexit
-    import shutil
-    import tempfile
-
-    from microfs import FeatureStore
-
-    def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
-        view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
-        folder = tempfile.mkdtemp(prefix="microfs-daft-written-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        target = Path(folder) / "frame.parquet"
-        view.write_training_frame(target, engine="daft")
-        return pl.scan_parquet(target), {IN_ORDER: True}
-
-    return work
+    return build
 
 
 def _daft(ray_cpus: int | None) -> Builder:
@@ -538,13 +523,13 @@ _ENGINE_BUILDERS: dict[str, Builder] = {
     "microfs": _microfs(None),
     "microfs in-memory": _microfs("in-memory"),
     "microfs streaming": _microfs("streaming"),
-    "microfs windowed": _microfs_windowed,
+    "microfs windowed": _written("polars"),
     "microfs polars join": _microfs("in-memory", polars_join=True),
     "duckdb": _duckdb(ordered=False),
     "duckdb ordered": _duckdb(ordered=True),
     "pandas": _pandas,
     "daft native": _daft(None),
-    "daft written": _daft_written,
+    "daft written": _written("daft"),
     "daft ray": _daft(2),
     "daft ray 4": _daft(4),
     "floor": _floor,
