@@ -441,7 +441,7 @@ def _prepared_rows(rows: Broadcast, labels: pl.Schema, label_time: str) -> Prepa
     the cursors (:meth:`~microfs._asof_kernel.Cursors.restarted`), so batches may run in
     any order, on any thread. Called under ``_LOCK``.
     """
-    dtypes = tuple((name, labels[name]) for name in (*rows.on, label_time) if name in labels)
+    dtypes = tuple((name, labels[name]) for name in (*rows.on, label_time))  # batch inputs
     key = (rows.files, rows.schema, rows.appended, rows.event_time, rows.on, rows.end, dtypes)
     if key in _PREPARED:
         _PREPARED.move_to_end(key)
