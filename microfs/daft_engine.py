@@ -56,6 +56,7 @@ from microfs.errors import MissingDependencyError
 from microfs.feature_group import FeatureGroup
 from microfs.pit import JoinPlan, PreparedRows, prepare_rows
 from microfs.pit import point_in_time_join as polars_point_in_time_join
+from microfs.schema import to_polars
 from microfs.transformations import FittedParams, apply_transforms, output_schema
 
 try:
@@ -646,6 +647,26 @@ def collect(frame: daft.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     """Run ``frame`` on Daft's runner and give its rows as a Polars frame of ``schema``."""
     out = pl.DataFrame(frame.to_arrow())
     return out.cast(pl.Schema(schema)) if out.width else pl.DataFrame(schema=schema)
+
+
+def from_polars(frame: pl.LazyFrame, schema: pl.Schema) -> daft.DataFrame:
+    """A frame the Polars planner joined, run here and handed to Daft with ``schema``.
+
+    For the known-at timeline: its joins read each group's commit log into segments of
+    served rows, which the Polars planner builds (see
+    :meth:`~microfs._frame_plan.FramePlanner.plan`); Daft then runs what follows.
+    """
+    rows = frame.collect(engine="in-memory")
+    return cast_to(daft.from_arrow(rows.to_arrow(compat_level=pl.CompatLevel.oldest())), schema)
+
+
+def polars_spine(spine: object) -> pl.LazyFrame:
+    """A caller's spine as Polars rows (a Daft spine is run and collected here)."""
+    if isinstance(spine, daft.DataFrame):
+        return pl.DataFrame(spine.to_arrow()).lazy()
+    if isinstance(spine, pl.LazyFrame):
+        return spine
+    return to_polars(spine).lazy()
 
 
 def spine_rows(

@@ -259,7 +259,9 @@ class FeatureView:
                 after another. The Daft plan is the same with or without it.
             engine: ``"polars"`` gives a ``pl.LazyFrame``; ``"daft"`` a lazy
                 ``daft.DataFrame`` with the same rows, order, columns and values, run on
-                Daft's current runner (``pip install "microfs[scale]"``).
+                Daft's current runner (``pip install "microfs[scale]"``). A view on the
+                known-at timeline is joined by Polars, in memory, when this is called
+                (its segments come from each group's commit log), and handed to Daft.
 
         >>> frame = fv.training_frame(end=cutoff).collect(engine="in-memory")  # doctest: +SKIP
         >>> fv.training_frame(window=timedelta(days=7)).sink_parquet("t.parquet")  # doctest: +SKIP
@@ -270,7 +272,7 @@ class FeatureView:
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
-            lazy: daft.DataFrame = daft_engine.frame(planner.spec(start, end, table_versions))
+            lazy: daft.DataFrame = self._on_daft(daft_engine, start, end, table_versions)
             return lazy
         if window is None:
             return planner.plan(start, end, table_versions)
@@ -328,12 +330,9 @@ class FeatureView:
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
-            spec = planner.spec(start, end, versions)
-            return int(
-                daft_engine.write_frame(
-                    daft_engine.frame(spec), daft_engine.expected_schema(spec), path
-                )
-            )
+            frame = self._on_daft(daft_engine, start, end, versions)
+            schema = daft_engine.expected_schema(planner.spec(start, end, versions))
+            return int(daft_engine.write_frame(frame, schema, path))
         schema = planner.plan(start, end, versions).collect_schema()
         edges = planner.windows(start, end, window, versions, max_rows=_window_rows(schema))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -584,7 +583,7 @@ class FeatureView:
             )
         if daft_engine is not None:
             spec = self._planner.spec(record.start, record.end, record.table_versions)
-            built = daft_engine.frame(spec)
+            built = self._on_daft(daft_engine, record.start, record.end, record.table_versions)
             frame = daft_engine.collect(built, daft_engine.expected_schema(spec))
         else:
             frame = _read(
@@ -659,13 +658,8 @@ class FeatureView:
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
-            spec = self._planner.spec(start, end, None)
-            if spine is None:
-                frame = daft_engine.frame(spec)
-            else:
-                rows = daft_engine.spine_rows(self._planner, spine)
-                frame = daft_engine.frame_from_spine(spec, rows)
-            schema = daft_engine.expected_schema(spec)
+            frame = self._on_daft(daft_engine, start, end, None, spine=spine)
+            schema = daft_engine.expected_schema(self._planner.spec(start, end, None))
             batch: daft.DataFrame = daft_engine.batch_data(
                 frame,
                 keys=[*label.primary_keys, self._time],
@@ -686,6 +680,39 @@ class FeatureView:
         keys = [*label.primary_keys, self._time]
         out = apply_transforms(frame, self._feature_columns, fitted)
         return out.select([*keys, *output_columns(self._feature_columns, fitted)])
+
+    def _on_daft(
+        self,
+        daft_engine: ModuleType,
+        start: datetime | None,
+        end: datetime | None,
+        table_versions: Mapping[str, int] | None,
+        *,
+        spine: object = None,
+    ) -> daft.DataFrame:
+        """The frame for label times in ``[start, end)`` as a Daft DataFrame.
+
+        Joined on Daft from the engine-neutral spec, except on the known-at timeline: its
+        joins match segments of served rows read from each group's commit log, which the
+        Polars planner builds, so its frame is joined by Polars (in memory, when this is
+        called) and handed to Daft. Rows, order and values are the Polars frame's either way.
+        """
+        planner = self._planner
+        spec = planner.spec(start, end, table_versions)
+        if planner.timeline != "known":
+            if spine is None:
+                frame: daft.DataFrame = daft_engine.frame(spec)
+                return frame
+            rows = daft_engine.spine_rows(planner, spine)
+            from_spine: daft.DataFrame = daft_engine.frame_from_spine(spec, rows)
+            return from_spine
+        if spine is None:
+            plan = planner.plan(start, end, table_versions)
+        else:
+            rows = daft_engine.polars_spine(spine)
+            plan = planner.join(planner.spine_from(rows, start, end), table_versions, end)
+        handed: daft.DataFrame = daft_engine.from_polars(plan, daft_engine.expected_schema(spec))
+        return handed
 
     # -- online ------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -417,3 +417,88 @@ def test_labels_in_order_match_through_the_kernel_batch_by_batch(
     if RUNNER == "native":
         assert any(result is not None for result in daft_engine._PREPARED.values())
         assert prepared.call_count >= 2 * (expected.height // 150)  # two joins, every batch
+
+
+def test_a_known_at_view_on_daft_gives_the_polars_frames(tmp_path: Path) -> None:
+    """Known-at views (with and without lag and max_age) give the same data on both engines.
+
+    A 09:00 price arrives at 11:00 and is corrected at 13:00: labels at 10:00, 12:00 and
+    14:00 see 80, 90 and 95 on the known-at timeline, 95 three times on event time.
+    """
+    store = mfs.FeatureStore(tmp_path / "lake")
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    hour = timedelta(hours=1)
+    now = [t0]
+    price = store.create_feature_group(
+        name="price",
+        primary_keys=["k"],
+        event_time="ts",
+        schema={"k": "int64", "ts": "datetime", "x": "float64"},
+    )
+    price.commit_clock = lambda: now[0]
+    rows = {"k": pl.Int64, "ts": PIT_TIME, "x": pl.Float64}
+    for committed, event, value in ((8, 8, 80.0), (11, 9, 90.0), (13, 9, 95.0)):
+        now[0] = t0 + committed * hour
+        price.insert(pl.DataFrame([(1, t0 + event * hour, value)], schema=rows, orient="row"))
+    labels = store.create_feature_group(
+        name="labels",
+        primary_keys=["k"],
+        event_time="ts",
+        schema={"k": "int64", "ts": "datetime", "y": "int64"},
+    )
+    labels.insert(
+        pl.DataFrame(
+            [(1, t0 + h * hour, h % 2) for h in (10, 12, 14)],
+            schema={"k": pl.Int64, "ts": PIT_TIME, "y": pl.Int64},
+            orient="row",
+        )
+    )
+    joins: list[dict[str, Any]] = [{"fg_name": "price", "on": ["k"]}]
+    views = {
+        "known": store.create_feature_view(
+            name="known", label_fg="labels", label_col="y", joins=joins, timeline="known"
+        ),
+        "lagged": store.create_feature_view(
+            name="lagged",
+            label_fg="labels",
+            label_col="y",
+            joins=joins,
+            timeline="known",
+            lag=timedelta(minutes=90),
+        ),
+        "aged": store.create_feature_view(
+            name="aged",
+            label_fg="labels",
+            label_col="y",
+            joins=[{**joins[0], "max_age": timedelta(hours=3)}],
+            timeline="known",
+        ),
+    }
+    expected_x = {
+        "known": [80.0, 90.0, 95.0],
+        "lagged": [80.0, 80.0, 90.0],
+        "aged": [80.0, 90.0, None],  # 12:00 - 09:00 is max_age (counts), 14:00 - 09:00 is not
+    }
+    for name, fv in views.items():
+        frame = fv.training_frame().collect()
+        assert frame["x"].to_list() == expected_x[name]
+        assert_frame_equal(to_polars(fv.training_frame(engine="daft"), frame.schema), frame)
+        end = t0 + 13 * hour
+        windowed = fv.training_frame(end=end).collect()
+        assert_frame_equal(
+            to_polars(fv.training_frame(end=end, engine="daft"), windowed.schema), windowed
+        )
+        number = fv.create_training_dataset()
+        recorded = fv.get_training_dataset(number)
+        assert_frame_equal(fv.get_training_dataset(number, engine="daft").X_train, recorded.X_train)
+        target = tmp_path / f"{name}.parquet"
+        assert fv.write_training_frame(target, engine="daft") == frame.height
+        assert_frame_equal(pl.read_parquet(target), frame)
+        spine = pl.DataFrame({"k": [1, 1], "ts": [t0 + 12 * hour, t0 + 10 * hour]})
+        spine = spine.with_columns(pl.col("ts").cast(PIT_TIME))
+        batch = fv.get_batch_data(spine=spine).collect()
+        for given_spine in (spine, daft.from_arrow(spine.to_arrow())):
+            out = fv.get_batch_data(spine=given_spine, engine="daft")
+            assert_frame_equal(to_polars(out, batch.schema), batch)
+        plain = fv.get_batch_data().collect()
+        assert_frame_equal(to_polars(fv.get_batch_data(engine="daft"), plain.schema), plain)
