@@ -12,7 +12,10 @@ Before timing, every server's answers are checked equal to ``get_inference_vecto
 a sample of entities. Single-entity requests rotate over 10,000 entities drawn from the labels.
 Each figure is the median of ``--repeat`` wrk runs (every run is kept in the JSON, with
 the load average when it started). Feast's own feature server runs in the same run when a
-virtual environment with Feast exists (``--feast-venv``). The end prints a table, the
+virtual environment with Feast exists (``--feast-venv``). The same MicroFS app also runs
+under granian (a Rust HTTP server: the other production ASGI server the issue names), one
+worker on core 0, when granian is installed (``microfs[bench]``): the choice of uvicorn
+for ``microfs serve`` is this comparison. The end prints a table, the
 issue's targets with met/missed, and the ratios against the FastAPI app and Feast; the
 JSON in ``benchmarks/results/serve-<time>.json`` holds the same, with ``fields`` saying
 what each figure means.
@@ -26,11 +29,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -86,6 +91,14 @@ def vectors(request: VectorRequest) -> dict[str, Any]:
 @app.get("/health")
 def health() -> dict[str, str]:
     return {"status": "ok"}
+'''
+ON_GRANIAN = '''
+"""MicroFS's own ASGI app (what `microfs serve` runs on uvicorn) under granian."""
+import os
+
+from microfs.server import create_app
+
+app = create_app(os.environ["LAKE"])
 '''
 WRK_SCRIPT = """
 local bodies = dofile("%(bodies)s")
@@ -476,6 +489,16 @@ def run(
             add("microfs serve", "GET /health", row, None)
         with server([*serve, "--workers", "2"], cores="0,1", env=env) as url:
             measure("microfs serve --workers 2", url, vectors, with_batch=False)
+        granian = shutil.which("granian", path=str(Path(sys.executable).parent))
+        if granian is not None:
+            (scratch / "on_granian.py").write_text(ON_GRANIAN, encoding="utf-8")
+            port = free_port()
+            command = [granian, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+            command += ["--workers", "1", "--loop", "uvloop", "--log-level", "warning"]
+            command += ["--working-dir", str(scratch), "on_granian:app"]
+            url = f"http://127.0.0.1:{port}"
+            with server(command, cores="0", env={**env, "LAKE": str(lake)}, url=url, cwd=scratch):
+                measure("microfs app on granian", url, vectors, with_batch=False)
         with server(peer, cores="0", env={**env, "LAKE": str(lake)}) as url:
             measure("FastAPI in-process (peer)", url, "/vectors")
         if feast_venv is None:
@@ -505,6 +528,7 @@ def run(
                 "python": sys.version.split()[0],
                 "uvicorn": uvicorn.__version__,
                 "fastapi": fastapi.__version__,
+                "granian": _version_of("granian"),
             },
             "feast": feast_note,
             "targets": targets(rows),
@@ -512,6 +536,14 @@ def run(
             "fields": FIELDS,
             "results": rows,
         }
+
+
+def _version_of(package: str) -> str | None:
+    """The installed version of ``package``; None when it is not installed (not run)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _row(rows: list[dict[str, Any]], server: str, request: str, connections: int) -> Any:
