@@ -232,12 +232,17 @@ class Extent:
 
 @dataclass(frozen=True)
 class Commit:
-    """One entry of a feature group's history."""
+    """One entry of a feature group's history: version, time, operation, rows."""
 
     version: int
     timestamp: datetime
     operation: str
     rows: int | None
+
+    @property
+    def time(self) -> datetime:
+        """When the commit was made (the same as ``timestamp``)."""
+        return self.timestamp
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from microfs.online import OnlineStore
 from microfs.progress import Progress, track
 from microfs.registry import PARAMS, Registry
 from microfs.schema import TimeLike, aware_utc, to_polars
-from microfs.serving import ReturnType, VectorServer, VectorsReturnType
+from microfs.serving import ReturnType, VectorServer, VectorsReturnType, passed_rows
 from microfs.transformations import (
     FittedParams,
     apply_transforms,
@@ -211,9 +211,9 @@ class FeatureView:
     @overload
     def training_frame(
         self,
-        *,
         start: TimeLike | None = ...,
         end: TimeLike | None = ...,
+        *,
         table_versions: Mapping[str, int] | None = ...,
         window: timedelta | None = ...,
         engine: Literal["polars"] = ...,
@@ -222,9 +222,9 @@ class FeatureView:
     @overload
     def training_frame(
         self,
-        *,
         start: TimeLike | None = ...,
         end: TimeLike | None = ...,
+        *,
         table_versions: Mapping[str, int] | None = ...,
         window: timedelta | None = ...,
         engine: Literal["daft"],
@@ -232,9 +232,9 @@ class FeatureView:
 
     def training_frame(
         self,
-        *,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
+        *,
         table_versions: Mapping[str, int] | None = None,
         window: timedelta | None = None,
         engine: Engine = "polars",
@@ -618,9 +618,9 @@ class FeatureView:
     @overload
     def get_batch_data(
         self,
-        *,
         start: TimeLike | None = ...,
         end: TimeLike | None = ...,
+        *,
         spine: object | None = ...,
         engine: Literal["polars"] = ...,
     ) -> pl.LazyFrame: ...
@@ -628,18 +628,18 @@ class FeatureView:
     @overload
     def get_batch_data(
         self,
-        *,
         start: TimeLike | None = ...,
         end: TimeLike | None = ...,
+        *,
         spine: object | None = ...,
         engine: Literal["daft"],
     ) -> daft.DataFrame: ...
 
     def get_batch_data(
         self,
-        *,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
+        *,
         spine: object | None = None,
         engine: Engine = "polars",
     ) -> pl.LazyFrame | daft.DataFrame:
@@ -719,7 +719,6 @@ class FeatureView:
     def get_inference_vector(
         self,
         entity: Mapping[str, Any],
-        *,
         passed_features: Mapping[str, Any] | None = None,
         return_type: ReturnType = "list",
         strict: bool = False,
@@ -746,7 +745,6 @@ class FeatureView:
     def get_inference_vectors(
         self,
         entities: Sequence[Mapping[str, Any]] | object,
-        *,
         passed_features: object | None = None,
         return_type: VectorsReturnType = "polars",
         strict: bool = False,
@@ -754,14 +752,19 @@ class FeatureView:
         """Transformed online vectors for many entities: one row each, in request order.
 
         ``entities`` is a list of key dicts or a frame (Polars, pandas or Arrow);
-        ``passed_features`` a frame with one row per entity. The result is a
+        ``passed_features`` one row per entity, likewise (a list of dicts or a frame). The
+        result is a
         ``pl.DataFrame`` with ``X``'s columns (``return_type="pandas"``: a pandas one,
         ``"numpy"``: a float64 matrix).
         """
         requests: Sequence[Mapping[str, Any]] | pl.DataFrame = (
             entities if isinstance(entities, (list, tuple)) else to_polars(entities)
         )
-        passed = None if passed_features is None else to_polars(passed_features)
+        passed = None
+        if isinstance(passed_features, (list, tuple)):
+            passed = passed_rows(passed_features)
+        elif passed_features is not None:
+            passed = to_polars(passed_features)
         return self._vector_server().vectors(
             requests, passed_features=passed, return_type=return_type, strict=strict
         )

@@ -152,7 +152,7 @@ class VectorServer:
                         f"passed feature {name!r} is not a feature of the view; its features: "
                         f"{', '.join(self.features)}"
                     )
-                raw[slot] = value
+                raw[slot] = _passed_value(name, value, self._schema[name])
         return raw
 
     def vector(
@@ -334,10 +334,10 @@ class VectorServer:
                 f"passed_features has {passed_features.height} row(s) for {height} entities; "
                 "give one row per entity, in request order"
             )
-        try:
-            return {c: passed_features[c].cast(self._schema[c]) for c in passed_features.columns}
-        except pl.exceptions.PolarsError as exc:
-            raise SchemaError(f"passed_features do not fit the features' types: {exc}") from exc
+        return {
+            c: _passed_column(c, passed_features.get_column(c), self._schema[c])
+            for c in passed_features.columns
+        }
 
     def _request_times(self, requests: pl.DataFrame) -> pl.Series:
         if self.label_time and self.label_time in requests.columns:
@@ -353,6 +353,51 @@ class VectorServer:
         return pl.Series(
             [datetime.now(timezone.utc)] * requests.height, dtype=pl.Datetime("us", "UTC")
         )
+
+
+def _passed_value(name: str, value: Any, dtype: pl.DataType) -> Any:
+    """One passed feature value as the feature's type holds it (see :func:`_passed_column`)."""
+    if value is None:
+        return None
+    try:
+        column = pl.Series(name, [value], strict=False)
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+        raise _unfit(name, dtype, type(value).__name__) from None
+    return _passed_column(name, column, dtype)[0]
+
+
+def _passed_column(name: str, column: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """Passed values of feature ``name`` cast to its type ``dtype``, without loss.
+
+    Numbers pass for a numeric feature (a float for an integer one only when whole),
+    text for a text feature, booleans for a boolean one, times (or ISO 8601 text) for a
+    time; nulls for any. Anything else (text for a number, a number for text, a nested
+    value) raises :class:`SchemaError`, as a lookup would have its own type.
+    """
+    source = column.dtype
+    fits = (
+        source == pl.Null
+        or source == dtype
+        or (dtype.is_numeric() and source.is_numeric())
+        or (dtype == pl.String and source == pl.Categorical)
+        or (dtype.is_temporal() and (source.is_temporal() or source == pl.String))
+    )
+    if not fits:
+        raise _unfit(name, dtype, str(source))
+    try:
+        out = column.cast(dtype, strict=True)
+    except pl.exceptions.PolarsError:
+        raise _unfit(name, dtype, str(source)) from None
+    if dtype.is_integer() and source.is_float() and not (out.cast(source) == column).all():
+        raise _unfit(name, dtype, "a number with a fraction")
+    return out
+
+
+def _unfit(name: str, dtype: pl.DataType, given: str) -> SchemaError:
+    return SchemaError(
+        f"passed_features: feature {name!r} holds {dtype} values, got {given}; pass a value "
+        "of its type (or None)"
+    )
 
 
 def _to_pandas(frame: pl.DataFrame) -> Any:
@@ -375,6 +420,18 @@ def _frame(entities: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
         return pl.DataFrame(list(entities))
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
         raise SchemaError(f"could not read the entities as a table: {exc}") from exc
+
+
+def passed_rows(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Passed feature values given as one dict per entity, as a frame (nulls where absent)."""
+    if not all(isinstance(row, Mapping) for row in rows):
+        raise SchemaError(
+            "passed_features must be one dict of feature values per entity, or a frame"
+        )
+    try:
+        return pl.DataFrame(list(rows), strict=False)
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
+        raise SchemaError(f"could not read passed_features as a table: {exc}") from exc
 
 
 def _recent(

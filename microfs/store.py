@@ -251,7 +251,7 @@ class FeatureStore:
         return group
 
     def delete_feature_group(
-        self, name: str, version: int | None = None, *, force: bool = False
+        self, name: str, version: int | None = None, force: bool = False
     ) -> list[int]:
         """Delete a feature group version (``version=None``: every version), data and all.
 

@@ -455,6 +455,14 @@ ORDER = [
 ]
 
 
+BY_POSITION = {  # the options the design shows by position: get_batch_data(start, end), ...
+    "training_frame": ("start", "end"),
+    "get_batch_data": ("start", "end"),
+    "get_inference_vector": ("passed_features", "return_type", "strict"),
+    "get_inference_vectors": ("passed_features", "return_type", "strict"),
+}
+
+
 @pytest.mark.parametrize("method", FAMILY)
 def test_options_are_keyword_only_and_in_one_order(method: str) -> None:
     import inspect
@@ -462,9 +470,28 @@ def test_options_are_keyword_only_and_in_one_order(method: str) -> None:
     parameters = list(inspect.signature(getattr(mfs.FeatureView, method)).parameters.values())
     options = [p for p in parameters if p.default is not inspect.Parameter.empty]
     assert options
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in options)
+    positional = [p.name for p in options if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert positional == list(BY_POSITION.get(method, ()))
+    assert all(
+        p.kind is inspect.Parameter.KEYWORD_ONLY for p in options if p.name not in positional
+    )
     names = [p.name for p in options]
     assert names == sorted(names, key=ORDER.index)
+
+
+def test_the_designs_positional_calls(tmp_path: Path) -> None:
+    fs = mfs.FeatureStore(tmp_path / "lake")
+    _tx_store(fs)
+    fv = fs.create_feature_view("fraud", label_fg="tx", label_col="fraud")
+    fv.create_training_dataset(test_size=0.5)
+    assert fv.get_batch_data(None, None).collect().equals(fv.get_batch_data().collect())
+    assert fv.training_frame(None, None).collect().equals(fv.training_frame().collect())
+    entity = {"tx_id": 1}
+    assert fv.get_inference_vector(entity, None, "dict", False) == fv.get_inference_vector(
+        entity, return_type="dict"
+    )
+    fs.create_feature_group("spare", primary_keys=["k"], schema={"k": "int64"})
+    assert fs.delete_feature_group("spare", None, False) == [1]
 
 
 def test_positional_options_are_refused(tmp_path: Path) -> None:

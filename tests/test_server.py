@@ -256,6 +256,10 @@ def test_malformed_bodies_are_400(app: Any, body: bytes, fragment: str) -> None:
             "passed_features",
         ),
         (
+            {"entities": [{"user_id": 1, "item_id": 102}], "passed_features": [{"price": [1]}]},
+            "feature 'price'",
+        ),
+        (
             {
                 "entities": [{"user_id": 1, "item_id": 102}, {"user_id": 2, "item_id": 102}],
                 "passed_features": [{"age": 1}, {"price": 2.0}],

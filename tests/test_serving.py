@@ -252,6 +252,42 @@ def test_passed_features_replace_stored_values(served: mfs.FeatureView) -> None:
         served.get_inference_vector({"user_id": 1, "item_id": 102}, passed_features={"nope": 1})
 
 
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"age": "old"},  # text for an integer
+        {"price": "2.5"},  # text for a float, even when it reads as one
+        {"price": {"a": 1}},  # a nested value
+        {"price": [1.0]},
+        {"user_level": 3},  # a number for text
+        {"age": 31.5},  # a fraction for an integer
+        {"age": True},  # a boolean for a number
+    ],
+)
+def test_passed_features_of_another_type_are_refused_on_both_paths(
+    served: mfs.FeatureView, wrong: dict[str, Any]
+) -> None:
+    entity = {"user_id": 1, "item_id": 102}
+    (name,) = wrong
+    with pytest.raises(mfs.SchemaError, match=f"passed_features: feature {name!r}"):
+        served.get_inference_vector(entity, passed_features=wrong)
+    with pytest.raises(mfs.SchemaError, match=f"passed_features: feature {name!r}"):
+        served.get_inference_vectors([entity, entity], passed_features=[wrong, wrong])
+
+
+@pytest.mark.parametrize(
+    "fitting", [{"age": 31.0}, {"age": 31}, {"price": 3}, {"age": None}, {"user_level": "gold"}]
+)
+def test_passed_features_that_fit_give_one_answer_on_both_paths(
+    served: mfs.FeatureView, fitting: dict[str, Any]
+) -> None:
+    entity = {"user_id": 1, "item_id": 102}
+    single = served.get_inference_vector(entity, passed_features=fitting)
+    for passed in ([fitting], pl.DataFrame([fitting])):
+        batch = served.get_inference_vectors([entity], passed_features=passed)
+        assert all(same(a, b) for a, b in zip(batch.row(0), single, strict=True))
+
+
 def test_vectors_keep_request_order_and_accept_a_frame(served: mfs.FeatureView) -> None:
     requests = pl.DataFrame({"user_id": [2, 77, 1], "item_id": [102, 102, 102]})
     got = served.get_inference_vectors(requests)
