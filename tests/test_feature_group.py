@@ -505,7 +505,8 @@ def test_time_travel_by_version_and_commit_time(activity: FeatureGroup) -> None:
         assert activity.count(version=version) == snapshot.height
     history = activity.history()
     for commit in history:
-        assert_frame_equal(activity.read(as_of=commit.timestamp), snapshots[commit.version])
+        assert commit.time == commit.timestamp  # the design's (version, time, operation, rows)
+        assert_frame_equal(activity.read(as_of=commit.time), snapshots[commit.version])
         between = commit.timestamp + timedelta(milliseconds=5)
         assert activity.resolve_version(as_of=between) == commit.version
         tokyo = commit.timestamp.astimezone(ZoneInfo("Asia/Tokyo"))
