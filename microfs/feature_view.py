@@ -315,7 +315,8 @@ class FeatureView:
                 :class:`microfs.progress.ProgressEvent` per window.
             engine: ``"daft"`` runs the frame on Daft's current runner and streams its
                 batches, in order, into the file (``window`` is then Polars' alone: Daft
-                partitions its plan itself).
+                partitions its plan itself). A view on the known-at timeline is written
+                in windows by Polars on either engine (see :meth:`training_frame`).
 
         Returns:
             The number of rows written.
@@ -329,10 +330,11 @@ class FeatureView:
         planner = self._planner
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
-        if daft_engine is not None:
+        if daft_engine is not None and planner.timeline != "known":
             frame = self._on_daft(daft_engine, start, end, versions)
             schema = daft_engine.expected_schema(planner.spec(start, end, versions))
             return int(daft_engine.write_frame(frame, schema, path))
+        # (a known-at view's frame is joined by Polars on either engine: in windows here)
         schema = planner.plan(start, end, versions).collect_schema()
         edges = planner.windows(start, end, window, versions, max_rows=_window_rows(schema))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -753,9 +755,8 @@ class FeatureView:
 
         ``entities`` is a list of key dicts or a frame (Polars, pandas or Arrow);
         ``passed_features`` one row per entity, likewise (a list of dicts or a frame). The
-        result is a
-        ``pl.DataFrame`` with ``X``'s columns (``return_type="pandas"``: a pandas one,
-        ``"numpy"``: a float64 matrix).
+        result is a ``pl.DataFrame`` with ``X``'s columns (``return_type="pandas"``: a
+        pandas one, ``"numpy"``: a float64 matrix).
         """
         requests: Sequence[Mapping[str, Any]] | pl.DataFrame = (
             entities if isinstance(entities, (list, tuple)) else to_polars(entities)
