@@ -359,11 +359,15 @@ def _passed_value(name: str, value: Any, dtype: pl.DataType) -> Any:
     """One passed feature value as the feature's type holds it (see :func:`_passed_column`)."""
     if value is None:
         return None
+    shown = f"{value!r:.40} ({type(value).__name__})"
     try:
         column = pl.Series(name, [value], strict=False)
     except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-        raise _unfit(name, dtype, type(value).__name__) from None
-    return _passed_column(name, column, dtype)[0]
+        raise _unfit(name, dtype, shown) from None
+    try:
+        return _passed_column(name, column, dtype)[0]
+    except SchemaError:
+        raise _unfit(name, dtype, shown) from None
 
 
 def _passed_column(name: str, column: pl.Series, dtype: pl.DataType) -> pl.Series:

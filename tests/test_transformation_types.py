@@ -288,5 +288,5 @@ def test_a_text_passed_feature_for_a_zero_spread_scale_is_a_schema_error(
     )
     fv.get_training_data(compute_params=True)
     assert fv.get_inference_vector({"user_id": 1}, passed_features={"score": 9.0}) == [0.0]
-    with pytest.raises(mfs.SchemaError, match="'score' is 'abc'"):
+    with pytest.raises(mfs.SchemaError, match="feature 'score' holds Float64 values, got 'abc'"):
         fv.get_inference_vector({"user_id": 1}, passed_features={"score": "abc"})
