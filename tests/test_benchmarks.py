@@ -269,13 +269,14 @@ def test_written_frame_of_a_chunked_world_equals_duckdb_slice_by_slice(
     spec = bench_pit.world_spec(chunked_lake)
     order = bench_pit.sort_order(spec)
     monkeypatch.setattr(bench_pit, "DUCKDB_SLICE_ROWS", 700)
-    engines = ("microfs windowed", "duckdb windowed", "duckdb")
+    engines = ("microfs windowed", "duckdb windowed", "duckdb written", "duckdb")
     files = {engine: tmp_path / f"{engine}.parquet" for engine in engines}
     replies = {e: bench_pit.run_engine(e, spec, str(path)) for e, path in files.items()}
     assert {reply["rows"] for reply in replies.values()} == {3_000}
     assert replies["duckdb windowed"]["slices"] == 5  # cut at label-time quantiles
     assert common.compare_files(files["microfs windowed"], files["duckdb windowed"], order) == ""
     assert common.compare_files(files["duckdb"], files["duckdb windowed"], order) == ""
+    assert common.compare_files(files["duckdb written"], files["duckdb windowed"], order) == ""
     frame = pl.read_parquet(files["duckdb windowed"])
     assert frame.get_column("timestamp").is_sorted()  # written in order, slice after slice
     assert frame.get_column("price").null_count() < frame.height  # the joins found rows
