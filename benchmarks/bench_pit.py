@@ -344,21 +344,20 @@ def _duckdb_windowed(spec: dict[str, Any]) -> Callable[[], Any]:
         label = spec["label"]
         scans = [_read_parquet(DeltaTable(label["path"]).file_uris())]
         scans += [_read_parquet(DeltaTable(j["path"]).file_uris()) for j in spec["joins"]]
-        target = _scratch_file("duckdb-written-")
+        target = _scratch_file("duckdb-windowed-")
         connection = duckdb.connect()
+        writer: pq.ParquetWriter | None = None
         try:
             edges = _quantile_edges(connection, scans[0], label["time"], DUCKDB_SLICE_ROWS)
-            writer: pq.ParquetWriter | None = None
             for since, until in zip([None, *edges], [*edges, None], strict=True):
                 sql = duckdb_sql(spec, scans, ordered=True, since=since, until=until)
                 reader: pa.RecordBatchReader = connection.sql(sql).to_arrow_reader(1_000_000)
+                writer = writer or pq.ParquetWriter(target, reader.schema)
                 for batch in reader:
-                    if writer is None:
-                        writer = pq.ParquetWriter(target, batch.schema)
                     writer.write_batch(batch)
+        finally:
             if writer is not None:
                 writer.close()
-        finally:
             connection.close()
         return pl.scan_parquet(target), {"slices": len(edges) + 1, IN_ORDER: str(target)}
 
