@@ -259,7 +259,7 @@ def world_lake(
         raise SystemExit(f"could not build the {size} data: {outcome.status}: {outcome.error}")
     log(
         f"data: generated in {outcome.value['generate_seconds']:.1f} s, ingested in "
-        f"{sum(outcome.value['ingest_seconds'].values()):.1f} s"
+        f"{sum(outcome.value['ingest_seconds'].values()):.1f} s, peak {outcome.peak_rss_mb} MB"
     )
     return outcome.value  # type: ignore[no-any-return]
 
