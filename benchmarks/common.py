@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -382,8 +383,18 @@ def _failure(returncode: int, stderr: str, peak: float, wall: float) -> Outcome:
         if lines:
             reason += f" ({lines[-1]})"
     else:
-        status, reason = "error", lines[-1] if lines else f"exit code {returncode}"
+        status, reason = "error", _raised(lines) or f"exit code {returncode}"
     return Outcome(status, peak_rss_mb=peak or None, wall_seconds=wall, error=reason[:300])
+
+
+_RAISED = re.compile(r"^[\w.]+(Error|Exception)\b.*?: ")
+"""A traceback's closing line (``duckdb.OutOfMemoryException: Out of Memory Error: ...``)."""
+
+
+def _raised(lines: Sequence[str]) -> str:
+    """The exception line of a traceback, even when its message goes on for more lines."""
+    last = lines[-1] if lines else ""
+    return next((line for line in reversed(lines) if _RAISED.match(line)), last)
 
 
 def _tree_rss_mb(process: psutil.Process) -> float:

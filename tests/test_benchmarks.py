@@ -175,6 +175,23 @@ def test_run_isolated_reports_failures_instead_of_raising() -> None:
     assert stopped.value is None
 
 
+def test_a_failure_is_told_by_its_exception_line_not_the_last_line() -> None:
+    stderr = (
+        "Traceback (most recent call last):\n"
+        '  File "bench_pit.py", line 9, in work\n'
+        "_duckdb.OutOfMemoryException: Out of Memory Error: could not allocate block\n"
+        "\n"
+        "Possible solutions:\n"
+        "See also https://duckdb.org/docs/current/guides/performance/how_to_tune_workloads\n"
+    )
+    failed = common._failure(1, stderr, 100.0, 1.0)
+    assert failed.status == "error"
+    assert failed.error.startswith("_duckdb.OutOfMemoryException: Out of Memory Error: could")
+    assert common._failure(1, "ValueError: bad\n", 1.0, 1.0).error == "ValueError: bad"
+    assert common._failure(1, "no traceback\n", 1.0, 1.0).error == "no traceback"
+    assert common._failure(2, "", 1.0, 1.0).error == "exit code 2"
+
+
 def test_external_benchmark_missing_is_skipped_with_a_reason() -> None:
     rows, reason = runner.external("online", "bench_nothing_here", {"keys": 1}, timeout=10)
     assert rows == []
