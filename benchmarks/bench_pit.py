@@ -369,9 +369,9 @@ DUCKDB_MEMORY_LIMIT = "14GB"
 quarters of the machine, 18 GB here), so DuckDB's limit decides (it covers DuckDB's
 buffers; its resident memory runs somewhat above)."""
 DUCKDB_SPILL_LIMIT = "35GB"
-"""How much DuckDB may spill to its temporary folder in ``duckdb written``: at 300M labels
-it filled 20GB and stopped (its own error), and 35GB is what the 60 GB free here leave
-with the lake, the written file and a second frame to check it against."""
+"""How much DuckDB may spill to its temporary folder in ``duckdb written``: what the disk
+here (about 60 GB free) leaves beside the 300M lake and two written frames. At 300M labels
+DuckDB filled it and stopped with its own out-of-memory error (as it did with 20GB)."""
 
 
 def _duckdb_written(spec: dict[str, Any]) -> Callable[[], Any]:
