@@ -10,6 +10,11 @@ engine reads the same Delta tables from disk and its time includes that loading:
 - ``duckdb``: the tables' Parquet files (the list from ``DeltaTable(...).file_uris()``) read
   with ``read_parquet`` and joined with two ``ASOF LEFT JOIN`` clauses, fetched as an Arrow
   table; ``duckdb ordered`` adds the ``ORDER BY`` that gives MicroFS's row order.
+- ``duckdb windowed``: the ordered query one slice of label time at a time (about 10M
+  labels each), streamed into one Parquet file: the frame past memory without MicroFS,
+  and the reference a written frame is checked against where nothing else fits.
+- ``duckdb written``: DuckDB's own way to a frame past memory, ``COPY (ordered query) TO``
+  a Parquet file, with a memory limit under the benchmark's and a folder to spill to.
 - ``pandas``: ``DeltaTable(...).to_pandas(columns=...)``, sorted, two ``merge_asof`` calls.
 - ``daft native``: ``fv.training_frame(engine="daft").to_arrow()`` on Daft's native runner
   (``pip install "microfs[scale]"``).
@@ -30,24 +35,31 @@ and output columns) so the Hopsworks-shaped workload reuses it.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 from common import (
     DATA_DIR,
+    RESULTS_DIR,
     VIEW_NAME,
     WORK_PEAK,
     Row,
     add_ratios,
     count_label,
     format_table,
+    machine_info,
     measure,
     timed,
     timed_work,
+    versions,
     world_lake,
+    write_json,
     write_sorted,
 )
 
@@ -57,6 +69,8 @@ ALL_ENGINES: tuple[str, ...] = (
     *ENGINES,
     "microfs streaming",
     "microfs windowed",
+    "duckdb windowed",
+    "duckdb written",
     "microfs polars join",
     "daft native",
     "daft written",
@@ -130,13 +144,13 @@ def run_engine(engine: str, spec: dict[str, Any], result_path: str | None = None
     work = _ENGINE_BUILDERS[engine](spec)
     clock, (frame, details) = timed_work(work)
     rows = _height(frame)
-    in_order = details.pop(IN_ORDER, False)
+    in_order = details.pop(IN_ORDER, None)
     feast = details.pop("feast", None)
     if feast is not None:  # the work ran in a child: its own figures
         clock.update(seconds=feast["seconds"], cpu_seconds=feast["cpu_seconds"])
         clock[WORK_PEAK] = feast["peak_rss_mb"]
-    if result_path is not None and in_order:  # a file in the compared order: streamed
-        frame.sink_parquet(result_path)
+    if result_path is not None and in_order:  # a file in the compared order: moved
+        shutil.move(in_order, result_path)
     elif result_path is not None:
         result = _as_polars(frame)
         del frame  # a pandas frame was copied: drop it before sorting the copy
@@ -148,9 +162,10 @@ Builder = Callable[[dict[str, Any]], Callable[[], Any]]
 """Takes a spec, imports what the engine needs and returns the (timed) work."""
 
 IN_ORDER = "in_frame_order"
-"""Set in an engine's details when its result is a Parquet scan already in the compared
-order (a frame written by ``write_training_frame``): it is checked without collecting it,
-so a frame larger than memory can be checked."""
+"""Set in an engine's details to the path of the Parquet file its result scans when the
+file's rows are in the compared order (a frame written by ``write_training_frame``): the
+file is moved, not copied, to the result path and checked without collecting it, so a
+frame larger than memory can be checked."""
 
 
 def _microfs(
@@ -194,23 +209,18 @@ def _written(engine: Literal["polars", "daft"]) -> Builder:
     """
 
     def build(spec: dict[str, Any]) -> Callable[[], Any]:
-        import atexit
-        import shutil
-        import tempfile
         from datetime import timedelta
 
         from microfs import FeatureStore
 
         def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
             view = FeatureStore(spec["lake"]).get_feature_view(spec["view"])
-            folder = tempfile.mkdtemp(prefix="microfs-written-")
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)  # a process per run
-            target = Path(folder) / "frame.parquet"
+            target = _scratch_file("microfs-written-")
             if engine == "daft":
                 view.write_training_frame(target, engine="daft")
-                return pl.scan_parquet(target), {IN_ORDER: True}
+                return pl.scan_parquet(target), {IN_ORDER: str(target)}
             view.write_training_frame(target, window=timedelta(days=WINDOW_DAYS))
-            return pl.scan_parquet(target), {"window_days": WINDOW_DAYS, IN_ORDER: True}
+            return pl.scan_parquet(target), {"window_days": WINDOW_DAYS, IN_ORDER: str(target)}
 
         return work
 
@@ -221,8 +231,6 @@ def _daft(ray_cpus: int | None) -> Builder:
     """MicroFS's training frame on Daft: native, or on a local Ray cluster of ``ray_cpus``."""
 
     def build(spec: dict[str, Any]) -> Callable[[], Any]:
-        import time
-
         import daft
 
         from microfs import FeatureStore
@@ -313,6 +321,113 @@ def _duckdb(ordered: bool) -> Builder:
     return build
 
 
+DUCKDB_SLICE_ROWS = 10_000_000
+"""Labels per query of the ``duckdb windowed`` engine (about 3 GB of DuckDB's memory)."""
+
+
+def _duckdb_windowed(spec: dict[str, Any]) -> Callable[[], Any]:
+    """DuckDB's ASOF JOIN one slice of label time at a time, written in order to one file.
+
+    The frame past memory without MicroFS: the labels are cut at approximate quantiles of
+    their event time into slices of about :data:`DUCKDB_SLICE_ROWS`; each slice is joined
+    (``duckdb_sql`` with ``since``/``until``: the slice's labels, and the groups' rows
+    before its end), ordered, and streamed into one Parquet file by pyarrow before the
+    next slice is read. Its file is the independent reference a frame written by
+    ``write_training_frame`` is checked against at sizes where nothing else fits.
+    """
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
+        label = spec["label"]
+        scans = [_read_parquet(DeltaTable(label["path"]).file_uris())]
+        scans += [_read_parquet(DeltaTable(j["path"]).file_uris()) for j in spec["joins"]]
+        target = _scratch_file("duckdb-windowed-")
+        connection = duckdb.connect()
+        writer: pq.ParquetWriter | None = None
+        try:
+            edges = _quantile_edges(connection, scans[0], label["time"], DUCKDB_SLICE_ROWS)
+            for since, until in zip([None, *edges], [*edges, None], strict=True):
+                sql = duckdb_sql(spec, scans, ordered=True, since=since, until=until)
+                reader: pa.RecordBatchReader = connection.sql(sql).to_arrow_reader(1_000_000)
+                writer = writer or pq.ParquetWriter(target, reader.schema)
+                for batch in reader:
+                    writer.write_batch(batch)
+        finally:
+            if writer is not None:
+                writer.close()
+            connection.close()
+        return pl.scan_parquet(target), {"slices": len(edges) + 1, IN_ORDER: str(target)}
+
+    return work
+
+
+DUCKDB_MEMORY_LIMIT = "14GB"
+"""DuckDB's own memory limit in ``duckdb written``: below the benchmark's stop (three
+quarters of the machine, 18 GB here), so DuckDB's limit decides (it covers DuckDB's
+buffers; its resident memory runs somewhat above)."""
+DUCKDB_SPILL_LIMIT = "35GB"
+"""How much DuckDB may spill to its temporary folder in ``duckdb written``: what the disk
+here (about 60 GB free) leaves beside the 300M lake and two written frames. At 300M labels
+DuckDB filled it and stopped with its own out-of-memory error (as it did with 20GB)."""
+
+
+def _duckdb_written(spec: dict[str, Any]) -> Callable[[], Any]:
+    """DuckDB's own way to a frame larger than memory: ``COPY (query ORDER BY ...) TO``.
+
+    The ordered ASOF JOIN query of ``duckdb ordered``, written by DuckDB to one Parquet
+    file, with :data:`DUCKDB_MEMORY_LIMIT` and a temporary folder (removed with the run)
+    to spill to, up to :data:`DUCKDB_SPILL_LIMIT`.
+    """
+    import duckdb
+    from deltalake import DeltaTable
+
+    def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
+        label = spec["label"]
+        scans = [_read_parquet(DeltaTable(label["path"]).file_uris())]
+        scans += [_read_parquet(DeltaTable(j["path"]).file_uris()) for j in spec["joins"]]
+        target = _scratch_file("duckdb-copy-")
+        quoted = str(target).replace("'", "''")
+        connection = duckdb.connect()
+        try:
+            connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+            connection.execute(f"SET temp_directory = '{target.parent / 'spill'}'")
+            connection.execute(f"SET max_temp_directory_size = '{DUCKDB_SPILL_LIMIT}'")
+            sql = duckdb_sql(spec, scans, ordered=True)
+            connection.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet)")
+        finally:
+            connection.close()
+        details = {"memory_limit": DUCKDB_MEMORY_LIMIT, IN_ORDER: str(target)}
+        return pl.scan_parquet(target), details
+
+    return work
+
+
+def _quantile_edges(connection: Any, scan: str, column: str, rows: int) -> list[str]:
+    """Label times cutting ``scan`` into slices of about ``rows`` labels (SQL literals)."""
+    count = connection.sql(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
+    parts = -(-count // rows)
+    if parts <= 1:
+        return []
+    quantiles = ", ".join(str(k / parts) for k in range(1, parts))
+    cut = f"SELECT unnest(approx_quantile({_ident(column)}, [{quantiles}])) FROM {scan}"
+    edges = sorted({row[0] for row in connection.sql(cut).fetchall()})
+    return [f"'{edge.isoformat()}'::TIMESTAMPTZ" for edge in edges]
+
+
+def _scratch_file(prefix: str) -> Path:
+    """A new file path in a folder removed when this (one-run) process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(folder) / "frame.parquet"
+
+
 def _read_parquet(files: Sequence[str]) -> str:
     quoted = ", ".join("'" + f.removeprefix("file://").replace("'", "''") + "'" for f in files)
     return f"read_parquet([{quoted}])"
@@ -322,8 +437,19 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def duckdb_sql(spec: Mapping[str, Any], scans: Sequence[str], *, ordered: bool) -> str:
+def duckdb_sql(
+    spec: Mapping[str, Any],
+    scans: Sequence[str],
+    *,
+    ordered: bool,
+    since: str | None = None,
+    until: str | None = None,
+) -> str:
     """The ASOF JOIN query of ``spec``: ``scans[0]`` the labels, then one scan per join.
+
+    ``since`` and ``until`` (SQL expressions, None for no bound) keep the labels of event
+    time in ``[since, until)`` and the joined rows before ``until`` (no later row can
+    match those labels).
 
     >>> spec = {"label": {"time": "t", "keys": ["k"], "values": ["y"]},
     ...         "joins": [{"on": ["k"], "time": "t", "features": ["f"]}],
@@ -336,7 +462,8 @@ def duckdb_sql(spec: Mapping[str, Any], scans: Sequence[str], *, ordered: bool) 
     label = spec["label"]
     source: dict[str, str] = {c: "l" for c in (*label["keys"], label["time"], *label["values"])}
     label_columns = ", ".join(_ident(c) for c in (*label["keys"], label["time"], *label["values"]))
-    parts = [f"FROM (SELECT {label_columns} FROM {scans[0]}) AS l"]
+    labels = f"{scans[0]}{_where(label['time'], since, until)}"
+    parts = [f"FROM (SELECT {label_columns} FROM {labels}) AS l"]
     for number, join in enumerate(spec["joins"]):
         alias = f"j{number}"
         columns = ", ".join(_ident(c) for c in (*join["on"], join["time"], *join["features"]))
@@ -344,9 +471,8 @@ def duckdb_sql(spec: Mapping[str, Any], scans: Sequence[str], *, ordered: bool) 
             [f"l.{_ident(k)} = {alias}.{_ident(k)}" for k in join["on"]]
             + [f"l.{_ident(label['time'])} >= {alias}.{_ident(join['time'])}"]
         )
-        parts.append(
-            f"ASOF LEFT JOIN (SELECT {columns} FROM {scans[number + 1]}) AS {alias} ON {condition}"
-        )
+        rows = f"{scans[number + 1]}{_where(join['time'], None, until)}"
+        parts.append(f"ASOF LEFT JOIN (SELECT {columns} FROM {rows}) AS {alias} ON {condition}")
         source.update({f: alias for f in join["features"]})
     select = ", ".join(f"{source[c]}.{_ident(c)}" for c in spec["output"])
     sql = f"SELECT {select} " + " ".join(parts)
@@ -354,6 +480,12 @@ def duckdb_sql(spec: Mapping[str, Any], scans: Sequence[str], *, ordered: bool) 
         order = ", ".join(f"l.{_ident(c)}" for c in (label["time"], *label["keys"]))
         sql += f" ORDER BY {order}"
     return sql
+
+
+def _where(column: str, since: str | None, until: str | None) -> str:
+    bounds = [f"{_ident(column)} >= {since}"] if since is not None else []
+    bounds += [f"{_ident(column)} < {until}"] if until is not None else []
+    return f" WHERE {' AND '.join(bounds)}" if bounds else ""
 
 
 def _pandas(spec: dict[str, Any]) -> Callable[[], Any]:
@@ -527,6 +659,8 @@ _ENGINE_BUILDERS: dict[str, Builder] = {
     "microfs polars join": _microfs("in-memory", polars_join=True),
     "duckdb": _duckdb(ordered=False),
     "duckdb ordered": _duckdb(ordered=True),
+    "duckdb windowed": _duckdb_windowed,
+    "duckdb written": _duckdb_written,
     "pandas": _pandas,
     "daft native": _daft(None),
     "daft written": _written("daft"),
@@ -606,11 +740,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"of {', '.join(ALL_ENGINES)}")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="JSON folder")
     args = parser.parse_args(argv)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = [e for e in engines if e not in _ENGINE_BUILDERS]
     if unknown:
         parser.error(f"unknown engine(s) {unknown}; known: {', '.join(ALL_ENGINES)}")
+    started, load = time.perf_counter(), machine_info()["load_average"]
+    record = world_lake(args.size, args.seed, args.data_dir)
     rows = run(
         size=args.size,
         seed=args.seed,
@@ -620,6 +757,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_ratios(rows)
     print(format_table(rows))
+    payload = {
+        "schema": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "size": args.size,
+        "seed": args.seed,
+        "repeats": args.repeats,
+        "benchmarks": ["pit"],
+        "complete": False,
+        "command": "python benchmarks/bench_pit.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {**machine_info(), "load_average_at_start": load},
+        "versions": versions(),
+        "data": {"pit": {args.size: record}},
+        "all_checked_equal": all(
+            row.checked_equal for row in rows if row.checked_equal is not None
+        ),
+        "results": [row.to_dict() for row in rows],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    print(f"\nresults: {write_json(payload, args.results_dir, f'pit-{args.size}')}")
     return 0
 
 

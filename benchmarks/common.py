@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,8 +38,17 @@ from typing import Any, Literal
 import polars as pl
 import psutil
 
-from microfs import FeatureStore
-from microfs.synthetic import GROUPS, LABEL_COL, LABEL_GROUP, SCHEMAS, SIZES
+from microfs import FeatureGroup, FeatureStore
+from microfs.synthetic import (
+    GROUPS,
+    LABEL_COL,
+    LABEL_GROUP,
+    SCHEMAS,
+    SIZES,
+    activity_windows,
+    generate_world,
+    user_activity,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -66,8 +76,24 @@ BENCH_SIZES: dict[str, tuple[str, dict[str, int]]] = {
             "n_item_rows": 10_000_000,
         },
     ),
+    "300m": (
+        "large",
+        {
+            "n_labels": 300_000_000,
+            "n_users": 4_000_000,
+            "n_items": 1_000_000,
+            "n_profile_rows": 10_000_000,
+            "n_item_rows": 10_000_000,
+            "label_chunks": 24,
+        },
+    ),
 }
-"""Sizes the benchmarks add to :data:`microfs.synthetic.SIZES`: a named size and counts."""
+"""Sizes the benchmarks add to :data:`microfs.synthetic.SIZES`: a named size and counts.
+
+``label_chunks`` (1 when absent) makes the labels in that many consecutive sub-windows of
+event time, one at a time (see :func:`build_world_lake`): the 300M labels would take
+about 30 GB to generate at once. ``300m`` keeps ``100m``'s users, items and groups, so the
+two frames differ only in their labels (and per row they can be compared)."""
 
 VIEW_NAME = "pit_benchmark"
 """The feature view of the point-in-time workload in every cached lake."""
@@ -132,28 +158,36 @@ def fresh_folder(folder: Path) -> Path:
 def build_world_lake(size: str, seed: int, folder: str) -> dict[str, Any]:
     """Generate the synthetic world and ingest it into a new lake at ``folder``.
 
-    Runs in a child process (see :func:`world_lake`). Returns the READY record: row
-    counts, Delta table paths, and generation and ingestion times.
+    Runs in a child process (see :func:`world_lake`). With ``label_chunks`` above 1 in
+    the size's counts, the feature groups are generated and ingested first, then the
+    labels one sub-window of event time at a time (:func:`world_frames`), each appended
+    to the label group, so memory holds one chunk of labels. Returns the READY record:
+    row counts, Delta table paths, generation and ingestion times, and the peak memory.
     """
-    from microfs.synthetic import generate_world
-
     root = fresh_folder(Path(folder))
     lake = root / "lake"
-    started = time.perf_counter()
-    base, counts = BENCH_SIZES.get(size, (size, {}))
-    world = generate_world(base, seed=seed, **counts)
-    generated = time.perf_counter() - started
     fs = FeatureStore(lake)
-    tables: dict[str, str] = {}
+    groups: dict[str, FeatureGroup] = {}
     rows: dict[str, int] = {}
     ingest: dict[str, float] = {}
-    for name, frame in world.frames().items():
-        fg = fs.create_feature_group(name=name, schema=SCHEMAS[name], **GROUPS[name])
+    generated = 0.0
+    frames = world_frames(size, seed)
+    while True:
         began = time.perf_counter()
-        fg.insert(frame)
-        ingest[name] = round(time.perf_counter() - began, 3)
-        tables[name] = str(fg.path)
-        rows[name] = frame.height
+        item = next(frames, None)
+        generated += time.perf_counter() - began
+        if item is None:
+            break
+        name, frame = item
+        del item  # the frame goes before the next chunk is generated
+        if name not in groups:
+            groups[name] = fs.create_feature_group(name=name, schema=SCHEMAS[name], **GROUPS[name])
+            rows[name], ingest[name] = 0, 0.0
+        began = time.perf_counter()
+        groups[name].insert(frame)
+        ingest[name] += time.perf_counter() - began
+        rows[name] += frame.height
+        del frame
     fs.create_feature_view(
         name=VIEW_NAME, label_fg=LABEL_GROUP, label_col=LABEL_COL, joins=list(VIEW_JOINS)
     )
@@ -163,12 +197,47 @@ def build_world_lake(size: str, seed: int, folder: str) -> dict[str, Any]:
             "size": size,
             "seed": seed,
             "lake": str(lake),
-            "tables": tables,
+            "tables": {name: str(fg.path) for name, fg in groups.items()},
             "rows": rows,
             "generate_seconds": round(generated, 3),
-            "ingest_seconds": ingest,
+            "ingest_seconds": {name: round(seconds, 3) for name, seconds in ingest.items()},
+            "label_chunks": _size_counts(size)[2],
+            "peak_rss_mb": round(own_peak_rss_mb(), 1),
         },
     )
+
+
+def _size_counts(size: str) -> tuple[str, dict[str, Any], int]:
+    """The synthetic size, its counts (``generate_world``'s arguments) and label chunks."""
+    base, named = BENCH_SIZES.get(size, (size, {}))
+    counts: dict[str, Any] = dict(named)
+    return base, counts, counts.pop("label_chunks", 1)
+
+
+def world_frames(size: str, seed: int) -> Iterator[tuple[str, pl.DataFrame]]:
+    """The world of a named size as (group name, frame) pairs, in ingestion order.
+
+    Without ``label_chunks``, :func:`microfs.synthetic.generate_world`'s three frames.
+    With ``label_chunks`` of k, its two feature groups (the same as the whole world's),
+    then k label frames, one per sub-window of :func:`microfs.synthetic.activity_windows`
+    (seeded ``seed * k + i`` for the i-th), each made when the previous one is consumed:
+    the labels are in event-time order across the frames.
+    """
+    base, counts, chunks = _size_counts(size)
+    if chunks == 1:
+        yield from generate_world(base, seed=seed, **counts).frames().items()
+        return
+    labels = counts.pop("n_labels", SIZES[base]["n_labels"])
+    world = generate_world(base, seed=seed, n_labels=0, **counts)
+    profiles, items = world.user_profile, world.item_feature
+    del world
+    yield "user_profile", profiles
+    yield "item_feature", items
+    for number, (n, lo, hi) in enumerate(activity_windows(labels, chunks)):
+        yield (
+            LABEL_GROUP,
+            user_activity(n, profiles, items, seed=seed * chunks + number, start=lo, end=hi),
+        )
 
 
 def world_lake(
@@ -191,7 +260,7 @@ def world_lake(
         raise SystemExit(f"could not build the {size} data: {outcome.status}: {outcome.error}")
     log(
         f"data: generated in {outcome.value['generate_seconds']:.1f} s, ingested in "
-        f"{sum(outcome.value['ingest_seconds'].values()):.1f} s"
+        f"{sum(outcome.value['ingest_seconds'].values()):.1f} s, peak {outcome.peak_rss_mb} MB"
     )
     return outcome.value  # type: ignore[no-any-return]
 
@@ -314,8 +383,18 @@ def _failure(returncode: int, stderr: str, peak: float, wall: float) -> Outcome:
         if lines:
             reason += f" ({lines[-1]})"
     else:
-        status, reason = "error", lines[-1] if lines else f"exit code {returncode}"
+        status, reason = "error", _raised(lines) or f"exit code {returncode}"
     return Outcome(status, peak_rss_mb=peak or None, wall_seconds=wall, error=reason[:300])
+
+
+_RAISED = re.compile(r"^[\w.]+(Error|Exception)\b.*?: ")
+"""A traceback's closing line (``duckdb.OutOfMemoryException: Out of Memory Error: ...``)."""
+
+
+def _raised(lines: Sequence[str]) -> str:
+    """The exception line of a traceback, even when its message goes on for more lines."""
+    last = lines[-1] if lines else ""
+    return next((line for line in reversed(lines) if _RAISED.match(line)), last)
 
 
 def _tree_rss_mb(process: psutil.Process) -> float:
@@ -557,7 +636,9 @@ def _check(
     for engine in finished:
         if engine == reference_name:
             continue
+        began = time.perf_counter()
         difference = compare_files(results[engine], reference, order)
+        rows[engine].extra["check_seconds"] = round(time.perf_counter() - began, 1)
         rows[engine].checked_equal = difference == ""
         if difference:
             rows[engine].status = "mismatch"

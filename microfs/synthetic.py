@@ -64,6 +64,7 @@ __all__ = [
     "SIZES",
     "USER_LEVELS",
     "World",
+    "activity_windows",
     "append_batch",
     "corrections",
     "generate_world",
@@ -1050,3 +1051,51 @@ def user_activity(
         pl.Series("duration_sec", duration, dtype=pl.Float64),
         pl.Series("conversion", conversion, dtype=pl.Int64),
     )
+
+
+def activity_windows(
+    n_labels: int,
+    parts: int,
+    *,
+    start: datetime = DEFAULT_START,
+    end: datetime = DEFAULT_END,
+) -> list[tuple[int, datetime, datetime]]:
+    """Split ``n_labels`` sessions over ``parts`` consecutive sub-windows of equal length.
+
+    Each sub-window gets its share of the window's sessions as the activity density of
+    :func:`user_activity` (growing over the window) gives it, so the label rows of a world
+    too large to generate at once can be made one sub-window at a time, with
+    ``user_activity(n, profiles, items, seed=..., start=lo, end=hi)`` for each: every
+    sub-window's rows come after the previous one's, ``n_labels`` in all. Within each
+    sub-window the density grows again as over a whole window, and each call draws its
+    own hidden tastes and popularity from its seed.
+
+    Args:
+        n_labels: Sessions in all; at least 0.
+        parts: Sub-windows; at least 1.
+        start: First possible event time (time-zone aware).
+        end: Event times are before ``end``.
+
+    Returns:
+        ``(sessions, lo, hi)`` per sub-window, in time order: ``lo`` of the first is
+        ``start``, ``hi`` of each is ``lo`` of the next, ``hi`` of the last is ``end``
+        (all in UTC).
+
+    Raises:
+        DefinitionError: ``n_labels < 0``, ``parts < 1`` or ``end <= start``.
+        TimestampError: ``start`` or ``end`` without a time zone.
+
+    >>> [n for n, _, _ in activity_windows(1_000, 4)]
+    [189, 224, 268, 319]
+    """
+    _check_count("n_labels", n_labels, minimum=0)
+    _check_count("parts", parts, minimum=1)
+    start_us, end_us = _window(start, end)
+    edges = start_us + (np.arange(parts + 1, dtype=np.int64) * (end_us - start_us)) // parts
+    g = _ACTIVITY_GROWTH
+    share = np.expm1(g * np.arange(parts + 1) / parts) / np.expm1(g)  # the density's integral
+    before = np.rint(n_labels * share).astype(np.int64)
+    before[0], before[-1] = 0, n_labels
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    moments = [epoch + timedelta(microseconds=int(us)) for us in edges]
+    return [(int(before[k + 1] - before[k]), moments[k], moments[k + 1]) for k in range(parts)]

@@ -19,6 +19,9 @@ import common
 import polars as pl
 import pytest
 import run as runner
+from deltalake import DeltaTable
+
+from microfs.synthetic import generate_world
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -172,6 +175,23 @@ def test_run_isolated_reports_failures_instead_of_raising() -> None:
     assert stopped.value is None
 
 
+def test_a_failure_is_told_by_its_exception_line_not_the_last_line() -> None:
+    stderr = (
+        "Traceback (most recent call last):\n"
+        '  File "bench_pit.py", line 9, in work\n'
+        "_duckdb.OutOfMemoryException: Out of Memory Error: could not allocate block\n"
+        "\n"
+        "Possible solutions:\n"
+        "See also https://duckdb.org/docs/current/guides/performance/how_to_tune_workloads\n"
+    )
+    failed = common._failure(1, stderr, 100.0, 1.0)
+    assert failed.status == "error"
+    assert failed.error.startswith("_duckdb.OutOfMemoryException: Out of Memory Error: could")
+    assert common._failure(1, "ValueError: bad\n", 1.0, 1.0).error == "ValueError: bad"
+    assert common._failure(1, "no traceback\n", 1.0, 1.0).error == "no traceback"
+    assert common._failure(2, "", 1.0, 1.0).error == "exit code 2"
+
+
 def test_external_benchmark_missing_is_skipped_with_a_reason() -> None:
     rows, reason = runner.external("online", "bench_nothing_here", {"keys": 1}, timeout=10)
     assert rows == []
@@ -209,3 +229,105 @@ def test_hopsworks_generator_is_deterministic_and_windowed() -> None:
 def test_doctests(module: object) -> None:
     failures, _ = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)  # type: ignore[arg-type]
     assert failures == 0
+
+
+CHUNKED = ("tiny", {"n_labels": 3_000, "label_chunks": 4})
+"""A tiny world whose labels are made and appended in four sub-windows of event time."""
+
+
+@pytest.fixture(scope="module")
+def chunked_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The READY record of the chunked tiny world's lake, built in this process."""
+    folder = tmp_path_factory.mktemp("chunked") / "tiny-chunks-0"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(common.BENCH_SIZES, "tiny-chunks", CHUNKED)
+        return common.build_world_lake("tiny-chunks", 0, str(folder))
+
+
+def test_chunked_world_has_the_counts_and_the_whole_worlds_groups(
+    chunked_lake: dict[str, Any],
+) -> None:
+    rows = {"user_profile": 250, "item_feature": 200, "user_activity": 3_000}
+    assert chunked_lake["rows"] == rows
+    assert chunked_lake["label_chunks"] == 4
+    assert chunked_lake["peak_rss_mb"] > 10
+    assert set(chunked_lake["ingest_seconds"]) == set(chunked_lake["tables"])
+    whole = generate_world("tiny")
+    for name in ("user_profile", "item_feature"):
+        stored = pl.read_delta(chunked_lake["tables"][name]).select(whole.frames()[name].columns)
+        assert stored.sort(stored.columns).equals(whole.frames()[name].sort(stored.columns))
+
+
+def test_chunked_world_appends_its_labels_in_event_time_order(
+    chunked_lake: dict[str, Any],
+) -> None:
+    table = DeltaTable(chunked_lake["tables"]["user_activity"])
+    commits = [h for h in table.history() if h["operation"] == "WRITE"]
+    assert len(commits) == 4
+    assert all(h["operationParameters"]["mode"] == "Append" for h in commits)
+    previous: set[str] = set()
+    last = None
+    for version in range(1, table.version() + 1):
+        table.load_as_version(version)
+        files = set(table.file_uris())
+        added = pl.read_parquet(sorted(files - previous)).get_column("timestamp")
+        previous = files
+        assert added.is_sorted()
+        assert last is None or added.min() > last  # each chunk after the last one stored
+        last = added.max()
+    labels = pl.read_delta(chunked_lake["tables"]["user_activity"])
+    assert labels.height == 3_000
+    assert labels.select("user_id", "item_id", "timestamp").is_unique().all()
+
+
+def test_written_frame_of_a_chunked_world_equals_duckdb_slice_by_slice(
+    chunked_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = bench_pit.world_spec(chunked_lake)
+    order = bench_pit.sort_order(spec)
+    monkeypatch.setattr(bench_pit, "DUCKDB_SLICE_ROWS", 700)
+    engines = ("microfs windowed", "duckdb windowed", "duckdb written", "duckdb")
+    files = {engine: tmp_path / f"{engine}.parquet" for engine in engines}
+    replies = {e: bench_pit.run_engine(e, spec, str(path)) for e, path in files.items()}
+    assert {reply["rows"] for reply in replies.values()} == {3_000}
+    assert replies["duckdb windowed"]["slices"] == 5  # cut at label-time quantiles
+    assert common.compare_files(files["microfs windowed"], files["duckdb windowed"], order) == ""
+    assert common.compare_files(files["duckdb"], files["duckdb windowed"], order) == ""
+    assert common.compare_files(files["duckdb written"], files["duckdb windowed"], order) == ""
+    frame = pl.read_parquet(files["duckdb windowed"])
+    assert frame.get_column("timestamp").is_sorted()  # written in order, slice after slice
+    assert frame.get_column("price").null_count() < frame.height  # the joins found rows
+
+
+def test_bench_pit_writes_its_results_json(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_pit.py"),
+            "--size",
+            "tiny",
+            "--repeats",
+            "1",
+            "--engines",
+            "microfs windowed,duckdb windowed",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--results-dir",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (path,) = results.glob("pit-tiny-*.json")
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    assert payload["all_checked_equal"] is True
+    assert payload["data"]["pit"]["tiny"]["rows"]["user_activity"] == 2_000
+    rows = {r["engine"]: r for r in payload["results"]}
+    assert set(rows) == {"microfs windowed", "duckdb windowed"}
+    assert rows["duckdb windowed"]["checked_equal"] is True
+    assert rows["duckdb windowed"]["check_seconds"] >= 0
+    assert rows["microfs windowed"]["rows"] == rows["duckdb windowed"]["rows"] == 2_000

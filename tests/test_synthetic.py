@@ -19,6 +19,7 @@ from microfs.synthetic import (
     SIZES,
     USER_LEVELS,
     World,
+    activity_windows,
     append_batch,
     corrections,
     generate_world,
@@ -512,3 +513,51 @@ def test_small_size_generates_its_counts() -> None:
     assert w.user_profile.height == size["n_profile_rows"]
     assert w.item_feature.height == size["n_item_rows"]
     assert w.user_activity.select(_keys("user_activity")).is_unique().all()
+
+
+# --- labels made one sub-window at a time ----------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(n_labels=st.integers(0, 10**9), parts=st.integers(1, 60))
+def test_activity_windows_split_the_window_and_the_labels(n_labels: int, parts: int) -> None:
+    windows = activity_windows(n_labels, parts)
+    assert len(windows) == parts
+    assert sum(n for n, _, _ in windows) == n_labels
+    assert all(n >= 0 for n, _, _ in windows)
+    assert windows[0][1] == DEFAULT_START
+    assert windows[-1][2] == DEFAULT_END
+    for (_, _, hi), (_, lo, _) in zip(windows, windows[1:], strict=False):
+        assert hi == lo  # consecutive, no gap, no overlap
+    lengths = {hi - lo for _, lo, hi in windows}
+    assert max(lengths) - min(lengths) <= timedelta(microseconds=1)
+
+
+def test_activity_windows_follow_the_density_of_a_whole_window(mid: World) -> None:
+    whole = mid.user_activity  # 300k labels over the default window, made at once
+    for n, lo, hi in activity_windows(whole.height, 6):
+        inside = whole.filter(pl.col("timestamp").is_between(lo, hi, closed="left")).height
+        assert abs(inside - n) < 0.03 * n, (lo, inside, n)
+
+
+def test_labels_made_window_by_window_are_in_time_order(tiny: World) -> None:
+    windows = activity_windows(900, 3)
+    frames = [
+        user_activity(n, tiny.user_profile, tiny.item_feature, seed=k, start=lo, end=hi)
+        for k, (n, lo, hi) in enumerate(windows)
+    ]
+    labels = pl.concat(frames)
+    assert labels.height == 900
+    assert labels.get_column("timestamp").is_sorted()
+    assert labels.get_column("timestamp").n_unique() == 900
+    for frame, (n, lo, hi) in zip(frames, windows, strict=True):
+        assert frame.height == n
+        assert frame.get_column("timestamp").is_between(lo, hi, closed="left").all()
+
+
+@pytest.mark.parametrize(
+    ("n_labels", "parts", "match"), [(-1, 2, "n_labels=-1"), (10, 0, "parts=0")]
+)
+def test_activity_windows_bad_arguments(n_labels: int, parts: int, match: str) -> None:
+    with pytest.raises(DefinitionError, match=match):
+        activity_windows(n_labels, parts)
