@@ -35,11 +35,11 @@ and output columns) so the Hopsworks-shaped workload reuses it.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,11 +53,10 @@ from common import (
     add_ratios,
     count_label,
     format_table,
-    machine_info,
     measure,
+    results_payload,
     timed,
     timed_work,
-    versions,
     world_lake,
     write_json,
     write_sorted,
@@ -746,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [e for e in engines if e not in _ENGINE_BUILDERS]
     if unknown:
         parser.error(f"unknown engine(s) {unknown}; known: {', '.join(ALL_ENGINES)}")
-    started, load = time.perf_counter(), machine_info()["load_average"]
+    started, load = time.perf_counter(), os.getloadavg()[0]
     record = world_lake(args.size, args.seed, args.data_dir)
     rows = run(
         size=args.size,
@@ -757,25 +756,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_ratios(rows)
     print(format_table(rows))
-    payload = {
-        "schema": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "size": args.size,
-        "seed": args.seed,
-        "repeats": args.repeats,
-        "benchmarks": ["pit"],
-        "complete": False,
-        "command": "python benchmarks/bench_pit.py "
+    payload = results_payload(
+        size=args.size,
+        seed=args.seed,
+        repeats=args.repeats,
+        benchmarks=["pit"],
+        complete=False,
+        command="python benchmarks/bench_pit.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {**machine_info(), "load_average_at_start": load},
-        "versions": versions(),
-        "data": {"pit": {args.size: record}},
-        "all_checked_equal": all(
-            row.checked_equal for row in rows if row.checked_equal is not None
-        ),
-        "results": [row.to_dict() for row in rows],
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
+        load=load,
+        data={"pit": {args.size: record}},
+        rows=rows,
+        started=started,
+    )
     print(f"\nresults: {write_json(payload, args.results_dir, f'pit-{args.size}')}")
     return 0
 

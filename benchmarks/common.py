@@ -811,6 +811,49 @@ def human_rate(rate: float | None) -> str:
     return f"{rate:.0f}"
 
 
+def results_payload(
+    *,
+    size: str,
+    seed: int,
+    repeats: int,
+    benchmarks: Sequence[str],
+    complete: bool,
+    command: str,
+    load: float,
+    data: Mapping[str, Any],
+    rows: Sequence[Row],
+    started: float,
+    skipped: Sequence[Mapping[str, str]] = (),
+) -> dict[str, Any]:
+    """One run's results document (what :func:`write_json` writes).
+
+    ``load`` is the load average when the run started, ``started`` its
+    ``time.perf_counter()``; ``all_checked_equal`` says whether every row that has a time
+    was checked equal (a failed or different row has no time).
+    """
+    return {
+        "schema": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "size": size,
+        "seed": seed,
+        "repeats": repeats,
+        "benchmarks": list(benchmarks),
+        "complete": complete,
+        "command": command,
+        "machine": {**machine_info(), "load_average_at_start": round(load, 2)},
+        "versions": versions(),
+        "data": dict(data),
+        "all_checked_equal": all(
+            row.checked_equal
+            for row in rows
+            if row.status == "ok" and row.checked_equal is not None
+        ),
+        "results": [row.to_dict() for row in rows],
+        "skipped": list(skipped),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def write_json(payload: Mapping[str, Any], results_dir: Path, size: str) -> Path:
     """Write one run's payload to ``<results_dir>/<size>-<UTC time>.json``; return the path."""
     results_dir = Path(results_dir)

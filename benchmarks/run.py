@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +43,8 @@ from common import (
     add_ratios,
     format_table,
     human_rate,
-    machine_info,
+    results_payload,
     run_isolated,
-    versions,
     world_lake,
 )
 
@@ -163,27 +161,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"  skipped {name}: {reason}")
                 skipped.append({"benchmark": name, "reason": reason})
     add_ratios(rows)
-    payload = {
-        "schema": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "size": args.size,
-        "seed": args.seed,
-        "repeats": args.repeats,
-        "benchmarks": list(only),
-        "complete": set(only) == set(BENCHMARK_NAMES) and not skipped,
-        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {**machine_info(), "load_average_at_start": round(load_before, 2)},
-        "versions": versions(),
-        "data": data,
-        "all_checked_equal": all(
-            row.checked_equal
-            for row in rows
-            if row.status == "ok" and row.checked_equal is not None
-        ),
-        "results": [row.to_dict() for row in rows],
-        "skipped": skipped,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
+    payload = results_payload(
+        size=args.size,
+        seed=args.seed,
+        repeats=args.repeats,
+        benchmarks=list(only),
+        complete=set(only) == set(BENCHMARK_NAMES) and not skipped,
+        command="python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        load=load_before,
+        data=data,
+        rows=rows,
+        started=started,
+        skipped=skipped,
+    )
     print()
     print(format_table(rows))
     for line in floor_lines(payload["results"]):
