@@ -40,32 +40,30 @@ ROW_KEYS = {
 }
 
 
+def run_script(script: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script at tiny size, one repeat, and require it to succeed."""
+    command = [sys.executable, str(BENCHMARKS / script), "--size", "tiny", "--repeats", "1"]
+    completed = subprocess.run(
+        [*command, *arguments], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One run of the entry point at tiny size (every benchmark but online), its JSON."""
     base = tmp_path_factory.mktemp("bench")
     results = base / "results"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "run.py"),
-            "--size",
-            "tiny",
-            "--repeats",
-            "1",
-            "--only",
-            "pit,ingest,timetravel,hopsworks",
-            "--data-dir",
-            str(base / "data"),
-            "--results-dir",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
+    completed = run_script(
+        "run.py",
+        "--only",
+        "pit,ingest,timetravel,hopsworks",
+        "--data-dir",
+        str(base / "data"),
+        "--results-dir",
+        str(results),
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     files = list(results.glob("tiny-*.json"))
     assert len(files) == 1
     payload: dict[str, Any] = json.loads(files[0].read_text(encoding="utf-8"))
@@ -301,27 +299,15 @@ def test_written_frame_of_a_chunked_world_equals_duckdb_slice_by_slice(
 
 def test_bench_pit_writes_its_results_json(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_pit.py"),
-            "--size",
-            "tiny",
-            "--repeats",
-            "1",
-            "--engines",
-            "microfs windowed,duckdb windowed",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--results-dir",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
+    run_script(
+        "bench_pit.py",
+        "--engines",
+        "microfs windowed,duckdb windowed",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--results-dir",
+        str(results),
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     (path,) = results.glob("pit-tiny-*.json")
     payload = json.loads(path.read_text(encoding="utf-8"))
     assert payload["all_checked_equal"] is True
