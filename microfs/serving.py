@@ -374,9 +374,10 @@ def _passed_column(name: str, column: pl.Series, dtype: pl.DataType) -> pl.Serie
     """Passed values of feature ``name`` cast to its type ``dtype``, without loss.
 
     Numbers pass for a numeric feature (a float for an integer one only when whole),
-    text for a text feature, booleans for a boolean one, times (or ISO 8601 text) for a
+    text for a text feature, booleans for a boolean one, times with a time zone for a
     time; nulls for any. Anything else (text for a number, a number for text, a nested
-    value) raises :class:`SchemaError`, as a lookup would have its own type.
+    value, a time without a zone) raises :class:`SchemaError`, as a lookup would have its
+    own type.
     """
     source = column.dtype
     fits = (
@@ -384,7 +385,11 @@ def _passed_column(name: str, column: pl.Series, dtype: pl.DataType) -> pl.Serie
         or source == dtype
         or (dtype.is_numeric() and source.is_numeric())
         or (dtype == pl.String and source == pl.Categorical)
-        or (dtype.is_temporal() and (source.is_temporal() or source == pl.String))
+        or (
+            isinstance(dtype, pl.Datetime)
+            and isinstance(source, pl.Datetime)
+            and source.time_zone is not None
+        )
     )
     if not fits:
         raise _unfit(name, dtype, str(source))

@@ -262,6 +262,7 @@ def test_passed_features_replace_stored_values(served: mfs.FeatureView) -> None:
         {"user_level": 3},  # a number for text
         {"age": 31.5},  # a fraction for an integer
         {"age": True},  # a boolean for a number
+        {"age": datetime(2024, 1, 1, tzinfo=timezone.utc)},  # a time for a number
     ],
 )
 def test_passed_features_of_another_type_are_refused_on_both_paths(
