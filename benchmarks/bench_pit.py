@@ -301,13 +301,9 @@ class _ChildMemory:
 def _duckdb(ordered: bool) -> Builder:
     def build(spec: dict[str, Any]) -> Callable[[], Any]:
         import duckdb
-        from deltalake import DeltaTable
 
         def work() -> tuple[Any, dict[str, Any]]:
-            label = spec["label"]
-            scans = [_read_parquet(DeltaTable(label["path"]).file_uris())]
-            scans += [_read_parquet(DeltaTable(j["path"]).file_uris()) for j in spec["joins"]]
-            sql = duckdb_sql(spec, scans, ordered=ordered)
+            sql = duckdb_sql(spec, _duckdb_scans(spec), ordered=ordered)
             connection = duckdb.connect()
             try:
                 table = connection.sql(sql).to_arrow_table()
@@ -337,12 +333,10 @@ def _duckdb_windowed(spec: dict[str, Any]) -> Callable[[], Any]:
     import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from deltalake import DeltaTable
 
     def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
         label = spec["label"]
-        scans = [_read_parquet(DeltaTable(label["path"]).file_uris())]
-        scans += [_read_parquet(DeltaTable(j["path"]).file_uris()) for j in spec["joins"]]
+        scans = _duckdb_scans(spec)
         target = _scratch_file("duckdb-windowed-")
         connection = duckdb.connect()
         writer: pq.ParquetWriter | None = None
@@ -381,12 +375,9 @@ def _duckdb_written(spec: dict[str, Any]) -> Callable[[], Any]:
     to spill to, up to :data:`DUCKDB_SPILL_LIMIT`.
     """
     import duckdb
-    from deltalake import DeltaTable
 
     def work() -> tuple[pl.LazyFrame, dict[str, Any]]:
-        label = spec["label"]
-        scans = [_read_parquet(DeltaTable(label["path"]).file_uris())]
-        scans += [_read_parquet(DeltaTable(j["path"]).file_uris()) for j in spec["joins"]]
+        scans = _duckdb_scans(spec)
         target = _scratch_file("duckdb-copy-")
         quoted = str(target).replace("'", "''")
         connection = duckdb.connect()
@@ -425,6 +416,14 @@ def _scratch_file(prefix: str) -> Path:
     folder = tempfile.mkdtemp(prefix=prefix)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return Path(folder) / "frame.parquet"
+
+
+def _duckdb_scans(spec: Mapping[str, Any]) -> list[str]:
+    """DuckDB's scans of the label table's and each joined table's Parquet files, in order."""
+    from deltalake import DeltaTable
+
+    paths = [spec["label"]["path"], *(join["path"] for join in spec["joins"])]
+    return [_read_parquet(DeltaTable(path).file_uris()) for path in paths]
 
 
 def _read_parquet(files: Sequence[str]) -> str:

@@ -272,7 +272,7 @@ class FeatureView:
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
-            lazy: daft.DataFrame = self._on_daft(daft_engine, start, end, table_versions)
+            lazy: daft.DataFrame = self._on_daft(daft_engine, start, end, table_versions)[0]
             return lazy
         if window is None:
             return planner.plan(start, end, table_versions)
@@ -331,8 +331,7 @@ class FeatureView:
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None and planner.timeline != "known":
-            frame = self._on_daft(daft_engine, start, end, versions)
-            schema = daft_engine.expected_schema(planner.spec(start, end, versions))
+            frame, schema = self._on_daft(daft_engine, start, end, versions)
             return int(daft_engine.write_frame(frame, schema, path))
         # (a known-at view's frame is joined by Polars on either engine: in windows here)
         schema = planner.plan(start, end, versions).collect_schema()
@@ -584,9 +583,10 @@ class FeatureView:
                 f"existing: {', '.join(map(str, existing)) or '(none)'}"
             )
         if daft_engine is not None:
-            spec = self._planner.spec(record.start, record.end, record.table_versions)
-            built = self._on_daft(daft_engine, record.start, record.end, record.table_versions)
-            frame = daft_engine.collect(built, daft_engine.expected_schema(spec))
+            built, schema = self._on_daft(
+                daft_engine, record.start, record.end, record.table_versions
+            )
+            frame = daft_engine.collect(built, schema)
         else:
             frame = _read(
                 lambda: self.training_frame(
@@ -660,8 +660,7 @@ class FeatureView:
         start, end = aware_utc(start, what="start"), aware_utc(end, what="end")
         daft_engine = _daft_engine(engine)
         if daft_engine is not None:
-            frame = self._on_daft(daft_engine, start, end, None, spine=spine)
-            schema = daft_engine.expected_schema(self._planner.spec(start, end, None))
+            frame, schema = self._on_daft(daft_engine, start, end, None, spine=spine)
             batch: daft.DataFrame = daft_engine.batch_data(
                 frame,
                 keys=[*label.primary_keys, self._time],
@@ -691,8 +690,8 @@ class FeatureView:
         table_versions: Mapping[str, int] | None,
         *,
         spine: object = None,
-    ) -> daft.DataFrame:
-        """The frame for label times in ``[start, end)`` as a Daft DataFrame.
+    ) -> tuple[daft.DataFrame, pl.Schema]:
+        """The frame for label times in ``[start, end)`` as a Daft DataFrame, and its schema.
 
         Joined on Daft from the engine-neutral spec, except on the known-at timeline: its
         joins match segments of served rows read from each group's commit log, which the
@@ -701,20 +700,21 @@ class FeatureView:
         """
         planner = self._planner
         spec = planner.spec(start, end, table_versions)
+        schema: pl.Schema = daft_engine.expected_schema(spec)
+        frame: daft.DataFrame
         if planner.timeline != "known":
             if spine is None:
-                frame: daft.DataFrame = daft_engine.frame(spec)
-                return frame
-            rows = daft_engine.spine_rows(planner, spine)
-            from_spine: daft.DataFrame = daft_engine.frame_from_spine(spec, rows)
-            return from_spine
+                frame = daft_engine.frame(spec)
+            else:
+                frame = daft_engine.frame_from_spine(spec, daft_engine.spine_rows(planner, spine))
+            return frame, schema
         if spine is None:
             plan = planner.plan(start, end, table_versions)
         else:
             rows = daft_engine.polars_spine(spine)
             plan = planner.join(planner.spine_from(rows, start, end), table_versions, end)
-        handed: daft.DataFrame = daft_engine.from_polars(plan, daft_engine.expected_schema(spec))
-        return handed
+        frame = daft_engine.from_polars(plan, schema)
+        return frame, schema
 
     # -- online ------------------------------------------------------------------------------
 
