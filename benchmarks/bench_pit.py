@@ -563,7 +563,9 @@ def _floor(spec: dict[str, Any]) -> Callable[[], Any]:
         order = found.get_column("__label").to_numpy()
         matched = np.empty(len(order), dtype=np.int64)
         matched[order] = found.get_column("__row").fill_null(height).cast(pl.Int64).to_numpy()
-        matches.append((files, join["features"], matched))
+        # in Polars' index type, as a gather takes it without a conversion
+        numbers = pl.Series(matched).cast(pl.get_index_type())
+        matches.append((files, join["features"], numbers))
     disk = sum(
         Path(f.removeprefix("file://")).stat().st_size
         for f in [*label_files, *(f for files, _, _ in matches for f in files)]
@@ -577,7 +579,8 @@ def _floor(spec: dict[str, Any]) -> Callable[[], Any]:
             group = pl.scan_parquet(files).select(features).collect()
             decoded += group.estimated_size()
             nulls = pl.DataFrame([pl.Series(f, [None], dtype=group.schema[f]) for f in features])
-            padded = pl.concat([group, nulls])  # row ``height``: no match
+            # row ``height``: no match; one chunk, as a gather from two costs three times as much
+            padded = pl.concat([group, nulls]).rechunk()
             columns += [padded.get_column(f).gather(matched) for f in features]
         frame = pl.DataFrame([*labels.get_columns(), *columns]).select(spec["output"])
         gathers = labels.height * sum(len(features) for _, features, _ in matches)

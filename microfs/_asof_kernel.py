@@ -73,6 +73,11 @@ _KEY_DTYPES = frozenset(
     {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64}
 )
 _I64 = npt.NDArray[np.int64]
+_INDEX = np.dtype(str(pl.get_index_type()).lower())
+"""Polars' row-index type (uint32, or uint64 in its 64-bit-index build): the kernel writes
+matched row numbers in it, so Polars gathers by them with no conversion."""
+_Rows = npt.NDArray[Any]
+"""Row numbers of the index type."""
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -106,9 +111,10 @@ def asof_rows(
         max_age: A match older than this is dropped; None keeps every match.
 
     Returns:
-        An Int64 series with one value per left row: the matched right row's number, or
-        ``right.height`` where no row matched (one past the last row, which the caller
-        makes null before gathering the right rows' features).
+        A series of Polars' index type with one value per left row: the matched right
+        row's number, or ``right.height`` where no row matched (one past the last row:
+        the caller gathers the features from the right rows with one row of nulls put
+        after them).
 
     Example:
         >>> left = pl.DataFrame({"t": [1, 2, 3, 0], "k": [7, 7, 8, 7]}).sort("t")
@@ -129,10 +135,10 @@ def asof_rows(
         allow_exact_matches=True,
         check_sortedness=False,
     )
-    return joined.get_column(ROW).cast(pl.Int64).fill_null(right.height)
+    return joined.get_column(ROW).fill_null(right.height).cast(pl.get_index_type())
 
 
-Match = Callable[[], "_I64"]
+Match = Callable[[], "_Rows"]
 """The second part of a match (see :func:`asof_task`): numpy and the compiled kernel only."""
 
 
@@ -159,17 +165,33 @@ def asof_task(
     return lambda: build().run(labels)
 
 
-class _Labels:
-    """A label frame's keys, their validity and times as int64 arrays, and the tolerance."""
+_Chunk = tuple[_I64, npt.NDArray[np.bool_], _I64]
+"""One chunk of labels: keys as int64, which of them can match, times as int64."""
 
-    def __init__(self, keys: _I64, valid: npt.NDArray[np.bool_], times: _I64, tolerance: int):
-        self.keys, self.valid, self.times, self.tolerance = keys, valid, times, tolerance
+
+class _Labels:
+    """A label frame's keys, their validity and times, chunk by chunk, and the tolerance.
+
+    The arrays are the frame's own buffers where they can be (int64 keys and times without
+    nulls): a frame the engine put together from many chunks is matched chunk by chunk,
+    in order, rather than copied into one.
+    """
+
+    def __init__(self, chunks: list[_Chunk], tolerance: int):
+        self.chunks, self.tolerance = chunks, tolerance
+        self.height = sum(keys.shape[0] for keys, _, _ in chunks)
 
     @classmethod
     def of(cls, left: pl.DataFrame, *, time: str, key: str, max_age: timedelta | None) -> _Labels:
-        keys, valid = _keys_and_validity(left.get_column(key))
+        keys, times = left.get_column(key), left.get_column(time)
+        if [len(c) for c in keys.get_chunks()] != [len(c) for c in times.get_chunks()]:
+            keys, times = keys.rechunk(), times.rechunk()
+        chunks = []
+        for key_chunk, time_chunk in zip(keys.get_chunks(), times.get_chunks(), strict=True):
+            values, valid = _keys_and_validity(key_chunk)
+            chunks.append((_read_only(values), valid, _read_only(_int64(time_chunk))))
         tolerance = -1 if max_age is None else _in_time_units(max_age, left.schema[time])
-        return cls(_read_only(keys), valid, _read_only(_int64(left.get_column(time))), tolerance)
+        return cls(chunks, tolerance)
 
 
 class Cursors:
@@ -276,20 +298,28 @@ class Cursors:
         labels = _Labels.of(left, time=time, key=key, max_age=max_age)
         return lambda: self.run(labels)
 
-    def run(self, labels: _Labels) -> _I64:
+    def run(self, labels: _Labels) -> _Rows:
         """Match ``labels`` (numpy and the compiled kernel only), moving the cursors."""
+        out = np.empty(labels.height, dtype=_INDEX)
         if not len(self._cursors):  # no joined row has a key: nothing matches
-            return np.full(labels.keys.shape[0], self.height, dtype=np.int64)
-        return _compiled()(  # type: ignore[no-any-return]
-            labels.keys,
-            labels.valid,
-            labels.times,
-            self._low,
-            self._cursors,
-            self._rights,
-            labels.tolerance,
-            self.height,
-        )
+            out.fill(self.height)
+            return out
+        kernel, start = _compiled(), 0
+        for keys, valid, times in labels.chunks:  # in order: the cursors carry on
+            end = start + keys.shape[0]
+            kernel(
+                keys,
+                valid,
+                times,
+                self._low,
+                self._cursors,
+                self._rights,
+                labels.tolerance,
+                self.height,
+                out[start:end],
+            )
+            start = end
+        return out
 
 
 def _cursors(counts: _I64) -> _I64:
@@ -366,25 +396,26 @@ def cursor_asof(
     rights: _I64,
     tolerance: int,
     missing: int,
-) -> _I64:
-    """Each label's matched right row number, or ``missing``.
+    out: _Rows,
+) -> _Rows:
+    """Each label's matched right row number, or ``missing``, written into ``out``.
 
     Labels come in time order. The right rows are grouped by slot (``key - low``) and in
     time order within a slot: ``rights`` holds each one's time and row number, and
     ``cursors`` holds per slot its cursor (the first of its rows not yet passed), its end
     and its start (see :func:`_cursors`). A cursor only moves forward; the cursors are
-    updated in place. ``tolerance`` -1 means none. Compiled by numba; plain Python runs
-    it too (slowly), which the tests use as a check.
+    updated in place. ``tolerance`` -1 means none. ``out`` holds one row number per
+    label (any unsigned or signed integer type wide enough). Compiled by numba; plain
+    Python runs it too (slowly), which the tests use as a check.
 
     >>> import numpy as np
     >>> a = lambda *v: np.array(v, dtype=np.int64)
     >>> cursor_asof(
     ...     a(5, 5, 6, 9), np.ones(4, bool), a(1, 5, 5, 5), 5, _cursors(a(2, 1)),
-    ...     np.stack([a(1, 4, 9), a(10, 11, 12)], axis=1), -1, 3,
-    ... )
-    array([10, 11,  3,  3])
+    ...     np.stack([a(1, 4, 9), a(10, 11, 12)], axis=1), -1, 3, np.empty(4, np.uint32),
+    ... ).tolist()
+    [10, 11, 3, 3]
     """
-    out = np.empty(keys.shape[0], dtype=np.int64)
     span = cursors.shape[0]
     for i in range(keys.shape[0]):
         slot = keys[i] - low
@@ -444,6 +475,9 @@ def _compiled() -> Callable[..., Any]:
                 compiled = numba.njit(cache=False, nogil=True)(cursor_asof)
             frozen = _read_only(np.zeros(0, dtype=np.int64))
             pairs = np.zeros((0, 2), dtype=np.int64)
-            compiled(frozen, np.zeros(0, dtype=np.bool_), frozen, 0, _cursors(frozen), pairs, -1, 0)
+            out = np.zeros(0, dtype=_INDEX)
+            compiled(
+                frozen, np.zeros(0, dtype=np.bool_), frozen, 0, _cursors(frozen), pairs, -1, 0, out
+            )
             _LOADED.append(compiled)
         return _LOADED[0]

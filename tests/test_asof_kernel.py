@@ -109,10 +109,11 @@ def test_plain_python_and_compiled_runs_of_the_kernel_agree() -> None:
     args = (keys, keys % 7 != 0, times, 0)
     matches = []
     for tolerance in (-1, 25, 0):
-        expected = cursor_asof(*args, _cursors(counts), rights, tolerance, right_times.size)
-        compiled = _asof_kernel._compiled()(
-            *args, _cursors(counts), rights, tolerance, right_times.size
-        )
+        missing = right_times.size
+        out = np.empty(keys.size, dtype=_asof_kernel._INDEX)
+        expected = cursor_asof(*args, _cursors(counts), rights, tolerance, missing, out.copy())
+        kernel = _asof_kernel._compiled()
+        compiled = kernel(*args, _cursors(counts), rights, tolerance, missing, out)
         assert np.array_equal(compiled, expected)
         matches.append(int((expected < right_times.size).sum()))
     assert matches[0] > matches[1] > matches[2] > 0  # a tighter tolerance drops matches
