@@ -5,19 +5,19 @@ group's rows per key, then that key's cursor), which costs about 240 ns of CPU p
 When the key is a single integer column whose values span a range not much larger than
 the joined group, a key is its own array index, and one pass over the labels in time
 order with one cursor per key finds every match: each label moves its key's cursor
-forward past the rows at or before its time (``cursor_asof`` below, compiled by numba).
+forward past the rows at or before its time (``cursor_asof`` below: the package runs it
+compiled from Cython, :mod:`microfs._asof_cursor`, built on install).
 
 :func:`asof_rows` gives exactly the matches of ``join_asof(by=key, strategy="backward")``
 on the same frames (:mod:`microfs.pit` owns that contract), as row numbers, and leaves
 the join to Polars whenever the kernel does not pay or does not apply: too few labels to
-repay loading it, a narrow key range (Polars' tables then stay in cache), a key range
-far wider than the joined rows, joined keys beyond int64, or null label times.
+repay grouping the joined rows, a narrow key range (Polars' tables then stay in cache), a
+key range far wider than the joined rows, joined keys beyond int64, null label times, or
+a package run from source without its compiled module.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -37,19 +37,21 @@ __all__ = [
     "asof_task",
     "kernel_applies",
     "polars_duration",
-    "preload",
 ]
 
-KERNEL_MIN_ROWS = 4_000_000
-"""Labels below this count are joined by Polars, whatever this process ran before (the
-same frame takes the same path in a fresh process and in a warm one). Loading numba and
-the compiled kernel costs about 1 CPU second once per process (importing numba and its
-typing registries, which import ``scipy.linalg`` where SciPy is installed, then the cached
-machine code; the first compile ever, 1.3 s more); the kernel saves 0.1-0.2 µs of CPU per
-label and join (5M labels over 200k keys: 0.39 s against Polars' 1.35 s), so it pays off
-from several million labels in a fresh process. A frame's planner also asks that the
-joins it hands the kernel hold at least twice this many labels together, since the
-loading is paid once for all of them (``microfs._frame_plan``)."""
+_compiled_pass: Callable[..., Any] | None
+try:
+    from microfs._asof_cursor import cursor_asof as _compiled_pass
+except ImportError:  # a source tree that was not built: Polars does every join
+    _compiled_pass = None
+
+KERNEL_MIN_ROWS = 500_000
+"""Labels below this count are joined by Polars. The kernel's pass is cheap per label
+(1M labels over 100k keys: 0.03 CPU seconds against Polars' 0.10; 5M over 200k keys:
+0.13 against 0.54), but grouping the joined rows by key first costs about as much as
+Polars' own tables for them (250k labels over 1M joined rows: 0.18 CPU seconds against
+Polars' 0.14), so the kernel pays once the labels are about as many as the joined rows,
+and clearly from this many (``python benchmarks/bench_pit.py`` at 1M labels)."""
 
 KERNEL_MIN_CALL_ROWS = 250_000
 """A planner may hand the kernel the windows of a frame it chose the kernel for as a whole
@@ -89,7 +91,11 @@ def kernel_applies(key_dtype: pl.DataType, time_dtype: pl.DataType) -> bool:
     >>> kernel_applies(pl.String(), pl.Datetime("us", "UTC"))
     False
     """
-    return key_dtype.base_type() in _KEY_DTYPES and isinstance(time_dtype, pl.Datetime)
+    return (
+        _compiled_pass is not None
+        and key_dtype.base_type() in _KEY_DTYPES
+        and isinstance(time_dtype, pl.Datetime)
+    )
 
 
 def asof_rows(
@@ -165,8 +171,8 @@ def asof_task(
     return lambda: build().run(labels)
 
 
-_Chunk = tuple[_I64, npt.NDArray[np.bool_], _I64]
-"""One chunk of labels: keys as int64, which of them can match, times as int64."""
+_Chunk = tuple[_I64, npt.NDArray[np.uint8], _I64]
+"""One chunk of labels: keys as int64, which of them can match (1) as bytes, times."""
 
 
 class _Labels:
@@ -189,7 +195,7 @@ class _Labels:
         chunks = []
         for key_chunk, time_chunk in zip(keys.get_chunks(), times.get_chunks(), strict=True):
             values, valid = _keys_and_validity(key_chunk)
-            chunks.append((_read_only(values), valid, _read_only(_int64(time_chunk))))
+            chunks.append((values, valid.view(np.uint8), _int64(time_chunk)))
         tolerance = -1 if max_age is None else _in_time_units(max_age, left.schema[time])
         return cls(chunks, tolerance)
 
@@ -336,13 +342,6 @@ def _cursors(counts: _I64) -> _I64:
     return np.stack([starts, ends, starts], axis=1)
 
 
-def _read_only(values: _I64) -> _I64:
-    """A read-only view: the compiled kernel is loaded for one array type (see _compiled)."""
-    view = values.view()
-    view.flags.writeable = False
-    return view
-
-
 def _int64(column: pl.Series) -> _I64:
     """A null-free integer or datetime column as int64 values (no copy when it already is)."""
     return column.to_physical().cast(pl.Int64).to_numpy()
@@ -405,8 +404,10 @@ def cursor_asof(
     ``cursors`` holds per slot its cursor (the first of its rows not yet passed), its end
     and its start (see :func:`_cursors`). A cursor only moves forward; the cursors are
     updated in place. ``tolerance`` -1 means none. ``out`` holds one row number per
-    label (any unsigned or signed integer type wide enough). Compiled by numba; plain
-    Python runs it too (slowly), which the tests use as a check.
+    label (any unsigned or signed integer type wide enough). This is the plain Python
+    reference: the package runs the same loop compiled from Cython
+    (:mod:`microfs._asof_cursor`, ``valid`` as bytes there), and the tests hold the two
+    to each other.
 
     >>> import numpy as np
     >>> a = lambda *v: np.array(v, dtype=np.int64)
@@ -435,49 +436,15 @@ def cursor_asof(
     return out
 
 
-_LOADING = threading.Lock()
-_LOADED: list[Callable[..., Any]] = []
-
-
-def preload() -> None:
-    """Start loading the compiled kernel on a background thread, if it is not loaded yet.
-
-    A planner that will run the kernel calls this when it builds the plan: the loading
-    (about 1 CPU second of imports and cached machine code, mostly Python holding the
-    interpreter lock) then overlaps the engine's reading of the tables (which releases
-    it), and the kernel is ready, or nearly, when the join reaches it. Failures are left
-    to the join's own call of the loader, which raises them.
-    """
-    if _LOADED or _LOADING.locked():
-        return
-    threading.Thread(target=_load_quietly, name="microfs-asof-kernel-load", daemon=True).start()
-
-
-def _load_quietly() -> None:
-    with contextlib.suppress(Exception):
-        _compiled()
-
-
 def _compiled() -> Callable[..., Any]:
-    """:func:`cursor_asof` compiled on first use, and cached on disk where numba can write.
+    """The compiled :func:`cursor_asof` (same arguments, ``valid`` as bytes).
 
-    The first call also runs it once on empty arrays of the types the join passes (keys
-    and label times read-only, see :func:`_read_only`), which loads their machine code:
-    numba loads it on the first call of each signature.
+    Raises:
+        RuntimeError: The package's compiled module was not built (a source tree used
+            without ``pip install``); :func:`kernel_applies` says False then, so no join
+            gets here.
     """
-    with _LOADING:
-        if not _LOADED:
-            import numba  # imported here, where it is needed: importing it is slow
-
-            try:
-                compiled = numba.njit(cache=True, nogil=True)(cursor_asof)
-            except RuntimeError:  # no writable cache directory: compile in memory each process
-                compiled = numba.njit(cache=False, nogil=True)(cursor_asof)
-            frozen = _read_only(np.zeros(0, dtype=np.int64))
-            pairs = np.zeros((0, 2), dtype=np.int64)
-            out = np.zeros(0, dtype=_INDEX)
-            compiled(
-                frozen, np.zeros(0, dtype=np.bool_), frozen, 0, _cursors(frozen), pairs, -1, 0, out
-            )
-            _LOADED.append(compiled)
-        return _LOADED[0]
+    if _compiled_pass is None:
+        msg = "microfs._asof_cursor is not built; install the package (pip install -e .)"
+        raise RuntimeError(msg)
+    return _compiled_pass

@@ -376,7 +376,7 @@ class FramePlanner:
         ``latest_before`` (one frame per join, from :meth:`latest_rows`) where given.
         ``kernel_labels`` is the label count the choice of the compiled as-of kernel goes
         by (the spine's estimate when None): a caller joining the windows of one frame in
-        turn gives the whole frame's, since the kernel is loaded once for all of them.
+        turn gives the whole frame's, since the joined rows are grouped once for all of them.
         ``held`` gives joins' rows already in memory (see :meth:`hold`); ``prepared``
         gives joins' rows grouped for the compiled kernel (see :meth:`prepare`), which
         join without ``since`` or ``latest_before``: their cursors carry on from the
@@ -389,8 +389,6 @@ class FramePlanner:
             spine.rows if kernel_labels is None else kernel_labels,
             [(g, j.on, versions.get(g.name)) for j, g in zip(self.joins, self.groups, strict=True)],
         )
-        if any(compiled):
-            _asof_kernel.preload()
         for number, (join, group) in enumerate(zip(self.joins, self.groups, strict=True)):
             if self.timeline == "known":
                 plans.append(self._known_plan(number, spine, versions.get(group.name), end))
@@ -540,17 +538,8 @@ class FramePlanner:
 def _kernel_joins(
     labels: int | None, joins: Sequence[tuple[FeatureGroup, Sequence[str], int | None]]
 ) -> list[bool]:
-    """Which joins run through the compiled as-of kernel, judged from the Delta logs.
-
-    Each must suit it (:func:`_suits_kernel`), and together they must hold at least twice
-    ``KERNEL_MIN_ROWS`` labels: loading the kernel is paid once per process, and it saves
-    a share of Polars' time per label and join, so one join of a few million labels does
-    not repay it (5M labels, one join over 200k keys: 2.2 CPU seconds through the kernel
-    against 2.0 through Polars) while two do.
-    """
-    suits = [_suits_kernel(labels, group, on, version) for group, on, version in joins]
-    work = (labels or 0) * sum(suits)
-    return suits if work >= 2 * _asof_kernel.KERNEL_MIN_ROWS else [False] * len(suits)
+    """Which joins run through the compiled as-of kernel (:func:`_suits_kernel`)."""
+    return [_suits_kernel(labels, group, on, version) for group, on, version in joins]
 
 
 def _suits_kernel(

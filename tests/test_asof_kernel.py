@@ -106,7 +106,7 @@ def test_plain_python_and_compiled_runs_of_the_kernel_agree() -> None:
     counts = np.bincount(rng.integers(0, 50, 400), minlength=50)
     right_times = np.concatenate([np.sort(rng.integers(0, 1_000, c)) for c in counts])
     rights = np.stack([right_times, rng.permutation(right_times.size)], axis=1)
-    args = (keys, keys % 7 != 0, times, 0)
+    args = (keys, (keys % 7 != 0).view(np.uint8), times, 0)
     matches = []
     for tolerance in (-1, 25, 0):
         missing = right_times.size

@@ -1,8 +1,8 @@
-"""The compiled as-of kernel across a frame's windows, and its load on a second thread.
+"""The compiled as-of kernel across a frame's windows, and a package without it.
 
 ``write_training_frame`` joins one window at a time; the kernel is chosen for the frame as
-a whole (its loading is paid once for all windows). A joined group held in memory is
-grouped for the kernel once, and its cursors carry on from one window to the next. The
+a whole (its joined rows are grouped once for all windows). A joined group held in memory
+is grouped for the kernel once, and its cursors carry on from one window to the next. The
 frame written is the same either way.
 """
 
@@ -70,9 +70,7 @@ def test_windows_of_a_frame_chosen_for_the_kernel_run_it_and_write_the_same_rows
     assert pl.read_parquet(compiled).equals(pl.read_parquet(plain))
 
 
-def test_joins_take_the_kernel_only_when_together_they_hold_enough_labels(
-    store: FeatureStore,
-) -> None:
+def test_each_join_takes_the_kernel_from_its_own_label_floor(store: FeatureStore) -> None:
     _view(store)
     users = store.get_feature_group("user_profile")
     items = store.get_feature_group("item_feature")
@@ -81,29 +79,36 @@ def test_joins_take_the_kernel_only_when_together_they_hold_enough_labels(
         mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", 1_000),
         mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
     ):
-        assert _kernel_joins(1_000, both) == [True, True]  # 2,000 labels over two joins
-        assert _kernel_joins(1_000, both[:1]) == [False]  # 1,000 over one: not worth it
-        assert _kernel_joins(1_999, both[:1]) == [False]
-        assert _kernel_joins(2_000, both[:1]) == [True]
-        assert _kernel_joins(999, both) == [False, False]  # each join needs its floor
+        assert _kernel_joins(1_000, both) == [True, True]
+        assert _kernel_joins(1_000, both[:1]) == [True]
+        assert _kernel_joins(999, both) == [False, False]
         assert _kernel_joins(None, both) == [False, False]  # no estimate, no kernel
 
 
-def test_preload_loads_the_kernel_once_on_a_background_thread() -> None:
-    _asof_kernel.preload()
-    compiled = _asof_kernel._compiled()  # waits for the thread if it is still loading
-    _asof_kernel.preload()  # loaded: nothing more starts
-    assert _asof_kernel._compiled() is compiled
-    left = pl.DataFrame({"t": [1, 2, 3], "k": [7, 7, 8]}).with_columns(
-        pl.col("t").cast(pl.Datetime("us", "UTC"))
-    )
-    right = left.head(2)
-    with (
-        mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", 0),
-        mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", 0),
-    ):
-        rows = _asof_kernel.asof_rows(left, right, time="t", key="k", max_age=None)
-    assert rows.to_list() == [0, 1, 2]
+def test_the_compiled_module_is_built_with_the_package() -> None:
+    # `pip install` builds microfs/_asof_cursor.pyx; without it every join is Polars'.
+    from microfs import _asof_cursor
+
+    assert _asof_kernel._compiled() is _asof_cursor.cursor_asof
+    assert _asof_kernel.kernel_applies(pl.Int64(), pl.Datetime("us", "UTC"))
+
+
+def test_without_the_compiled_module_polars_joins_the_same_rows(store: FeatureStore) -> None:
+    _view(store)
+    view = store.get_feature_view("windows")
+    with kernel_floors():
+        loader = mock.MagicMock(wraps=_asof_kernel._compiled)
+        with mock.patch.object(_asof_kernel, "_compiled", loader):
+            expected = view.training_frame().collect()
+        assert loader.called
+        loader.reset_mock()
+        with (
+            mock.patch.object(_asof_kernel, "_compiled_pass", None),
+            mock.patch.object(_asof_kernel, "_compiled", loader),
+        ):
+            assert not _asof_kernel.kernel_applies(pl.Int64(), pl.Datetime("us", "UTC"))
+            assert_frame_equal(view.training_frame().collect(), expected)
+        assert not loader.called
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
