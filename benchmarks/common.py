@@ -543,7 +543,10 @@ def measure(
     ``per_engine[engine]`` merged in); it returns at least ``seconds`` and ``rows``, and
     writes its result frame to ``result_path`` when that is not None (the first run of
     each engine). Runs are interleaved (engine by engine, repeat by repeat) so a change
-    of machine load hits every engine alike.
+    of machine load hits every engine alike, and each repeat starts one engine further
+    along the list, so no engine always runs right after the same one (on this machine a
+    process's time depends on whether the memory it touches was in use a moment before:
+    memory the host has taken back costs up to seconds per GiB to touch again).
 
     After the first round every result is compared with ``expected`` (a Parquet file) or,
     without one, with the first MicroFS engine's result. An engine that fails, runs out
@@ -556,7 +559,8 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="microfs-bench-") as scratch:
         results = {engine: Path(scratch) / f"{i}.parquet" for i, engine in enumerate(engines)}
         for repeat in range(repeats):
-            for engine in engines:
+            turn = repeat % len(engines)
+            for engine in [*engines[turn:], *engines[:turn]]:
                 row = rows[engine]
                 if row.status != "ok":
                     continue
