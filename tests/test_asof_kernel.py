@@ -108,11 +108,10 @@ def test_plain_python_and_compiled_runs_of_the_kernel_agree() -> None:
     rights = np.stack([right_times, rng.permutation(right_times.size)], axis=1)
     args = (keys, (keys % 7 != 0).view(np.uint8), times, 0)
     matches = []
+    kernel, missing = _asof_kernel._compiled(), right_times.size
     for tolerance in (-1, 25, 0):
-        missing = right_times.size
         out = np.empty(keys.size, dtype=_asof_kernel._INDEX)
         expected = cursor_asof(*args, _cursors(counts), rights, tolerance, missing, out.copy())
-        kernel = _asof_kernel._compiled()
         compiled = kernel(*args, _cursors(counts), rights, tolerance, missing, out)
         assert np.array_equal(compiled, expected)
         matches.append(int((expected < right_times.size).sum()))
