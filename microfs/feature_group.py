@@ -43,6 +43,7 @@ import json
 import math
 import os
 import random
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -115,6 +116,7 @@ _DEFAULT_RETENTION = timedelta(days=7)
 _STATS_SLACK = timedelta(milliseconds=1)
 _MAX_FOOTERS = 8  # files whose Parquet footers an insert may read to prove an append
 _KEPT_ORDERS = 64  # proven row orders remembered on disk per table
+_TABLES_KEPT = 4  # table versions kept open per group (see FeatureGroup._table)
 _VALIDATION_KEY = "microfs.validation"
 _PASS_FACTOR = 2
 """A commit reads its new version back for statistics when the version holds at most this
@@ -353,6 +355,8 @@ class FeatureGroup:
         self._issued: int | None = None
         self._row_order: dict[int, RowOrder] = {}
         self._file_actions: dict[int, pl.DataFrame] = {}
+        self._tables: dict[int, DeltaTable] = {}  # the last few versions opened
+        self._tables_lock = threading.Lock()
 
     # -- definition --------------------------------------------------------------------
 
@@ -419,6 +423,29 @@ class FeatureGroup:
             )
 
     def _table(self, version: int | None = None) -> DeltaTable:
+        """The table at ``version``, or the latest (opened afresh: writers move it on).
+
+        A committed version never changes, so the last :data:`_TABLES_KEPT` versions
+        opened are kept and given again (a plan asks for each group's version several
+        times). A table given for the latest version is never kept: writers commit
+        through it, which moves it to their new version.
+        """
+        if version is None:
+            return self._open_table(None)
+        kept = self._tables.get(version)
+        return kept if kept is not None else self._keep(self._open_table(version))
+
+    def _keep(self, table: DeltaTable) -> DeltaTable:
+        """Keep ``table`` (read only from now on) as its version's, the oldest kept leaving."""
+        with self._tables_lock:
+            version = table.version()
+            self._tables.pop(version, None)
+            self._tables[version] = table
+            while len(self._tables) > _TABLES_KEPT:
+                del self._tables[next(iter(self._tables))]
+        return table
+
+    def _open_table(self, version: int | None) -> DeltaTable:
         if self._first_schema is not None:
             raise NotFoundError(
                 f"feature group {self.name!r} has no schema and no table yet: its first insert "
@@ -513,7 +540,8 @@ class FeatureGroup:
     @_boundary
     def table_version(self) -> int:
         """The latest Delta table version."""
-        version: int = self._table().version()
+        # kept for reads of this version: nothing commits through it
+        version: int = self._keep(self._open_table(None)).version()
         return version
 
     # -- writing ---------------------------------------------------------------------------
@@ -783,6 +811,7 @@ class FeatureGroup:
             self.definition = self._record_schema(added, [e.to_dict() for e in new])
             self._row_order.clear()
             self._file_actions.clear()
+            self._tables.clear()
             result = SchemaChange(
                 self._table().version(),
                 dict(added),
@@ -971,6 +1000,8 @@ class FeatureGroup:
         """The Delta table version that ``version`` or ``as_of`` (a commit time) selects."""
         if version is not None and as_of is not None:
             raise DefinitionError("give either version= or as_of=, not both")
+        if type(version) is int and version in self._tables:
+            return version  # opened before, so it exists
         latest = self.table_version()
         if version is not None:
             if (

@@ -274,9 +274,10 @@ class FeatureView:
         if daft_engine is not None:
             lazy: daft.DataFrame = self._on_daft(daft_engine, start, end, table_versions)[0]
             return lazy
-        if window is None:
-            return planner.plan(start, end, table_versions)
+        # every group's version fixed once, here: the plan reads each several times
         versions = dict(table_versions) if table_versions is not None else self.table_versions()
+        if window is None:
+            return planner.plan(start, end, versions)
         parts = planner.window_plans(start, end, window, versions)
         if not parts:
             return planner.plan(start, end, versions)
