@@ -14,3 +14,10 @@ def cursor_asof(
     missing: int,
     out: npt.NDArray[Any],
 ) -> npt.NDArray[Any]: ...
+def group_by_slot(
+    slots: npt.NDArray[np.int64],
+    has_key: npt.NDArray[np.uint8],
+    times: npt.NDArray[np.int64],
+    cursors: npt.NDArray[np.int64],
+    rights: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]: ...

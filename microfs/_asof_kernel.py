@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
 
 __all__ = [
     "KERNEL_MIN_CALL_ROWS",
@@ -37,13 +38,16 @@ __all__ = [
     "asof_task",
     "kernel_applies",
     "polars_duration",
+    "row_series",
 ]
 
 _compiled_pass: Callable[..., Any] | None
+_compiled_grouping: Callable[..., Any] | None
 try:
     from microfs._asof_cursor import cursor_asof as _compiled_pass
+    from microfs._asof_cursor import group_by_slot as _compiled_grouping
 except ImportError:  # a source tree that was not built: Polars does every join
-    _compiled_pass = None
+    _compiled_pass = _compiled_grouping = None
 
 KERNEL_MIN_ROWS = 500_000
 """Labels below this count are joined by Polars. The kernel's pass is cheap per label
@@ -78,6 +82,7 @@ _I64 = npt.NDArray[np.int64]
 _INDEX = np.dtype(str(pl.get_index_type()).lower())
 """Polars' row-index type (uint32, or uint64 in its 64-bit-index build): the kernel writes
 matched row numbers in it, so Polars gathers by them with no conversion."""
+_ARROW_INDEX = pa.from_numpy_dtype(_INDEX)
 _Rows = npt.NDArray[Any]
 """Row numbers of the index type."""
 _MICROSECOND = timedelta(microseconds=1)
@@ -130,7 +135,7 @@ def asof_rows(
     """
     task = asof_task(left, right, time=time, key=key, max_age=max_age)
     if task is not None:
-        return pl.Series(ROW, task())
+        return row_series(task()).alias(ROW)
     numbered = right.with_row_index(ROW)
     joined = left.join_asof(
         numbered,
@@ -261,15 +266,11 @@ class Cursors:
         times = _int64(right.get_column(time))
 
         def build() -> Cursors:
-            row_numbers = np.flatnonzero(has_key)
             slots = keys - low
-            order = np.argsort(slots, kind="stable")
-            return cls(
-                low=low,
-                cursors=_cursors(np.bincount(slots, minlength=span)),
-                rights=np.stack([times[row_numbers][order], row_numbers[order]], axis=1),
-                height=height,
-            )
+            cursors = _cursors(np.bincount(slots, minlength=span))
+            rights = np.empty((slots.shape[0], 2), dtype=np.int64)
+            _compiled("group_by_slot")(slots, has_key.view(np.uint8), times, cursors, rights)
+            return cls(low=low, cursors=cursors, rights=rights, height=height)
 
         return build
 
@@ -305,8 +306,12 @@ class Cursors:
         return lambda: self.run(labels)
 
     def run(self, labels: _Labels) -> _Rows:
-        """Match ``labels`` (numpy and the compiled kernel only), moving the cursors."""
-        out = np.empty(labels.height, dtype=_INDEX)
+        """Match ``labels`` (numpy and the compiled kernel only), moving the cursors.
+
+        The row numbers are written in Arrow memory: :func:`row_series` hands them to
+        Polars without a copy.
+        """
+        out = _row_numbers(labels.height)
         if not len(self._cursors):  # no joined row has a key: nothing matches
             out.fill(self.height)
             return out
@@ -326,6 +331,47 @@ class Cursors:
             )
             start = end
         return out
+
+
+def _row_numbers(height: int) -> _Rows:
+    """An array for ``height`` row numbers of the index type, in memory Arrow owns."""
+    return np.frombuffer(pa.allocate_buffer(height * _INDEX.itemsize), dtype=_INDEX)
+
+
+class _ArrowRows:
+    """Only the Arrow C data interface of an array, so Polars imports it as such."""
+
+    def __init__(self, array: pa.Array) -> None:
+        self._array = array
+
+    def __arrow_c_array__(self, requested_schema: object = None) -> tuple[object, object]:
+        return self._array.__arrow_c_array__(requested_schema)  # type: ignore[no-any-return]
+
+
+def row_series(rows: _Rows | pl.Series) -> pl.Series:
+    """Matched row numbers as a Polars series of its index type.
+
+    Rows the kernel wrote (:meth:`Cursors.run`) go over without a copy, through the
+    Arrow C data interface (a numpy array would be copied, and the first such copy in a
+    process imports ``numpy.ma``, 10-20 ms); a series is given as it is.
+
+    >>> row_series(Cursors.of(pl.DataFrame({"t": [1], "k": [7]}), time="t", key="k",
+    ...     min_keys=0).advance_task(pl.DataFrame({"t": [2], "k": [7]}), time="t", key="k",
+    ...     max_age=None)()).to_list()
+    [0]
+    """
+    if isinstance(rows, pl.Series):
+        return rows
+    base = rows.base
+    if (
+        isinstance(base, pa.Buffer)
+        and rows.dtype == _INDEX
+        and rows.ctypes.data == base.address
+        and rows.nbytes == base.size
+    ):
+        array = pa.Array.from_buffers(_ARROW_INDEX, rows.shape[0], [None, base])
+        return pl.Series(_ArrowRows(array))
+    return pl.Series(rows.astype(_INDEX, copy=False))
 
 
 def _cursors(counts: _I64) -> _I64:
@@ -436,15 +482,46 @@ def cursor_asof(
     return out
 
 
-def _compiled() -> Callable[..., Any]:
-    """The compiled :func:`cursor_asof` (same arguments, ``valid`` as bytes).
+def group_by_slot(
+    slots: _I64, has_key: npt.NDArray[np.bool_], times: _I64, cursors: _I64, rights: _I64
+) -> _I64:
+    """Each keyed row's time and row number, grouped by slot, in row order within one.
+
+    ``has_key`` marks the joined rows with a key, ``slots`` holds those rows' slots (``key
+    - low``) in row order, ``times`` every row's time, and ``cursors`` each slot's start
+    (see :func:`_cursors`); ``rights`` (one row per keyed row) receives the pairs. This
+    is the numpy reference (a stable sort by slot); the package runs a one-pass counting
+    sort compiled from Cython (:mod:`microfs._asof_cursor`, ``has_key`` as bytes there),
+    and the tests hold the two to each other.
+
+    >>> import numpy as np
+    >>> a = lambda *v: np.array(v, dtype=np.int64)
+    >>> group_by_slot(
+    ...     a(1, 0, 1), np.array([True, False, True, True]), a(10, 11, 12, 13),
+    ...     _cursors(a(1, 2)), np.empty((3, 2), np.int64),
+    ... ).tolist()
+    [[12, 2], [10, 0], [13, 3]]
+    """
+    row_numbers = np.flatnonzero(has_key)
+    order = np.argsort(slots, kind="stable")
+    rights[:, 0] = times[row_numbers][order]
+    rights[:, 1] = row_numbers[order]
+    return rights
+
+
+def _compiled(part: Literal["cursor_asof", "group_by_slot"] = "cursor_asof") -> Callable[..., Any]:
+    """A compiled part of the kernel, :func:`cursor_asof` or :func:`group_by_slot`.
+
+    They take the same arguments as those references, with ``valid`` and ``has_key`` as
+    bytes.
 
     Raises:
         RuntimeError: The package's compiled module was not built (a source tree used
             without ``pip install``); :func:`kernel_applies` says False then, so no join
             gets here.
     """
-    if _compiled_pass is None:
+    compiled = _compiled_pass if part == "cursor_asof" else _compiled_grouping
+    if compiled is None:
         msg = "microfs._asof_cursor is not built; install the package (pip install -e .)"
         raise RuntimeError(msg)
-    return _compiled_pass
+    return compiled

@@ -33,6 +33,7 @@ from microfs._asof_kernel import (
     asof_task,
     kernel_applies,
     polars_duration,
+    row_series,
 )
 from microfs.errors import DefinitionError
 from microfs.view_definition import output_names
@@ -348,19 +349,31 @@ def _kernel_branch(
                 continue
             part = stacked_joins.index(number) + 1
             joined = stacked.slice(int(ends[part - 1]), int(sizes[part]))
-            sources.append(_with_null_row(joined.select(names[number])))
-            left, right = labels.select(label_time, key), joined.select(label_time, key)
+            sources.append(_with_null_row(_columns(joined, names[number])))
+            left, right = _columns(labels, [label_time, key]), _columns(joined, [label_time, key])
             task = asof_task(left, right, time=label_time, key=key, max_age=plan.max_age)
             if task is None:  # Polars joins these, here
                 found.append(asof_rows(left, right, time=label_time, key=key, max_age=plan.max_age))
             else:
                 found.append(task)
         rows = _run_side_by_side(found)
-        frames = [source.gather(pl.Series(r)) for source, r in zip(sources, rows, strict=True)]
+        frames = [source.gather(row_series(r)) for source, r in zip(sources, rows, strict=True)]
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="horizontal")
 
     schema = {name: dtype for s in schemas for name, dtype in s.items()}
     return stacked.map_batches(match, schema=schema, streamable=False)
+
+
+def _columns(frame: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
+    """``frame.select(names)`` with each column's chunks as they are.
+
+    The streaming engine hands the kernel's node a frame whose columns are chunked
+    differently (the labels' columns in one way, the side column in another), and
+    ``DataFrame.select`` then copies every selected column into one chunk: at 10M labels
+    that was 320 MB copied for the labels' times and keys alone. The kernel reads
+    chunk by chunk (see :class:`microfs._asof_kernel._Labels`).
+    """
+    return pl.DataFrame([frame.get_column(name) for name in names])
 
 
 def _run_side_by_side(found: Sequence[Match | pl.Series]) -> list[pl.Series | np.ndarray]:

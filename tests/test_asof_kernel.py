@@ -23,7 +23,14 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from microfs import FeatureStore, FeatureView, _asof_kernel, synthetic
-from microfs._asof_kernel import _cursors, asof_rows, cursor_asof
+from microfs._asof_kernel import (
+    Cursors,
+    _cursors,
+    asof_rows,
+    cursor_asof,
+    group_by_slot,
+    row_series,
+)
 from microfs.pit import JoinPlan, point_in_time_join
 from tests.helpers import SEED_JOINS, seed_view
 
@@ -116,6 +123,37 @@ def test_plain_python_and_compiled_runs_of_the_kernel_agree() -> None:
         assert np.array_equal(compiled, expected)
         matches.append(int((expected < right_times.size).sum()))
     assert matches[0] > matches[1] > matches[2] > 0  # a tighter tolerance drops matches
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    keys=st.lists(st.one_of(st.none(), st.integers(0, 40)), max_size=300),
+    span_extra=st.integers(0, 5),
+)
+def test_compiled_grouping_by_slot_equals_the_stable_sort(
+    keys: list[int | None], span_extra: int
+) -> None:
+    has_key = np.array([k is not None for k in keys], dtype=bool)
+    slots = np.array([k for k in keys if k is not None], dtype=np.int64)
+    times = np.arange(len(keys), dtype=np.int64) * 3 - 7  # in row order, as the rows come
+    span = (int(slots.max()) + 1 if slots.size else 0) + span_extra
+    cursors = _cursors(np.bincount(slots, minlength=span))
+    expected = group_by_slot(slots, has_key, times, cursors, np.empty((slots.size, 2), np.int64))
+    rights = np.full((slots.size, 2), -1, dtype=np.int64)
+    compiled = _asof_kernel._compiled("group_by_slot")
+    assert np.array_equal(compiled(slots, has_key.view(np.uint8), times, cursors, rights), expected)
+
+
+def test_compiled_grouping_by_slot_refuses_inconsistent_arrays() -> None:
+    compiled = _asof_kernel._compiled("group_by_slot")
+    cursors = _cursors(np.array([1, 1]))
+    times = np.arange(3, dtype=np.int64)
+    rights = np.empty((2, 2), np.int64)
+    marks = np.array([1, 1, 1], dtype=np.uint8)  # three keyed rows, two slots given
+    with pytest.raises(ValueError, match="more rows than slots"):
+        compiled(np.array([0, 1], np.int64), marks, times, cursors, rights)
+    with pytest.raises(ValueError, match="beyond the cursors"):
+        compiled(np.array([0, 2], np.int64), marks[:2].copy(), times[:2].copy(), cursors, rights)
 
 
 def test_sparse_keys_step_aside_for_polars() -> None:
@@ -333,3 +371,37 @@ def test_kernel_joins_finish_on_a_polars_pool_of_one_thread_with_frames_collecte
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_kernel_row_numbers_go_to_polars_without_a_copy() -> None:
+    right = pl.DataFrame({"t": [1, 3], "k": [7, 7]})
+    cursors = Cursors.of(right, time="t", key="k", min_keys=0)
+    assert cursors is not None
+    rows = cursors.advance_task(
+        pl.DataFrame({"t": [2, 4], "k": [7, 7]}), time="t", key="k", max_age=None
+    )()
+    series = row_series(rows)
+    assert series.dtype == pl.get_index_type()
+    assert series.to_list() == [0, 1]
+    rows[0] = 1  # the series reads the very memory the kernel wrote
+    assert series.to_list() == [1, 1]
+    # other arrays (and series) are converted as they are
+    assert row_series(np.array([2, 0], dtype=np.int64)).to_list() == [2, 0]
+    assert row_series(np.array([2, 0], dtype=np.int64)).dtype == pl.get_index_type()
+
+
+def test_kernel_row_numbers_do_not_load_numpy_ma() -> None:
+    script = (
+        "import sys, polars as pl\n"
+        "from microfs._asof_kernel import Cursors, row_series\n"
+        "right = pl.DataFrame({'t': [1, 3], 'k': [7, 7]})\n"
+        "labels = pl.DataFrame({'t': [2], 'k': [7]})\n"
+        "cursors = Cursors.of(right, time='t', key='k', min_keys=0)\n"
+        "rows = cursors.advance_task(labels, time='t', key='k', max_age=None)()\n"
+        "assert row_series(rows).to_list() == [0]\n"
+        "print('numpy.ma' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "False"
