@@ -2,10 +2,12 @@
 """The compiled parts of the as-of kernel of :mod:`microfs._asof_kernel`.
 
 ``cursor_asof`` is the pass over the labels, the same loop as the plain Python reference
-there; ``group_by_slot`` groups the joined rows by key, as the reference
-``group_by_slot`` there does with numpy (the tests hold each to its reference). Compiled
+there; ``cursors_of`` and ``group_by_slot`` group the joined rows by key, as the numpy
+references of the same names there do (the tests hold each to its reference). Compiled
 when the package is built, so they cost nothing to load; they run without the interpreter
-lock, so several joins run side by side on threads.
+lock, so several joins run side by side on threads. They allocate nothing they do not
+return: on a machine whose fresh memory is slow to touch, a temporary array costs more
+than the loop that fills it.
 """
 
 import numpy as np
@@ -30,21 +32,22 @@ def cursor_asof(
 ):
     """Each label's matched right row number, or ``missing``, written into ``out``.
 
-    ``valid`` is the labels' validity as bytes (a bool array's ``view(np.uint8)``); the
-    other arguments are those of the reference, ``microfs._asof_kernel.cursor_asof``.
-    Returns ``out``.
+    ``valid`` is the labels' validity as bytes (a bool array's ``view(np.uint8)``), or
+    None when every label's key is valid; the other arguments are those of the
+    reference, ``microfs._asof_kernel.cursor_asof``. Returns ``out``.
     """
     cdef Py_ssize_t i, n = keys.shape[0]
     cdef int64_t slot, at, end, time
     cdef int64_t span = cursors.shape[0]
-    if valid.shape[0] != n or times.shape[0] != n or out.shape[0] != n:
+    cdef bint all_valid = valid is None
+    if (not all_valid and valid.shape[0] != n) or times.shape[0] != n or out.shape[0] != n:
         raise ValueError("keys, valid, times and out must have one value per label")
     if cursors.shape[1] != 3 or rights.shape[1] != 2:
         raise ValueError("cursors holds three values per slot and rights two per row")
     with nogil:
         for i in range(n):
             slot = keys[i] - low
-            if slot < 0 or slot >= span or not valid[i]:
+            if slot < 0 or slot >= span or not (all_valid or valid[i]):
                 out[i] = <row_t>missing
                 continue
             at = cursors[slot, 0]
@@ -60,46 +63,81 @@ def cursor_asof(
     return out.base
 
 
+def cursors_of(const int64_t[::1] keys, int64_t low, int64_t span):
+    """Per slot (``key - low``, ``0 <= slot < span``) of ``keys``: cursor, end and start.
+
+    The reference is ``_cursors(np.bincount(keys - low, minlength=span))`` in
+    ``microfs._asof_kernel``: the slots' rows laid out one slot after another, each
+    cursor at its slot's start. Raises ValueError for a key outside the slots.
+    """
+    cdef Py_ssize_t i, n = keys.shape[0]
+    cdef int64_t slot, count, running = 0
+    out = np.zeros((span, 3), dtype=np.int64)
+    cdef int64_t[:, ::1] cursors = out
+    cdef bint outside = False
+    with nogil:
+        for i in range(n):
+            slot = keys[i] - low
+            if slot < 0 or slot >= span:
+                outside = True
+                break
+            cursors[slot, 1] += 1
+        if not outside:
+            for i in range(span):
+                count = cursors[i, 1]
+                cursors[i, 0] = running
+                cursors[i, 2] = running
+                running += count
+                cursors[i, 1] = running
+    if outside:
+        raise ValueError("a key outside low .. low + span - 1")
+    return out
+
+
 def group_by_slot(
-    const int64_t[::1] slots,
+    const int64_t[::1] keys,
+    int64_t low,
     const uint8_t[::1] has_key,
     const int64_t[::1] times,
-    const int64_t[:, ::1] cursors,
+    int64_t[:, ::1] cursors,
     int64_t[:, ::1] rights,
 ):
     """Each keyed row's time and row number, grouped by slot, in row order within one.
 
-    ``has_key`` marks the rows with a key (bytes), ``slots`` holds those rows' slots
-    (``key - low``) in row order, ``times`` every row's time, ``cursors`` each slot's
-    start (its third column, see ``microfs._asof_kernel._cursors``) and ``rights`` (one
-    row per keyed row) receives the pairs: a counting sort, one pass, stable. Returns
-    ``rights``.
+    ``has_key`` marks the rows with a key (bytes), ``keys`` holds those rows' keys in row
+    order, ``times`` every row's time, ``cursors`` the slots' layout (``cursors_of``:
+    each cursor at its slot's start, and so again on return; the cursors serve as the
+    fill positions meanwhile) and ``rights`` (one row per keyed row) receives the pairs:
+    a counting sort, one pass, stable. Returns ``rights``.
     """
-    cdef Py_ssize_t i, j = 0, n = has_key.shape[0], keyed = slots.shape[0]
+    cdef Py_ssize_t i, j = 0, n = has_key.shape[0], keyed = keys.shape[0]
     cdef Py_ssize_t span = cursors.shape[0]
     cdef int64_t slot, at
+    cdef int problem = 0
     if times.shape[0] != n:
         raise ValueError("has_key and times must have one value per row")
     if rights.shape[0] != keyed or rights.shape[1] != 2 or cursors.shape[1] != 3:
         raise ValueError("rights holds two values per keyed row and cursors three per slot")
-    fill = np.array(cursors[:, 2], dtype=np.int64)
-    cdef int64_t[::1] next_at = fill
     with nogil:
         for i in range(n):
             if not has_key[i]:
                 continue
             if j == keyed:
-                with gil:
-                    raise ValueError("has_key marks more rows than slots holds")
-            slot = slots[j]
+                problem = 1
+                break
+            slot = keys[j] - low
             j += 1
-            if slot < 0 or slot >= span:
-                with gil:
-                    raise ValueError("a slot beyond the cursors")
-            at = next_at[slot]
-            next_at[slot] = at + 1
+            if slot < 0 or slot >= span or cursors[slot, 0] >= cursors[slot, 1]:
+                problem = 2
+                break
+            at = cursors[slot, 0]
+            cursors[slot, 0] = at + 1
             rights[at, 0] = times[i]
             rights[at, 1] = i
-    if j != keyed:
-        raise ValueError("has_key marks fewer rows than slots holds")
+        for i in range(span):
+            cursors[i, 0] = cursors[i, 2]
+    if problem == 1 or (problem == 0 and j != keyed):
+        raise ValueError("has_key marks a different number of rows than keys holds")
+    if problem == 2:
+        raise ValueError("a key beyond the cursors' slots, or more rows than its slot holds")
     return rights.base

@@ -41,13 +41,18 @@ __all__ = [
     "row_series",
 ]
 
-_compiled_pass: Callable[..., Any] | None
-_compiled_grouping: Callable[..., Any] | None
+_COMPILED: dict[str, Callable[..., Any]]
+"""The compiled parts of the kernel by name (empty in a source tree that was not built)."""
 try:
-    from microfs._asof_cursor import cursor_asof as _compiled_pass
-    from microfs._asof_cursor import group_by_slot as _compiled_grouping
+    from microfs import _asof_cursor
+
+    _COMPILED = {
+        "cursor_asof": _asof_cursor.cursor_asof,
+        "cursors_of": _asof_cursor.cursors_of,
+        "group_by_slot": _asof_cursor.group_by_slot,
+    }
 except ImportError:  # a source tree that was not built: Polars does every join
-    _compiled_pass = _compiled_grouping = None
+    _COMPILED = {}
 
 KERNEL_MIN_ROWS = 500_000
 """Labels below this count are joined by Polars. The kernel's pass is cheap per label
@@ -97,7 +102,7 @@ def kernel_applies(key_dtype: pl.DataType, time_dtype: pl.DataType) -> bool:
     False
     """
     return (
-        _compiled_pass is not None
+        bool(_COMPILED)
         and key_dtype.base_type() in _KEY_DTYPES
         and isinstance(time_dtype, pl.Datetime)
     )
@@ -176,8 +181,9 @@ def asof_task(
     return lambda: build().run(labels)
 
 
-_Chunk = tuple[_I64, npt.NDArray[np.uint8], _I64]
-"""One chunk of labels: keys as int64, which of them can match (1) as bytes, times."""
+_Chunk = tuple[_I64, npt.NDArray[np.uint8] | None, _I64]
+"""One chunk of labels: keys as int64, which of them can match (1) as bytes (None: all),
+times."""
 
 
 class _Labels:
@@ -200,7 +206,8 @@ class _Labels:
         chunks = []
         for key_chunk, time_chunk in zip(keys.get_chunks(), times.get_chunks(), strict=True):
             values, valid = _keys_and_validity(key_chunk)
-            chunks.append((values, valid.view(np.uint8), _int64(time_chunk)))
+            as_bytes = None if valid is None else valid.view(np.uint8)
+            chunks.append((values, as_bytes, _int64(time_chunk)))
         tolerance = -1 if max_age is None else _in_time_units(max_age, left.schema[time])
         return cls(chunks, tolerance)
 
@@ -266,10 +273,9 @@ class Cursors:
         times = _int64(right.get_column(time))
 
         def build() -> Cursors:
-            slots = keys - low
-            cursors = _cursors(np.bincount(slots, minlength=span))
-            rights = np.empty((slots.shape[0], 2), dtype=np.int64)
-            _compiled("group_by_slot")(slots, has_key.view(np.uint8), times, cursors, rights)
+            cursors = _compiled("cursors_of")(keys, low, span)
+            rights = np.empty((keys.shape[0], 2), dtype=np.int64)
+            _compiled("group_by_slot")(keys, low, has_key.view(np.uint8), times, cursors, rights)
             return cls(low=low, cursors=cursors, rights=rights, height=height)
 
         return build
@@ -393,15 +399,15 @@ def _int64(column: pl.Series) -> _I64:
     return column.to_physical().cast(pl.Int64).to_numpy()
 
 
-def _keys_and_validity(keys: pl.Series) -> tuple[_I64, npt.NDArray[np.bool_]]:
-    """Keys as int64, and which of them can match.
+def _keys_and_validity(keys: pl.Series) -> tuple[_I64, npt.NDArray[np.bool_] | None]:
+    """Keys as int64, and which of them can match (None: every one).
 
     A null key, or an unsigned key above the int64 range (which no joined key can equal:
     joined keys that large fall back to Polars), matches nothing.
     """
     keys = keys.cast(pl.Int64, strict=False)
     if not keys.null_count():
-        return keys.to_numpy(), np.ones(keys.len(), dtype=np.bool_)
+        return keys.to_numpy(), None
     return keys.fill_null(0).to_numpy(), keys.is_not_null().to_numpy()
 
 
@@ -434,7 +440,7 @@ def _in_time_units(max_age: timedelta, time_dtype: pl.DataType) -> int:
 
 def cursor_asof(
     keys: _I64,
-    valid: npt.NDArray[np.bool_],
+    valid: npt.NDArray[np.bool_] | None,
     times: _I64,
     low: int,
     cursors: _I64,
@@ -466,7 +472,7 @@ def cursor_asof(
     span = cursors.shape[0]
     for i in range(keys.shape[0]):
         slot = keys[i] - low
-        if slot < 0 or slot >= span or not valid[i]:
+        if slot < 0 or slot >= span or not (valid is None or valid[i]):
             out[i] = missing
             continue
         at = cursors[slot, 0]
@@ -482,45 +488,62 @@ def cursor_asof(
     return out
 
 
+def cursors_of(keys: _I64, low: int, span: int) -> _I64:
+    """Per slot (``key - low``) of ``keys``: its cursor, end and start (see :func:`_cursors`).
+
+    The numpy reference; the package runs a two-pass count compiled from Cython
+    (:mod:`microfs._asof_cursor`), and the tests hold the two to each other.
+
+    >>> cursors_of(np.array([8, 6, 8]), 6, 3).tolist()
+    [[0, 1, 0], [1, 1, 1], [1, 3, 1]]
+    """
+    return _cursors(np.bincount(keys - low, minlength=span))
+
+
 def group_by_slot(
-    slots: _I64, has_key: npt.NDArray[np.bool_], times: _I64, cursors: _I64, rights: _I64
+    keys: _I64,
+    low: int,
+    has_key: npt.NDArray[np.bool_],
+    times: _I64,
+    cursors: _I64,
+    rights: _I64,
 ) -> _I64:
     """Each keyed row's time and row number, grouped by slot, in row order within one.
 
-    ``has_key`` marks the joined rows with a key, ``slots`` holds those rows' slots (``key
-    - low``) in row order, ``times`` every row's time, and ``cursors`` each slot's start
-    (see :func:`_cursors`); ``rights`` (one row per keyed row) receives the pairs. This
-    is the numpy reference (a stable sort by slot); the package runs a one-pass counting
+    ``has_key`` marks the joined rows with a key, ``keys`` holds those rows' keys in row
+    order, ``times`` every row's time, and ``cursors`` the slots' layout
+    (:func:`cursors_of`); ``rights`` (one row per keyed row) receives the pairs. This is
+    the numpy reference (a stable sort by slot); the package runs a one-pass counting
     sort compiled from Cython (:mod:`microfs._asof_cursor`, ``has_key`` as bytes there),
     and the tests hold the two to each other.
 
-    >>> import numpy as np
     >>> a = lambda *v: np.array(v, dtype=np.int64)
     >>> group_by_slot(
-    ...     a(1, 0, 1), np.array([True, False, True, True]), a(10, 11, 12, 13),
-    ...     _cursors(a(1, 2)), np.empty((3, 2), np.int64),
+    ...     a(6, 5, 6), 5, np.array([True, False, True, True]), a(10, 11, 12, 13),
+    ...     cursors_of(a(6, 5, 6), 5, 2), np.empty((3, 2), np.int64),
     ... ).tolist()
     [[12, 2], [10, 0], [13, 3]]
     """
     row_numbers = np.flatnonzero(has_key)
-    order = np.argsort(slots, kind="stable")
+    order = np.argsort(keys - low, kind="stable")
     rights[:, 0] = times[row_numbers][order]
     rights[:, 1] = row_numbers[order]
     return rights
 
 
-def _compiled(part: Literal["cursor_asof", "group_by_slot"] = "cursor_asof") -> Callable[..., Any]:
-    """A compiled part of the kernel, :func:`cursor_asof` or :func:`group_by_slot`.
+def _compiled(
+    part: Literal["cursor_asof", "cursors_of", "group_by_slot"] = "cursor_asof",
+) -> Callable[..., Any]:
+    """A compiled part of the kernel, by the name of its reference in this module.
 
-    They take the same arguments as those references, with ``valid`` and ``has_key`` as
-    bytes.
+    They take the references' arguments, with ``valid`` and ``has_key`` as bytes.
 
     Raises:
         RuntimeError: The package's compiled module was not built (a source tree used
             without ``pip install``); :func:`kernel_applies` says False then, so no join
             gets here.
     """
-    compiled = _compiled_pass if part == "cursor_asof" else _compiled_grouping
+    compiled = _COMPILED.get(part)
     if compiled is None:
         msg = "microfs._asof_cursor is not built; install the package (pip install -e .)"
         raise RuntimeError(msg)

@@ -329,7 +329,10 @@ def _kernel_branch(
 
     def match(stacked: pl.DataFrame) -> pl.DataFrame:
         # The parts come in order: the labels, then each stacked join's rows.
-        ends = np.searchsorted(stacked.get_column(side).to_numpy(), np.arange(1, len(parts) + 1))
+        # searched with values of the side column's own type: other values would have
+        # numpy cast the whole column first (96 MB at 10M labels)
+        sides = stacked.get_column(side).to_numpy()
+        ends = np.searchsorted(sides, np.arange(1, len(parts) + 1, dtype=sides.dtype))
         sizes = np.diff(ends, prepend=0)
         labels = stacked.slice(0, int(sizes[0]))
         sources: list[pl.DataFrame] = []

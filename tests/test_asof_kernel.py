@@ -28,6 +28,7 @@ from microfs._asof_kernel import (
     _cursors,
     asof_rows,
     cursor_asof,
+    cursors_of,
     group_by_slot,
     row_series,
 )
@@ -127,33 +128,63 @@ def test_plain_python_and_compiled_runs_of_the_kernel_agree() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    keys=st.lists(st.one_of(st.none(), st.integers(0, 40)), max_size=300),
+    keys=st.lists(st.one_of(st.none(), st.integers(-3, 40)), max_size=300),
     span_extra=st.integers(0, 5),
 )
 def test_compiled_grouping_by_slot_equals_the_stable_sort(
     keys: list[int | None], span_extra: int
 ) -> None:
     has_key = np.array([k is not None for k in keys], dtype=bool)
-    slots = np.array([k for k in keys if k is not None], dtype=np.int64)
+    present = np.array([k for k in keys if k is not None], dtype=np.int64)
+    low = int(present.min()) if present.size else 0
+    span = (int(present.max()) - low + 1 if present.size else 0) + span_extra
     times = np.arange(len(keys), dtype=np.int64) * 3 - 7  # in row order, as the rows come
-    span = (int(slots.max()) + 1 if slots.size else 0) + span_extra
-    cursors = _cursors(np.bincount(slots, minlength=span))
-    expected = group_by_slot(slots, has_key, times, cursors, np.empty((slots.size, 2), np.int64))
-    rights = np.full((slots.size, 2), -1, dtype=np.int64)
-    compiled = _asof_kernel._compiled("group_by_slot")
-    assert np.array_equal(compiled(slots, has_key.view(np.uint8), times, cursors, rights), expected)
+    cursors = cursors_of(present, low, span)
+    compiled_cursors = _asof_kernel._compiled("cursors_of")(present, low, span)
+    assert np.array_equal(compiled_cursors, cursors)
+    expected = group_by_slot(
+        present, low, has_key, times, cursors, np.empty((present.size, 2), np.int64)
+    )
+    rights = np.full((present.size, 2), -1, dtype=np.int64)
+    grouping = _asof_kernel._compiled("group_by_slot")
+    compiled = grouping(present, low, has_key.view(np.uint8), times, compiled_cursors, rights)
+    assert np.array_equal(compiled, expected)
+    assert np.array_equal(compiled_cursors, cursors)  # the cursors stand at their starts again
 
 
 def test_compiled_grouping_by_slot_refuses_inconsistent_arrays() -> None:
-    compiled = _asof_kernel._compiled("group_by_slot")
-    cursors = _cursors(np.array([1, 1]))
+    cursors_of_ = _asof_kernel._compiled("cursors_of")
+    with pytest.raises(ValueError, match="outside"):
+        cursors_of_(np.array([5, 9], np.int64), 5, 3)
+    grouping = _asof_kernel._compiled("group_by_slot")
+    keys = np.array([5, 6], np.int64)
     times = np.arange(3, dtype=np.int64)
     rights = np.empty((2, 2), np.int64)
-    marks = np.array([1, 1, 1], dtype=np.uint8)  # three keyed rows, two slots given
-    with pytest.raises(ValueError, match="more rows than slots"):
-        compiled(np.array([0, 1], np.int64), marks, times, cursors, rights)
-    with pytest.raises(ValueError, match="beyond the cursors"):
-        compiled(np.array([0, 2], np.int64), marks[:2].copy(), times[:2].copy(), cursors, rights)
+    marks = np.array([1, 1, 1], dtype=np.uint8)  # three keyed rows, two keys given
+    with pytest.raises(ValueError, match="different number of rows"):
+        grouping(keys, 5, marks, times, cursors_of_(keys, 5, 2), rights)
+    with pytest.raises(ValueError, match="beyond the cursors"):  # a slot with no room
+        grouping(
+            np.array([5, 5], np.int64),
+            5,
+            marks[:2].copy(),
+            times[:2].copy(),
+            cursors_of_(keys, 5, 2),
+            rights,
+        )
+
+
+def test_every_label_valid_needs_no_validity_array() -> None:
+    keys, times = np.array([5, 5, 6], np.int64), np.array([1, 4, 4], np.int64)
+    counts = np.array([2, 1])
+    rights = np.stack([np.array([0, 3, 2]), np.array([10, 11, 12])], axis=1)
+    args = (keys, None, times, 5, _cursors(counts), rights, -1, 99)
+    expected = cursor_asof(*args, np.empty(3, np.uint32))
+    assert expected.tolist() == [10, 11, 12]
+    compiled = _asof_kernel._compiled()(
+        *args[:4], _cursors(counts), *args[5:], np.empty(3, np.uint32)
+    )
+    assert np.array_equal(compiled, expected)
 
 
 def test_sparse_keys_step_aside_for_polars() -> None:

@@ -103,7 +103,7 @@ def test_without_the_compiled_module_polars_joins_the_same_rows(store: FeatureSt
         assert loader.called
         loader.reset_mock()
         with (
-            mock.patch.object(_asof_kernel, "_compiled_pass", None),
+            mock.patch.object(_asof_kernel, "_COMPILED", {}),
             mock.patch.object(_asof_kernel, "_compiled", loader),
         ):
             assert not _asof_kernel.kernel_applies(pl.Int64(), pl.Datetime("us", "UTC"))
