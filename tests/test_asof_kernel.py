@@ -237,18 +237,25 @@ def test_max_age_keeps_a_match_exactly_that_old_in_every_time_unit(unit: str) ->
     assert used
 
 
-def test_a_narrow_key_range_stays_with_polars() -> None:
-    # Few keys keep Polars' hash tables in cache; the kernel is kept for wide ranges.
+@pytest.mark.parametrize(("min_keys", "kernel_used"), [(None, True), (4, False)])
+def test_a_key_range_below_the_floor_stays_with_polars(
+    min_keys: int | None, kernel_used: bool
+) -> None:
+    # By default every range takes the kernel (it wins even at one key); a floor raised
+    # above a join's range leaves that join to Polars, with the same rows.
     left = frame([1, 2, 3], [1, 2, 3], pl.Int64(), "us")
     right = frame([1, 2], [0, 0], pl.Int64(), "us")
     loader = mock.MagicMock(wraps=_asof_kernel._compiled)
+    floor = _asof_kernel.KERNEL_MIN_KEYS if min_keys is None else min_keys
     with (
         mock.patch.object(_asof_kernel, "KERNEL_MIN_ROWS", 0),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_CALL_ROWS", 0),
+        mock.patch.object(_asof_kernel, "KERNEL_MIN_KEYS", floor),
         mock.patch.object(_asof_kernel, "_compiled", loader),
     ):
         rows = asof_rows(left, right, time="t", key="k", max_age=None)
     assert rows.to_list() == [0, 1, 2]
-    assert not loader.called
+    assert loader.called is kernel_used
 
 
 def tiny_view(store: FeatureStore) -> FeatureView:
