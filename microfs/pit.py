@@ -74,8 +74,8 @@ class JoinPlan:
             A false claim gives wrong matches.
         compiled: Run the join with the compiled as-of kernel of
             :mod:`microfs._asof_kernel` instead of Polars' ``join_asof``: worth it for
-            millions of labels over a wide range of one integer key, slower than Polars
-            for small or narrow joins. The rows are the same either way, and the kernel
+            hundreds of thousands of labels and more on one integer key, slower than
+            Polars for few labels. The rows are the same either way, and the kernel
             still leaves the join to Polars when the rows at run time do not suit it.
             The kernel's plan reads ``frame`` once, with the labels' time and key.
 
