@@ -1000,8 +1000,9 @@ class FeatureGroup:
         """The Delta table version that ``version`` or ``as_of`` (a commit time) selects."""
         if version is not None and as_of is not None:
             raise DefinitionError("give either version= or as_of=, not both")
+        # a version opened before exists (``type`` rather than isinstance: True is not 1)
         if type(version) is int and version in self._tables:
-            return version  # opened before, so it exists
+            return version
         latest = self.table_version()
         if version is not None:
             if (

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -176,15 +177,15 @@ def test_compiled_grouping_by_slot_refuses_inconsistent_arrays() -> None:
 
 def test_every_label_valid_needs_no_validity_array() -> None:
     keys, times = np.array([5, 5, 6], np.int64), np.array([1, 4, 4], np.int64)
-    counts = np.array([2, 1])
     rights = np.stack([np.array([0, 3, 2]), np.array([10, 11, 12])], axis=1)
-    args = (keys, None, times, 5, _cursors(counts), rights, -1, 99)
-    expected = cursor_asof(*args, np.empty(3, np.uint32))
+
+    def run(kernel_pass: Callable[..., Any]) -> Any:  # fresh cursors: a pass moves them
+        cursors = _cursors(np.array([2, 1]))
+        return kernel_pass(keys, None, times, 5, cursors, rights, -1, 99, np.empty(3, np.uint32))
+
+    expected = run(cursor_asof)
     assert expected.tolist() == [10, 11, 12]
-    compiled = _asof_kernel._compiled()(
-        *args[:4], _cursors(counts), *args[5:], np.empty(3, np.uint32)
-    )
-    assert np.array_equal(compiled, expected)
+    assert np.array_equal(run(_asof_kernel._compiled()), expected)
 
 
 def test_sparse_keys_step_aside_for_polars() -> None:
