@@ -7,6 +7,7 @@ units, max_age, and when it must step aside for Polars.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -412,7 +413,11 @@ def test_kernel_joins_finish_on_a_polars_pool_of_one_thread_with_frames_collecte
     assert done.stdout.strip() == "ok"
 
 
-def test_kernel_row_numbers_go_to_polars_without_a_copy() -> None:
+@pytest.mark.parametrize("mapped_from", [1 << 22, 1], ids=["pool", "mapping"])
+def test_kernel_row_numbers_go_to_polars_without_a_copy(
+    mapped_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_asof_kernel, "_MAPPED_FROM", mapped_from)
     right = pl.DataFrame({"t": [1, 3], "k": [7, 7]})
     cursors = Cursors.of(right, time="t", key="k", min_keys=0)
     assert cursors is not None
@@ -427,6 +432,11 @@ def test_kernel_row_numbers_go_to_polars_without_a_copy() -> None:
     # other arrays (and series) are converted as they are
     assert row_series(np.array([2, 0], dtype=np.int64)).to_list() == [2, 0]
     assert row_series(np.array([2, 0], dtype=np.int64)).dtype == pl.get_index_type()
+    # the series alone keeps the memory alive, a mapping included
+    del rows, cursors
+    gc.collect()
+    assert series.to_list() == [1, 1]
+    assert pl.select(series.alias("r")).sum().item() == 2
 
 
 def test_kernel_row_numbers_do_not_load_numpy_ma() -> None:
