@@ -21,8 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from microfs import _asof_kernel
 from microfs._frame_spec import FrameSpec, frame_columns, frame_spec
@@ -58,6 +61,23 @@ class Held:
 
     frame: pl.DataFrame
     order: RowOrder
+
+
+DICTIONARY_PAGE_BYTES = 16 * 1024
+"""The largest dictionary a training frame's Parquet column chunk gets before plain values.
+
+Room for 2,048 eight-byte values: categories, flags and small counts stay
+dictionary-encoded; identifiers, times and measurements fall back to plain encoding as
+soon as their dictionary passes it. At pyarrow's default (1 MiB) every high-cardinality
+column builds a large dictionary first, then abandons it: the PIT benchmark's 10M-row
+frame took 8.5 CPU seconds to encode at the default, 3.8-4.2 at 4-16 KiB, and came out
+smaller (275 MB against 294 MB).
+"""
+
+
+def frame_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer for a training frame written in parts (windows or batches)."""
+    return pq.ParquetWriter(path, schema, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES)
 
 
 def _rows(

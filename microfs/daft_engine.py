@@ -50,7 +50,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from microfs._frame_plan import FramePlanner
+from microfs._frame_plan import FramePlanner, frame_writer
 from microfs._frame_spec import FrameSpec, JoinSpec
 from microfs.errors import MissingDependencyError
 from microfs.feature_group import FeatureGroup
@@ -617,7 +617,7 @@ def write_frame(frame: daft.DataFrame, schema: pl.Schema, path: str | Path) -> i
     arrow = _arrow_schema(schema)
     rows = 0
     try:
-        with pq.ParquetWriter(partial, arrow) as out:
+        with frame_writer(partial, arrow) as out:
             for batch in frame.to_arrow_iter():
                 if batch.num_rows:
                     out.write_table(pa.Table.from_batches([batch]).cast(arrow))

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
-from microfs._frame_plan import FramePlanner
+from microfs._frame_plan import FramePlanner, frame_writer
 from microfs.arguments import frame as as_frame
 from microfs.arguments import integer, mapping
 from microfs.arguments import path as as_path
@@ -348,7 +347,7 @@ class FeatureView:
             # One window is written on a second thread while the next is joined (the
             # writer releases the interpreter lock): two windows in memory at most.
             with (
-                pq.ParquetWriter(partial, arrow_schema) as out,
+                frame_writer(partial, arrow_schema) as out,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="microfs-write") as writer,
                 track(
                     progress, task=f"{self.name}: training frame", total=len(edges), unit="window"

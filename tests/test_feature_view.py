@@ -584,6 +584,39 @@ def test_write_training_frame_writes_windows_into_one_file_atomically(
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["train.parquet"]
 
 
+def test_frame_writer_keeps_dictionaries_for_few_values_only(tmp_path: Any) -> None:
+    import pyarrow.parquet as pq
+
+    from microfs._frame_plan import DICTIONARY_PAGE_BYTES, frame_writer
+
+    many = DICTIONARY_PAGE_BYTES  # distinct int64 values: eight times the dictionary's room
+    frame = pl.DataFrame(
+        {
+            "id": pl.int_range(many, eager=True),
+            "country": pl.Series(["se", "de", "us"] * (many // 3) + ["se"] * (many % 3)),
+            "flag": pl.Series([0, 1] * (many // 2), dtype=pl.Int64),
+        }
+    )
+    target = tmp_path / "frame.parquet"
+    with frame_writer(target, frame.to_arrow().schema) as out:
+        out.write_table(frame.to_arrow())
+    assert pl.read_parquet(target).equals(frame)
+
+    def dictionaries(path: Any) -> dict[str, int]:
+        """Bytes of each column's dictionary page (a page header included)."""
+        group = pq.ParquetFile(path).metadata.row_group(0)
+        columns = [group.column(i) for i in range(group.num_columns)]
+        return {c.path_in_schema: c.data_page_offset - c.dictionary_page_offset for c in columns}
+
+    written = dictionaries(target)
+    pq.write_table(frame.to_arrow(), tmp_path / "default.parquet")
+    default = dictionaries(tmp_path / "default.parquet")
+    # the few values keep their dictionaries; the identifiers' is cut short at the limit
+    assert written["country"] == default["country"] < 100
+    assert written["flag"] == default["flag"] < 100
+    assert written["id"] <= DICTIONARY_PAGE_BYTES + 100 < default["id"]
+
+
 def test_write_training_frame_that_fails_midway_leaves_the_old_file(
     seeded: FeatureStore, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
