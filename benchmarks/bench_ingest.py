@@ -14,8 +14,9 @@ Two measurements, each the median of ``repeats`` runs:
 - ``upsert``: a group of ``upsert_rows`` rows, written as ten appended batches in time
   order (so files are time-clustered, as a pipeline writes them), then corrected: 1 % of
   its rows, drawn from its most recent tenth, get new feature values. MicroFS's
-  ``fg.insert`` (a merge pruned to the batch's key and time ranges) against deltalake's
-  plain ``merge`` with a predicate on the keys only. Target: MicroFS at least 3x faster.
+  ``fg.insert`` (it rewrites the files its key and time ranges reach that hold a matched
+  row, in one commit) against deltalake's plain ``merge`` with a predicate on the keys
+  only. Target: MicroFS at least 3x faster.
 
 Both engines start every run from an identical copy of the same table. Run with
 ``python benchmarks/bench_ingest.py`` (``--help`` for sizes); results are printed as a

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -30,6 +31,7 @@ from microfs import (
     NotFoundError,
     SchemaError,
     TimestampError,
+    feature_group,
 )
 from microfs.known import COMMIT_TIME
 from tests.helpers import (
@@ -558,6 +560,86 @@ def test_added_since_returns_appended_rows_until_a_merge(activity: FeatureGroup)
     assert activity.added_since(2) is None
 
 
+def _files(group: FeatureGroup) -> set[str]:
+    return set(DeltaTable(str(group.path)).file_uris())
+
+
+def _on_disk(group: FeatureGroup) -> set[Path]:
+    """The data files in the group's table folder, and scratch tables beside it."""
+    inside = {p for p in group.path.rglob("*") if p.is_file() and "_delta_log" not in p.parts}
+    scratch = set(group.path.parent.glob(f".{group.path.name}.rewrite-*"))
+    return inside | scratch
+
+
+def test_an_upsert_rewrites_only_the_files_holding_matched_rows_in_order(
+    activity: FeatureGroup,
+) -> None:
+    for hours in ([0, 1], [2, 3], [4, 5]):  # three files, in time order
+        activity.insert(activity_rows([1, 2], hours))
+    first, middle, last = (
+        set(DeltaTable(str(activity.path), version=v).file_uris()) for v in (1, 2, 3)
+    )
+    middle -= first
+    last -= first | middle
+    before = activity.read()
+    correction = activity_rows([1, 7], [2, 2.5], conversion=1)  # one stored row, one new
+    result = activity.insert(correction)
+    assert (result.version, result.rows_updated, result.rows_inserted, result.mode) == (
+        4,
+        1,
+        1,
+        "merge",
+    )
+    now = _files(activity)
+    assert first | last <= now
+    assert not middle & now
+    assert len(now) == 3
+    replaced = (pl.col("user_id") == 1) & (pl.col("timestamp") == T0 + timedelta(hours=2))
+    expected = pl.concat([before.filter(~replaced), correction.select(before.columns)])
+    assert_same_rows(activity.read(), expected)
+    assert_same_rows(activity.read(version=3), before)  # time travel reads the old file
+    assert activity.scan_and_record_order()[1] == "keys"  # still in event-time order
+    entry = activity.history()[-1]
+    assert (entry.operation, entry.rows) == ("MERGE", 2)
+    assert activity.added_since(3) is None  # a file was removed: no incremental read
+
+
+def test_an_upsert_matching_no_stored_row_only_adds_a_file(activity: FeatureGroup) -> None:
+    activity.insert(activity_rows([1, 2], [0, 10]))
+    activity.insert(activity_rows([3], [5]))  # inside the stored range, a new key
+    found = activity.added_since(1)
+    assert found is not None
+    assert_same_rows(found[1].collect(), activity_rows([3], [5]))
+    assert activity.history()[-1].operation == "WRITE"
+
+
+def test_an_upsert_reads_files_written_before_columns_were_added(activity: FeatureGroup) -> None:
+    activity.insert(activity_rows([1, 2], [0, 1]))
+    activity.append_features({"score": "float64"})
+    correction = activity_rows([1], [0], conversion=1).with_columns(score=pl.lit(0.5))
+    assert activity.insert(correction).rows_updated == 1
+    got = activity.read().sort("user_id")
+    assert got["score"].to_list() == [0.5, None]
+    assert got["conversion"].to_list() == [1, 0]
+
+
+def test_a_rewrite_that_fails_to_commit_leaves_nothing_behind(
+    activity: FeatureGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    activity.insert(activity_rows([1, 2], [0, 1]))
+    files, before, version = _on_disk(activity), activity.read(), activity.table_version()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", refuse)
+    with pytest.raises(MicroFSError, match="disk full"):
+        activity.insert(activity_rows([1], [0], conversion=1))
+    assert activity.table_version() == version
+    assert_same_rows(activity.read(), before)
+    assert _on_disk(activity) == files  # no moved file, no scratch table beside it
+
+
 # --- maintenance ----------------------------------------------------------------------------
 
 
@@ -687,11 +769,15 @@ def _reference_frame(rows: list[UpsertRow], schema: pl.Schema) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+@pytest.mark.parametrize("rewrite_rows", [4_000_000, 0], ids=["rewrite", "merge"])
 @settings(max_examples=30, deadline=None)
 @given(case=upsert_cases())
-def test_upserts_agree_with_a_dictionary_model(case: UpsertCase) -> None:
+def test_upserts_agree_with_a_dictionary_model(case: UpsertCase, rewrite_rows: int) -> None:
     width = case.key_width
-    with tempfile.TemporaryDirectory() as folder:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        mock.patch.object(feature_group, "_REWRITE_MAX_ROWS", rewrite_rows),
+    ):
         fs = FeatureStore(Path(folder) / "lake")
         fg = fs.create_feature_group(
             name="g",
