@@ -127,6 +127,7 @@ which streams them; up to it they are read into memory and rewritten here (see
 :meth:`FeatureGroup._rewrite`)."""
 _FILE = "__microfs_file"
 _REWRITE_KEY = "microfs.rewrite"
+_SCRATCH = ".rewrite-"  # a rewrite's scratch table: ``.<table folder>.rewrite-<hex>``
 """Marks the commit of an upsert's rewrite; :meth:`FeatureGroup.history` names it a merge."""
 _KEPT_ORDERS = 64  # proven row orders remembered on disk per table
 _TABLES_KEPT = 4  # table versions kept open per group (see FeatureGroup._table)
@@ -979,9 +980,15 @@ class FeatureGroup:
         table keeps the order a point-in-time join can use), and one Delta commit removes
         the old files and adds the new. Files are chosen whole, so no row-level predicate
         has to agree between two engines; deltalake writes the file and its statistics.
-        A batch matching no stored row is a plain append. This is what deltalake's
-        merge does, without its general join: a 1% upsert of the recent rows of a
-        10M-row group took 0.6-0.85 s here against the pruned merge's 1.2 s.
+        A batch matching no stored row is a plain append (still reported as ``"merge"``:
+        the path that looked for matches).
+
+        This is the work deltalake's merge does, in about its time (both write the
+        touched files' rows again: a 1% upsert of the recent rows of a 10M-row group, five
+        alternating runs, median 0.94 s against the pruned merge's 1.01 s), with two
+        gains: the files stay in event-time order (after a merge the table's row order
+        could no longer be proven, and every point-in-time join of the group sorted it),
+        and the replaced rows the known-at history logs come from the same read.
 
         None (the caller merges) when the table's files are not plain Parquet to this
         reader (deletion vectors, column mapping, partitions), when its columns are not
@@ -1723,7 +1730,8 @@ class FeatureGroup:
 
         ``retention`` is rounded up to whole hours (what Delta counts in). Data files
         that no commit references (left by a writer killed mid-insert) go too, once
-        they are older than ``retention``.
+        they are older than ``retention``, and so do the scratch tables beside the table
+        that such a writer left while rewriting files for an upsert.
 
         Files that recorded training datasets need are kept, so their data stays
         reproducible; ``force=True`` deletes those too and names the training datasets
@@ -1783,6 +1791,9 @@ class FeatureGroup:
                 )
                 if pruned:
                     self._superseded_log().vacuum(hours)
+                # writers hold this lock while they rewrite: any scratch table is a leftover
+                for scratch in self.path.parent.glob(f".{self.path.name}{_SCRATCH}*"):
+                    shutil.rmtree(scratch, ignore_errors=True)
         if not dry_run and self.definition.statistics:
             # the vacuum's own commits keep the rows: their statistics are the last version's
             for version in range(before + 1, self.table_version() + 1):
@@ -2027,7 +2038,7 @@ def _commit_rewrite(
     its files move into the table's folder and one transaction adds them and removes the
     old ones. Files moved in for a commit that did not land are deleted again.
     """
-    scratch = root.parent / f".{root.name}.rewrite-{uuid.uuid4().hex}"
+    scratch = root.parent / f".{root.name}{_SCRATCH}{uuid.uuid4().hex}"
     moved: list[Path] = []
     try:
         write_deltalake(str(scratch), rows.to_arrow())

@@ -689,6 +689,18 @@ def test_vacuum_with_zero_retention_removes_old_files(activity: FeatureGroup) ->
     assert activity.insert(activity_rows([5], [5])).mode == "append"
 
 
+def test_vacuum_removes_the_scratch_table_of_a_killed_rewrite(activity: FeatureGroup) -> None:
+    activity.insert(activity_rows([1], [0]))
+    leftover = activity.path.parent / f".{activity.path.name}.rewrite-0123abcd"
+    leftover.mkdir()
+    (leftover / "part-0.parquet").write_bytes(b"half written")
+    activity.vacuum(dry_run=True)
+    assert leftover.exists()  # a dry run deletes nothing
+    activity.vacuum()  # the default retention: the writers' lock says no rewrite is running
+    assert not leftover.exists()
+    assert activity.read().height == 1
+
+
 def test_vacuum_keeps_versions_pinned_by_training_datasets(
     activity: FeatureGroup, store: FeatureStore
 ) -> None:
