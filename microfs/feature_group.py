@@ -1037,13 +1037,13 @@ class FeatureGroup:
         sizes = dict(
             zip(in_reach.get_column("path"), in_reach.get_column("size_bytes"), strict=True)
         )
-        removed = [located[path] for path in touched]
+        removed = {located[path]: int(sizes[located[path]]) for path in touched}
         version = table.version() + 1  # no retry within the commit: it lands there or fails
         marked = CommitProperties(
             custom_metadata={**(meta.custom_metadata or {}), _REWRITE_KEY: "MERGE"},
             max_commit_retries=0,
         )
-        _commit_rewrite(table, root, rows, {p: int(sizes[p]) for p in removed}, marked)
+        _commit_rewrite(table, root, rows, removed, marked)
         return InsertResult(version, batch.height - replaced.height, replaced.height, "merge")
 
     def _replaced(
