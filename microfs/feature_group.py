@@ -127,8 +127,8 @@ which streams them; up to it they are read into memory and rewritten here (see
 :meth:`FeatureGroup._rewrite`)."""
 _FILE = "__microfs_file"
 _REWRITE_KEY = "microfs.rewrite"
-_SCRATCH = ".rewrite-"  # a rewrite's scratch table: ``.<table folder>.rewrite-<hex>``
 """Marks the commit of an upsert's rewrite; :meth:`FeatureGroup.history` names it a merge."""
+_SCRATCH = ".rewrite-"  # a rewrite's scratch table: ``.<table folder>.rewrite-<hex>``
 _KEPT_ORDERS = 64  # proven row orders remembered on disk per table
 _TABLES_KEPT = 4  # table versions kept open per group (see FeatureGroup._table)
 _VALIDATION_KEY = "microfs.validation"
@@ -1008,17 +1008,11 @@ class FeatureGroup:
         if counts.null_count() or int(counts.sum()) > _REWRITE_MAX_ROWS:
             return None
         root = Path(table.table_uri.removeprefix("file://"))
+        # never empty: the caller found a file in reach of every range, and these are some
         located = {str(root / unquote(p)): p for p in in_reach.get_column("path")}
-        stored = (
-            pl.scan_parquet(
-                list(located),
-                schema=batch.schema,
-                missing_columns="insert",
-                include_file_paths=_FILE,
-            ).collect()
-            if located
-            else batch.clear().with_columns(pl.lit(None, dtype=pl.String).alias(_FILE))
-        )
+        stored = pl.scan_parquet(
+            list(located), schema=batch.schema, missing_columns="insert", include_file_paths=_FILE
+        ).collect()
         keys = list(self.definition.upsert_keys)
         replaced = stored.join(batch.select(keys), on=keys, how="semi", nulls_equal=False)
         if at is not None:
