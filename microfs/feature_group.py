@@ -620,19 +620,24 @@ class FeatureGroup:
             note = _validation_note(d.validation, report, rejected)
             with contextlib.ExitStack() as background:
                 summary: Future[dict[str, Any]] | None = None
+                summarise: Callable[[], None] | None = None
                 if d.statistics and batch.height and int(self._table().count()) == 0:
                     # the batch is about to be the whole new version: summarise it on a
-                    # second thread while the write encodes it (both release the GIL)
+                    # second thread while deltalake encodes it. Started as the append
+                    # starts, not before: Polars work on this thread meanwhile (the
+                    # commit-time literal) would wait for the statistics' Polars threads.
                     pool = background.enter_context(ThreadPoolExecutor(max_workers=1))
-                    summary = pool.submit(stats.compute, batch, d.schema, rows=batch.height)
+
+                    def summarise() -> None:
+                        nonlocal summary
+                        if summary is None:  # once, across commit retries
+                            summary = pool.submit(stats.compute, batch, d.schema, rows=batch.height)
+
                 with self._writer_lock():
                     if batch.height:
-                        write = (
-                            (lambda: self._write(batch, note))
-                            if note
-                            else lambda: self._write(batch)
+                        result = self._with_retries(
+                            functools.partial(self._write, batch, note, appending=summarise)
                         )
-                        result = self._with_retries(write)
                     else:
                         result = InsertResult(self.table_version(), 0, 0, "noop")
                     if rejected is not None and rejected.height:
@@ -904,7 +909,17 @@ class FeatureGroup:
             commit_properties=CommitProperties(custom_metadata=custom, max_commit_retries=0),
         )
 
-    def _write(self, batch: pl.DataFrame, note: Mapping[str, str] | None = None) -> InsertResult:
+    def _write(
+        self,
+        batch: pl.DataFrame,
+        note: Mapping[str, str] | None = None,
+        *,
+        appending: Callable[[], None] | None = None,
+    ) -> InsertResult:
+        """Commit ``batch``: an append when no stored row can match it, else an upsert.
+
+        ``appending`` is called right before an append hands the batch to deltalake.
+        """
         table = self._table()
         ranges = _batch_ranges(batch, self.definition.schema, self._range_columns())
         custom = {
@@ -920,7 +935,10 @@ class FeatureGroup:
         meta = CommitProperties(custom_metadata=custom, max_commit_retries=0)
         files = _add_actions(table)  # read once: the append check and the merge use them
         if _cannot_overlap(table, files, ranges):
-            write_deltalake(table, batch.to_arrow(), mode="append", commit_properties=meta)
+            arrow = batch.to_arrow()
+            if appending is not None:
+                appending()
+            write_deltalake(table, arrow, mode="append", commit_properties=meta)
             return InsertResult(table.version(), batch.height, 0, "append")
         rewritten = self._rewrite(table, files, batch, ranges, at, meta)
         if rewritten is not None:

@@ -13,10 +13,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 import microfs
 from microfs import CommitConflictError, FeatureGroup, FeatureStore
+from microfs import statistics as stats
 
 REPO = Path(microfs.__file__).resolve().parents[1]
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -148,10 +150,10 @@ def test_a_conflicting_commit_is_retried_with_growing_jittered_backoff(
     failures = iter([True, True, True])
     sleeps: list[float] = []
 
-    def flaky(self: FeatureGroup, batch: pl.DataFrame) -> Any:
+    def flaky(self: FeatureGroup, batch: pl.DataFrame, *args: Any, **kwargs: Any) -> Any:
         if next(failures, False):
             raise CommitFailedError("a concurrent transaction conflicted")
-        return write(self, batch)
+        return write(self, batch, *args, **kwargs)
 
     monkeypatch.setattr(FeatureGroup, "_write", flaky)
     monkeypatch.setattr("microfs.feature_group.time.sleep", sleeps.append)
@@ -162,12 +164,42 @@ def test_a_conflicting_commit_is_retried_with_growing_jittered_backoff(
     assert fg.read().height == 5
 
 
+def test_a_first_append_retried_after_a_conflict_stores_its_statistics_once(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fg = _events(store)
+    batch = _batch(0, 50)
+    computed: list[int] = []
+    compute = stats.compute
+
+    def counted(frame: pl.DataFrame, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        computed.append(frame.height)
+        return compute(frame, *args, **kwargs)
+
+    failures = iter([True])
+
+    def conflicting(table: Any, data: Any, **kwargs: Any) -> None:
+        if next(failures, False):  # after the statistics started, as a real conflict is
+            raise CommitFailedError("a concurrent transaction conflicted")
+        write_deltalake(table, data, **kwargs)
+
+    monkeypatch.setattr(stats, "compute", counted)
+    monkeypatch.setattr("microfs.feature_group.write_deltalake", conflicting)
+    monkeypatch.setattr("microfs.feature_group.time.sleep", lambda seconds: None)
+    result = fg.insert(batch)
+    assert (result.version, result.mode) == (1, "append")
+    assert computed == [50]  # started by the first attempt, used by the second
+    stored = fg.statistics(version=1)
+    expected = stats.statistics_frame(compute(batch, fg.definition.schema, rows=50))
+    assert stored.equals(expected)
+
+
 def test_a_conflict_that_never_clears_is_a_clear_error(
     store: FeatureStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fg = _events(store)
 
-    def always(self: FeatureGroup, batch: pl.DataFrame) -> Any:
+    def always(self: FeatureGroup, batch: pl.DataFrame, *args: Any, **kwargs: Any) -> Any:
         raise CommitFailedError("a concurrent transaction conflicted")
 
     monkeypatch.setattr(FeatureGroup, "_write", always)
