@@ -146,7 +146,11 @@ def run_engine(engine: str, spec: dict[str, Any], result_path: str | None = None
     in_order = details.pop(IN_ORDER, None)
     feast = details.pop("feast", None)
     if feast is not None:  # the work ran in a child: its own figures
-        clock.update(seconds=feast["seconds"], cpu_seconds=feast["cpu_seconds"])
+        clock.update(
+            seconds=feast["seconds"],
+            cpu_seconds=feast["cpu_seconds"],
+            system_seconds=feast["system_seconds"],
+        )
         clock[WORK_PEAK] = feast["peak_rss_mb"]
     if result_path is not None and in_order:  # a file in the compared order: moved
         shutil.move(in_order, result_path)

@@ -114,7 +114,7 @@ WORK_PEAK = "_work_peak_rss_mb"
 CHECK_CHUNK_ROWS = 2_000_000
 """Rows compared at a time: the check holds two slices in memory, never two whole frames."""
 
-_CLOCK_KEYS = frozenset({"seconds", "cpu_seconds", "rows"})
+_CLOCK_KEYS = frozenset({"seconds", "cpu_seconds", "system_seconds", "rows"})
 """Keys of a child's reply that every run has; the others are shown as its details."""
 
 Status = Literal["ok", "out of memory", "timeout", "error", "mismatch", "skipped", "published"]
@@ -496,18 +496,31 @@ def cpu_seconds() -> float:
     return float(usage.ru_utime + usage.ru_stime)
 
 
+def system_seconds() -> float:
+    """System (kernel) CPU seconds this process has used so far: mostly page faults here."""
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_stime)
+
+
 def timed_work(action: Callable[[], Any]) -> tuple[dict[str, float], Any]:
     """Wall and CPU seconds of one call, and what it returned.
 
     CPU seconds (all threads) are reported beside wall time: on a busy machine they move
-    much less, and their ratio to wall time shows how well the work used the cores. In a
+    much less, and their ratio to wall time shows how well the work used the cores. The
+    system part of them is reported too: on this machine it is mostly the kernel faulting
+    in memory, whose cost per GiB swings tenfold over a day (memory the host has taken
+    back is slow to touch again), so it tells a slow run of the machine from slow code. In a
     child of :func:`run_isolated`, the peak memory so far is recorded too, and the parent
     is told the measured work is over: the memory limit then no longer applies, so writing
     the result for the check cannot turn a finished run into "out of memory".
     """
-    cpu = cpu_seconds()
+    cpu, system = cpu_seconds(), system_seconds()
     seconds, value = timed(action)
-    clock = {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, WORK_PEAK: own_peak_rss_mb()}
+    clock = {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds() - cpu,
+        "system_seconds": system_seconds() - system,
+        WORK_PEAK: own_peak_rss_mb(),
+    }
     marker = os.environ.get(WORK_DONE_ENV)
     if marker:
         Path(marker).touch()
@@ -556,6 +569,7 @@ def measure(
     rows = {engine: Row(benchmark, case, engine, 0) for engine in engines}
     times: dict[str, list[float]] = {engine: [] for engine in engines}
     cpu: dict[str, list[float]] = {engine: [] for engine in engines}
+    system: dict[str, list[float]] = {engine: [] for engine in engines}
     with tempfile.TemporaryDirectory(prefix="microfs-bench-") as scratch:
         results = {engine: Path(scratch) / f"{i}.parquet" for i, engine in enumerate(engines)}
         for repeat in range(repeats):
@@ -596,9 +610,12 @@ def measure(
                 times[engine].append(float(value["seconds"]))
                 if "cpu_seconds" in value:
                     cpu[engine].append(float(value["cpu_seconds"]))
+                if "system_seconds" in value:
+                    system[engine].append(float(value["system_seconds"]))
                 log(
                     f"  {benchmark} | {case} | {engine} run {repeat + 1}: "
-                    f"{value['seconds']:.3f} s (cpu {value.get('cpu_seconds', 0):.2f} s)"
+                    f"{value['seconds']:.3f} s (cpu {value.get('cpu_seconds', 0):.2f} s, "
+                    f"system {value.get('system_seconds', 0):.2f} s)"
                 )
             if repeat == 0:
                 _check(rows, results, order, expected, log)
@@ -610,6 +627,8 @@ def measure(
             row.extra.pop("crashes", None)
         if cpu[engine]:
             row.extra["cpu_seconds"] = round(median(cpu[engine]), 4)
+        if system[engine]:
+            row.extra["system_seconds"] = [round(s, 3) for s in system[engine]]  # per run
         if row.status == "ok" and row.checked_equal and times[engine]:
             row.seconds = median(times[engine])
         elif row.status == "mismatch" and times[engine]:

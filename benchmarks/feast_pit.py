@@ -13,9 +13,10 @@ one feature view (``ttl`` 0: no age limit, as in MicroFS's view) per joined tabl
 ``FileSource`` reads that table's Parquet data files, and ``apply`` of it (MicroFS's
 view, too, is created before its timer). Timed: opening the Feast store, reading the
 label rows into the pandas entity frame, and ``get_historical_features(...).to_arrow()``.
-Printed: one JSON line with ``seconds``, ``cpu_seconds``, ``rows`` and ``peak_rss_mb``
-(this process's ``VmHWM`` right after the timed work). With a result path, the frame
-(label columns renamed back) is then written there sorted for ``bench_pit``'s check.
+Printed: one JSON line with ``seconds``, ``cpu_seconds``, ``system_seconds``, ``rows`` and
+``peak_rss_mb`` (this process's ``VmHWM`` right after the timed work). With a result path,
+the frame (label columns renamed back) is then written there sorted for ``bench_pit``'s
+check.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def _peak_rss_mb() -> float:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return float(usage.ru_utime + usage.ru_stime)
+
+
+def _system_seconds() -> float:
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_stime)
 
 
 def _repository(spec: dict[str, Any], store: str, folder: Path) -> list[str]:
@@ -138,7 +143,7 @@ def main(argv: list[str]) -> int:
         features = _repository(spec, store, folder)
         FeatureStore(repo_path=str(folder)).apply(_objects(spec))
 
-        cpu, started = _cpu_seconds(), time.perf_counter()
+        cpu, system, started = _cpu_seconds(), _system_seconds(), time.perf_counter()
         feast = FeatureStore(repo_path=str(folder))
         columns = [*label["keys"], label["time"], *label["values"]]
         labels = pa.concat_tables(
@@ -148,6 +153,7 @@ def main(argv: list[str]) -> int:
         del labels
         frame = feast.get_historical_features(entity_df=entity_df, features=features).to_arrow()
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        system = _system_seconds() - system
         peak = _peak_rss_mb()
     del entity_df
     if result_path != "-":
@@ -163,6 +169,7 @@ def main(argv: list[str]) -> int:
             {
                 "seconds": seconds,
                 "cpu_seconds": cpu,
+                "system_seconds": system,
                 "rows": frame.num_rows,
                 "peak_rss_mb": round(peak, 1),
             }

@@ -103,6 +103,9 @@ def test_pit_compares_microfs_with_both_peers(tiny_run: dict[str, Any]) -> None:
     assert pit["duckdb"]["vs_microfs"] > 0
     for row in pit.values():
         assert row["peak_rss_mb"] > 10  # a whole Python process, measured
+        # the kernel's share of each run's CPU time, run by run
+        assert len(row["system_seconds"]) == len(row["runs"])
+        assert 0 <= row["system_seconds"][0] <= row["cpu_seconds"]
 
 
 def test_other_benchmarks_are_in_the_run(tiny_run: dict[str, Any]) -> None:
