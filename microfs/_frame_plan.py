@@ -66,18 +66,43 @@ class Held:
 DICTIONARY_PAGE_BYTES = 16 * 1024
 """The largest dictionary a training frame's Parquet column chunk gets before plain values.
 
-Room for 2,048 eight-byte values: categories, flags and small counts stay
-dictionary-encoded; identifiers, times and measurements fall back to plain encoding as
-soon as their dictionary passes it. At pyarrow's default (1 MiB) every high-cardinality
-column builds a large dictionary first, then abandons it: the PIT benchmark's 10M-row
-frame took 8.5 CPU seconds to encode at the default, 3.8-4.2 at 4-16 KiB, and came out
-smaller (275 MB against 294 MB).
+Room for 2,048 eight-byte values: categories and flags stay dictionary-encoded;
+measurements fall back to plain encoding as soon as their dictionary passes it. At
+pyarrow's default (1 MiB) every high-cardinality column builds a large dictionary first,
+then abandons it: the PIT benchmark's 10M-row frame took 8.5 CPU seconds to encode at the
+default, 3.8-4.2 at 4-16 KiB, and came out smaller (275 MB against 294 MB).
 """
 
 
+def _delta_encoded(dtype: pa.DataType) -> bool:
+    """Integer and time columns: Parquet's delta encoding, instead of a dictionary."""
+    types = pa.types
+    return bool(
+        types.is_integer(dtype)
+        or types.is_timestamp(dtype)
+        or types.is_date(dtype)
+        or types.is_time(dtype)
+        or types.is_duration(dtype)
+    )
+
+
 def frame_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
-    """A Parquet writer for a training frame written in parts (windows or batches)."""
-    return pq.ParquetWriter(path, schema, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES)
+    """A Parquet writer for a training frame written in parts (windows or batches).
+
+    Integer and time columns are delta-encoded (``DELTA_BINARY_PACKED``): identifiers,
+    event times and counts are written in fewer bytes and less time than as plain values
+    or dictionaries (the PIT benchmark's 10M-row frame: 199 MB against 274 MB, 2.7 CPU
+    seconds to encode against 3.2, read back by Polars in the same time). The other columns
+    get dictionaries up to :data:`DICTIONARY_PAGE_BYTES`.
+    """
+    delta = [f.name for f in schema if _delta_encoded(f.type)]
+    return pq.ParquetWriter(
+        path,
+        schema,
+        use_dictionary=[f.name for f in schema if f.name not in delta],
+        column_encoding=dict.fromkeys(delta, "DELTA_BINARY_PACKED"),
+        dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES,
+    )
 
 
 def _rows(

@@ -7,7 +7,7 @@ import statistics
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import polars as pl
@@ -584,37 +584,67 @@ def test_write_training_frame_writes_windows_into_one_file_atomically(
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["train.parquet"]
 
 
-def test_frame_writer_keeps_dictionaries_for_few_values_only(tmp_path: Any) -> None:
+def test_frame_writer_delta_encodes_integers_and_times_and_caps_dictionaries(
+    tmp_path: Any,
+) -> None:
     import pyarrow.parquet as pq
 
     from microfs._frame_plan import DICTIONARY_PAGE_BYTES, frame_writer
 
-    many = DICTIONARY_PAGE_BYTES  # distinct int64 values: eight times the dictionary's room
+    many = DICTIONARY_PAGE_BYTES  # distinct eight-byte values: eight times the dictionary's room
     frame = pl.DataFrame(
         {
             "id": pl.int_range(many, eager=True),
+            "small": pl.Series([3, -1] * (many // 2), dtype=pl.Int16),
+            "at": pl.datetime_range(
+                datetime(2024, 1, 1),
+                datetime(2024, 1, 1) + timedelta(seconds=many - 1),
+                interval="1s",
+                time_zone="UTC",
+                eager=True,
+            ),
+            "day": pl.date_range(
+                date(2000, 1, 1), date(2000, 1, 1) + timedelta(many - 1), eager=True
+            ),
             "country": pl.Series(["se", "de", "us"] * (many // 3) + ["se"] * (many % 3)),
-            "flag": pl.Series([0, 1] * (many // 2), dtype=pl.Int64),
+            "score": pl.int_range(many, eager=True).cast(pl.Float64) / 7,
+            "level": pl.Series([0.5, 1.5] * (many // 2)),
+            "flag": pl.Series([True, False] * (many // 2)),
         }
+    ).with_columns(
+        pl.when(pl.col("id") % 5 == 0).then(None).otherwise(pl.col("small")).alias("small")
     )
     target = tmp_path / "frame.parquet"
     with frame_writer(target, frame.to_arrow().schema) as out:
         out.write_table(frame.to_arrow())
     assert pl.read_parquet(target).equals(frame)
+    assert pq.read_table(target).equals(frame.to_arrow())
+
+    group = pq.ParquetFile(target).metadata.row_group(0)
+    columns = {c.path_in_schema: c for c in (group.column(i) for i in range(group.num_columns))}
+    for name in ("id", "small", "at", "day"):
+        assert "DELTA_BINARY_PACKED" in columns[name].encodings, name
+        assert not columns[name].has_dictionary_page, name
 
     def dictionaries(path: Any) -> dict[str, int]:
         """Bytes of each column's dictionary page (a page header included)."""
         group = pq.ParquetFile(path).metadata.row_group(0)
         columns = [group.column(i) for i in range(group.num_columns)]
-        return {c.path_in_schema: c.data_page_offset - c.dictionary_page_offset for c in columns}
+        return {
+            c.path_in_schema: c.data_page_offset - c.dictionary_page_offset
+            for c in columns
+            if c.has_dictionary_page
+        }
 
     written = dictionaries(target)
     pq.write_table(frame.to_arrow(), tmp_path / "default.parquet")
     default = dictionaries(tmp_path / "default.parquet")
-    # the few values keep their dictionaries; the identifiers' is cut short at the limit
-    assert written["country"] == default["country"] < 100
-    assert written["flag"] == default["flag"] < 100
-    assert written["id"] <= DICTIONARY_PAGE_BYTES + 100 < default["id"]
+    # the few values keep their dictionaries; the many measurements' is cut short at the limit
+    for name in ("country", "level", "flag"):
+        assert written.get(name) == default.get(name), name
+    assert written["country"] < 100
+    assert written["level"] < 100
+    assert written["score"] <= DICTIONARY_PAGE_BYTES + 100 < default["score"]
 
 
 def test_write_training_frame_that_fails_midway_leaves_the_old_file(
