@@ -86,6 +86,18 @@ def _delta_encoded(dtype: pa.DataType) -> bool:
     )
 
 
+def _text(dtype: pa.DataType) -> bool:
+    types = pa.types
+    return bool(
+        types.is_string(dtype)
+        or types.is_large_string(dtype)
+        or types.is_string_view(dtype)
+        or types.is_binary(dtype)
+        or types.is_large_binary(dtype)
+        or types.is_binary_view(dtype)
+    )
+
+
 def frame_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     """A Parquet writer for a training frame written in parts (windows or batches).
 
@@ -94,6 +106,12 @@ def frame_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     or dictionaries (the PIT benchmark's 10M-row frame: 199 MB against 274 MB, 2.7 CPU
     seconds to encode against 3.2, read back by Polars in the same time). The other columns
     get dictionaries up to :data:`DICTIONARY_PAGE_BYTES`.
+
+    Text columns get no column statistics. A frame's rows are in label-time order, so a
+    category's values are spread over every row group and its least and greatest values
+    prune none of them, while comparing every string for them took a fifth of the
+    encoding (the 10M-row frame: 2.85 CPU seconds without them, 3.5 with). The time,
+    key and number columns keep theirs.
     """
     delta = [f.name for f in schema if _delta_encoded(f.type)]
     return pq.ParquetWriter(
@@ -102,6 +120,7 @@ def frame_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
         use_dictionary=[f.name for f in schema if f.name not in delta],
         column_encoding=dict.fromkeys(delta, "DELTA_BINARY_PACKED"),
         dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES,
+        write_statistics=[f.name for f in schema if not _text(f.type)],
     )
 
 

@@ -584,7 +584,7 @@ def test_write_training_frame_writes_windows_into_one_file_atomically(
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["train.parquet"]
 
 
-def test_frame_writer_delta_encodes_integers_and_times_and_caps_dictionaries(
+def test_frame_writer_delta_encodes_integers_and_times_caps_dictionaries_skips_text_stats(
     tmp_path: Any,
 ) -> None:
     import pyarrow.parquet as pq
@@ -625,6 +625,12 @@ def test_frame_writer_delta_encodes_integers_and_times_and_caps_dictionaries(
     for name in ("id", "small", "at", "day"):
         assert "DELTA_BINARY_PACKED" in columns[name].encodings, name
         assert not columns[name].has_dictionary_page, name
+    # statistics for everything but text (a category's range prunes no row group)
+    assert not columns["country"].is_stats_set
+    for name in ("id", "small", "at", "day", "score", "level", "flag"):
+        assert columns[name].is_stats_set, name
+    assert columns["small"].statistics.null_count == frame["small"].null_count() > 0
+    assert columns["at"].statistics.min == frame["at"][0]
 
     def dictionaries(path: Any) -> dict[str, int]:
         """Bytes of each column's dictionary page (a page header included)."""
