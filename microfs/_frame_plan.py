@@ -87,6 +87,7 @@ def _delta_encoded(dtype: pa.DataType) -> bool:
 
 
 def _text(dtype: pa.DataType) -> bool:
+    """String and binary columns, of any offset width or layout."""
     types = pa.types
     return bool(
         types.is_string(dtype)
@@ -110,8 +111,8 @@ def frame_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     Text columns get no column statistics. A frame's rows are in label-time order, so a
     category's values are spread over every row group and its least and greatest values
     prune none of them, while comparing every string for them took a fifth of the
-    encoding (the 10M-row frame: 2.85 CPU seconds without them, 3.5 with). The time,
-    key and number columns keep theirs.
+    encoding (``perf record`` of the 10M-row frame written in windows: 0.6 of the 2.8 CPU
+    seconds in Parquet's encoder). The time, key and number columns keep theirs.
     """
     delta = [f.name for f in schema if _delta_encoded(f.type)]
     return pq.ParquetWriter(
