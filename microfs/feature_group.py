@@ -1804,7 +1804,7 @@ class FeatureGroup:
                 if pruned:
                     self._superseded_log().vacuum(hours)
                 # writers hold this lock while they rewrite: any scratch table is a leftover
-                for scratch in self.path.parent.glob(f".{self.path.name}{_SCRATCH}*"):
+                for scratch in self.path.parent.glob(f"{_scratch_prefix(self.path)}*"):
                     shutil.rmtree(scratch, ignore_errors=True)
         if not dry_run and self.definition.statistics:
             # the vacuum's own commits keep the rows: their statistics are the last version's
@@ -2037,6 +2037,11 @@ def _disjoint(files: pl.DataFrame, ranges: Mapping[str, _Range], *, slack: timed
     return pl.any_horizontal(outside) if outside else pl.repeat(False, pl.len())
 
 
+def _scratch_prefix(table: Path) -> str:
+    """The name every scratch table of an upsert's rewrite of ``table`` starts with."""
+    return f".{table.name}{_SCRATCH}"
+
+
 def _commit_rewrite(
     table: DeltaTable,
     root: Path,
@@ -2050,7 +2055,7 @@ def _commit_rewrite(
     its files move into the table's folder and one transaction adds them and removes the
     old ones. Files moved in for a commit that did not land are deleted again.
     """
-    scratch = root.parent / f".{root.name}{_SCRATCH}{uuid.uuid4().hex}"
+    scratch = root.parent / f"{_scratch_prefix(root)}{uuid.uuid4().hex}"
     moved: list[Path] = []
     try:
         write_deltalake(str(scratch), rows.to_arrow())
