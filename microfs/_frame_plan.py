@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,10 +37,12 @@ from microfs.pit import JoinPlan, PreparedRows, RowOrder, point_in_time_join, pr
 from microfs.schema import aware_utc
 from microfs.view_definition import FeatureViewDefinition
 
-__all__ = ["FramePlanner", "Held", "Spine", "window_filter"]
+__all__ = ["FramePlanner", "Held", "LabelWindow", "Spine", "window_filter"]
 
 _KNOWN_FROM = "__microfs_known_from"
 _KNOWN_EVENT = "__microfs_known_event_"
+_ROW = "__microfs_row"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,23 @@ class Spine:
     frame: pl.LazyFrame
     order: RowOrder
     rows: int | None = None
+
+
+@dataclass(frozen=True)
+class LabelWindow:
+    """A window ``[lo, hi)`` of label time, and where its labels lie in the label scan.
+
+    ``rows`` is a range ``(first, stop)`` of row numbers of the label group's scan in
+    event-time order (``FeatureGroup.scan_and_record_order``) holding every label of the
+    window, and perhaps a few on either side; None when unknown. :meth:`FramePlanner.spine`
+    reads that range before filtering by time: Parquet readers skip what lies outside a
+    row range page by page, but skip whole row groups only for a time filter, so windows
+    shorter than a row group would each decode the row groups they touch again.
+    """
+
+    lo: datetime
+    hi: datetime
+    rows: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +232,26 @@ class FramePlanner:
         labels than ``max_rows`` is cut in equal lengths), so memory follows the labels
         a window holds rather than its length.
         """
+        cut = self.label_windows(start, end, window, table_versions, max_rows=max_rows)
+        return [(w.lo, w.hi) for w in cut]
+
+    def label_windows(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        window: timedelta,
+        table_versions: Mapping[str, int] | None,
+        *,
+        max_rows: int | None = None,
+    ) -> list[LabelWindow]:
+        """:meth:`windows`, each with the rows of the label scan that hold its labels.
+
+        With ``max_rows``, the label count that cuts the windows also gives each the
+        range of row numbers, in the scan :meth:`spine` reads, where its labels lie; the
+        spine then reads that range alone (see :class:`LabelWindow`). Without it, or
+        when the label group's rows are not proven to be in event-time order, the rows
+        are None.
+        """
         if not isinstance(window, timedelta) or window <= timedelta(0):
             raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
@@ -235,8 +275,12 @@ class FramePlanner:
             edges.append((lo, min(lo + window, hi)))
             lo = edges[-1][1]
         if counts is None or max_rows is None:
-            return edges
-        return [piece for edge in edges for piece in _split(edge, counts, max_rows)]
+            return [LabelWindow(a, b) for a, b in edges]
+        pieces = [piece for edge in edges for piece in _split(edge, counts, max_rows)]
+        if "first_row" not in counts.columns:
+            return [LabelWindow(a, b) for a, b in pieces]
+        ranges = _row_ranges(counts, pieces)
+        return [LabelWindow(a, b, rows) for (a, b), rows in zip(pieces, ranges, strict=True)]
 
     def _label_counts(
         self,
@@ -248,16 +292,26 @@ class FramePlanner:
         """Labels per cell of a grid a sixteenth of ``window`` wide, in time order.
 
         Columns: ``cell`` (its number), ``rows``, and the cell's ``first`` and ``last``
-        label time.
+        label time. When the label group's rows are proven to be in event-time order,
+        also ``first_row`` and ``last_row``: the least and greatest row number of the
+        cell's labels in that scan (the one :meth:`spine` reads).
         """
         width = max(window // 16, timedelta(microseconds=1))
-        scan = self.label.scan(version=(table_versions or {}).get(self.label.name))
+        scan, order = self.label.scan_and_record_order(
+            version=(table_versions or {}).get(self.label.name)
+        )
         time = pl.col(self.time)
         cell = time.dt.epoch("us") // (width // timedelta(microseconds=1))
+        columns = [pl.len().alias("rows"), time.min().alias("first"), time.max().alias("last")]
+        rows = scan.select(self.time)
+        if order != "none":  # numbered before the filters: row numbers of the whole scan
+            rows = rows.with_row_index(_ROW)
+            row = pl.col(_ROW).cast(pl.Int64)
+            columns += [row.min().alias("first_row"), row.max().alias("last_row")]
         return (
-            window_filter(scan.select(self.time), self.time, start, end)
+            window_filter(rows, self.time, start, end)
             .group_by(cell.alias("cell"))
-            .agg(pl.len().alias("rows"), time.min().alias("first"), time.max().alias("last"))
+            .agg(columns)
             .filter(pl.col("first").is_not_null())
             .sort("cell")
             .collect(engine="streaming")
@@ -360,15 +414,25 @@ class FramePlanner:
         start: datetime | None,
         end: datetime | None,
         table_versions: Mapping[str, int] | None,
+        *,
+        rows: tuple[int, int] | None = None,
     ) -> Spine:
-        """The label group's rows with ``start <= t < end``, in stored order when proven."""
+        """The label group's rows with ``start <= t < end``, in stored order when proven.
+
+        ``rows`` bounds them by row number in that order (a :class:`LabelWindow`'s
+        ``rows``): only that range is read, then filtered by time. It is ignored when
+        the rows are not proven to be in event-time order.
+        """
         label = self.label
         columns = list(self.definition.spine_columns(label.definition))
         version = (table_versions or {}).get(label.name)
         scan, order = label.scan_and_record_order(version=version)
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
         self._check_history(lo)
-        frame = window_filter(scan.select(columns), self.time, lo, hi)
+        selected = scan.select(columns)
+        if rows is not None and order != "none":
+            selected = selected.slice(rows[0], max(rows[1] - rows[0], 0))
+        frame = window_filter(selected, self.time, lo, hi)
         return Spine(frame, order, _rows_between(label.extent(self.time, version=version), lo, hi))
 
     def frame_rows(
@@ -661,6 +725,43 @@ def _split(
             held += rows
     out.append((lo, hi))
     return out
+
+
+def _row_ranges(
+    counts: pl.DataFrame, windows: Sequence[tuple[datetime, datetime]]
+) -> list[tuple[int, int]]:
+    """For each window ``[lo, hi)``, the row numbers ``(first, stop)`` holding its labels.
+
+    From :meth:`FramePlanner._label_counts` with its ``first_row`` and ``last_row``: the
+    rows of every grid cell that reaches into the window (a cell's labels all lie
+    between its least and greatest row number, in any order of the rows).
+
+    >>> from datetime import timezone
+    >>> day = lambda d: datetime(2024, 1, d, tzinfo=timezone.utc)
+    >>> counts = pl.DataFrame({"first": [day(1), day(3), day(5)], "last": [day(2), day(4),
+    ...     day(6)], "first_row": [0, 3, 6], "last_row": [2, 5, 6]})
+    >>> _row_ranges(counts, [(day(3), day(5)), (day(2), day(9)), (day(7), day(9))])
+    [(3, 6), (0, 7), (0, 0)]
+    """
+    # cells are disjoint stretches of time in time order: both ends increase
+    firsts = counts["first"].dt.epoch("us").to_numpy()
+    lasts = counts["last"].dt.epoch("us").to_numpy()
+    low_rows = counts["first_row"].to_numpy()
+    high_rows = counts["last_row"].to_numpy()
+    out = []
+    for lo, hi in windows:
+        begin = int(np.searchsorted(lasts, _epoch_us(lo), side="left"))  # first with last >= lo
+        stop = int(np.searchsorted(firsts, _epoch_us(hi), side="left"))  # cells with first < hi
+        if begin >= stop:
+            out.append((0, 0))
+        else:
+            out.append((int(low_rows[begin:stop].min()), int(high_rows[begin:stop].max()) + 1))
+    return out
+
+
+def _epoch_us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def _rows_between(extent: Extent, start: datetime | None, end: datetime | None) -> int:

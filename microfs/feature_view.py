@@ -335,7 +335,7 @@ class FeatureView:
             return int(daft_engine.write_frame(frame, schema, path))
         # (a known-at view's frame is joined by Polars on either engine: in windows here)
         schema = planner.plan(start, end, versions).collect_schema()
-        edges = planner.windows(start, end, window, versions, max_rows=_window_rows(schema))
+        cuts = planner.label_windows(start, end, window, versions, max_rows=_window_rows(schema))
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         total = planner.frame_rows(start, end, versions)
@@ -350,13 +350,14 @@ class FeatureView:
                 frame_writer(partial, arrow_schema) as out,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="microfs-write") as writer,
                 track(
-                    progress, task=f"{self.name}: training frame", total=len(edges), unit="window"
+                    progress, task=f"{self.name}: training frame", total=len(cuts), unit="window"
                 ) as step,
             ):
                 writing: Future[None] | None = None
                 latest: list[pl.DataFrame | None] | None = None
-                for number, (lo, hi) in enumerate(edges):
-                    spine = planner.spine(lo, hi, versions)
+                for number, cut in enumerate(cuts):
+                    lo, hi = cut.lo, cut.hi
+                    spine = planner.spine(lo, hi, versions, rows=cut.rows)
                     part = planner.join(
                         spine,
                         versions,
@@ -375,7 +376,7 @@ class FeatureView:
                         writing = writer.submit(out.write_table, frame.to_arrow())
                         rows += frame.height
                     del frame
-                    if number + 1 < len(edges):  # carried forward: each row is read once
+                    if number + 1 < len(cuts):  # carried forward: each row is read once
                         latest = planner.latest_rows(
                             latest, lo, hi, versions, held=held, prepared=prepared
                         )

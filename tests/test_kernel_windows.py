@@ -18,12 +18,13 @@ from typing import Any
 from unittest import mock
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from microfs import FeatureStore, _asof_kernel, synthetic
-from microfs._frame_plan import _kernel_joins, window_filter
+from microfs import FeatureStore, FeatureView, _asof_kernel, synthetic
+from microfs._frame_plan import LabelWindow, _kernel_joins, window_filter
 from microfs.pit import point_in_time_join, prepare_rows
 from tests.helpers import SEED_JOINS, pit_plans, seed_view
 from tests.strategies import PitWorld, pit_times, pit_worlds
@@ -175,6 +176,83 @@ def test_windows_cut_by_label_count_refine_the_windows_and_hold_at_most_that_man
     check()
 
 
+def _coarse_labels(store: FeatureStore, *, in_order: bool) -> FeatureView:
+    """The tiny world with label times cut to the hour (many ties), in three inserts.
+
+    In time order the label group's rows are proven ordered; otherwise the inserts' time
+    ranges overlap and they are not.
+    """
+    world = synthetic.generate_world("tiny", seed=5)
+    for name, rows in world.frames().items():
+        store.create_feature_group(name, schema=synthetic.SCHEMAS[name], **synthetic.GROUPS[name])
+        if name != "user_activity":
+            store.get_feature_group(name).insert(rows)
+    labels = world.frames()["user_activity"]
+    labels = labels.with_columns(pl.col("timestamp").dt.truncate("1h")).unique(
+        ["user_id", "item_id", "timestamp"]
+    )
+    labels = labels.sort("timestamp") if in_order else labels.sample(fraction=1.0, seed=1)
+    group = store.get_feature_group("user_activity")
+    third = -(-labels.height // 3)
+    for part in labels.iter_slices(third):
+        group.insert(part)
+    return seed_view(store, name="coarse", joins=SEED_JOINS, transforms=())
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_each_window_reads_a_row_range_of_the_labels_that_holds_all_its_labels(
+    tmp_path: Path, in_order: bool
+) -> None:
+    store = FeatureStore(tmp_path / "lake")
+    view = _coarse_labels(store, in_order=in_order)
+    planner = view._planner
+    scan, order = planner.label.scan_and_record_order()
+    assert (order != "none") == in_order
+    numbered = scan.select("timestamp").with_row_index("row").collect()
+    times = numbered["timestamp"]
+    first, last = times.min(), times.max()
+    assert isinstance(first, datetime)
+    assert isinstance(last, datetime)
+    span = last - first
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        days=st.integers(1, 120),
+        max_rows=st.integers(20, 600),
+        start=st.none() | st.floats(-0.1, 1.0),
+        end=st.none() | st.floats(0.0, 1.1),
+        probe=st.randoms(use_true_random=False),
+    )
+    def check(days: int, max_rows: int, start: float | None, end: float | None, probe: Any) -> None:
+        lo = None if start is None else first + span * start
+        hi = None if end is None else first + span * end
+        window = timedelta(days=days)
+        cuts = planner.label_windows(lo, hi, window, None, max_rows=max_rows)
+        assert [(c.lo, c.hi) for c in cuts] == planner.windows(
+            lo, hi, window, None, max_rows=max_rows
+        )
+        read = 0
+        for cut in cuts:
+            assert (cut.rows is not None) == in_order
+            if cut.rows is None:
+                continue
+            inside = numbered.filter(pl.col("timestamp").is_between(cut.lo, cut.hi, "left"))
+            assert inside["row"].is_between(cut.rows[0], cut.rows[1], "left").all()
+            read += cut.rows[1] - cut.rows[0]
+        # a range is the window's labels and at most the count grid's cells at its edges
+        cells = times.dt.epoch("us") // ((window / 16) // timedelta(microseconds=1))
+        assert read <= times.len() + 2 * len(cuts) * max(cells.value_counts()["count"].to_list())
+        for cut in probe.sample(cuts, min(len(cuts), 2)):  # the spine reads just that
+            bounded = planner.spine(cut.lo, cut.hi, None, rows=cut.rows).frame.collect()
+            assert_frame_equal(bounded, planner.spine(cut.lo, cut.hi, None).frame.collect())
+
+    check()
+    frame = tmp_path / "frame.parquet"
+    with mock.patch("microfs.feature_view._WINDOW_BYTES", 30 * 100):  # about 30 labels
+        view.write_training_frame(frame, window=timedelta(days=400))
+    assert_frame_equal(pl.read_parquet(frame), view.training_frame().collect())
+
+
 def test_a_frame_written_in_windows_cut_by_label_count_is_the_same_frame(
     store: FeatureStore, tmp_path: Path
 ) -> None:
@@ -184,16 +262,16 @@ def test_a_frame_written_in_windows_cut_by_label_count_is_the_same_frame(
     view.write_training_frame(whole, window=timedelta(days=400))
     cut = tmp_path / "cut.parquet"
     planner = view._planner
-    made: list[list[tuple[datetime, datetime]]] = []
-    windows = planner.windows
+    made: list[list[LabelWindow]] = []
+    windows = planner.label_windows
 
-    def recorded(*args: Any, **kwargs: Any) -> list[tuple[datetime, datetime]]:
+    def recorded(*args: Any, **kwargs: Any) -> list[LabelWindow]:
         made.append(windows(*args, **kwargs))
         return made[-1]
 
     with (
         mock.patch("microfs.feature_view._WINDOW_BYTES", 50 * 100),  # about 50 labels
-        mock.patch.object(planner, "windows", recorded),
+        mock.patch.object(planner, "label_windows", recorded),
     ):
         view.write_training_frame(cut, window=timedelta(days=400))
     assert len(made) == 1
