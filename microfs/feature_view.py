@@ -342,7 +342,8 @@ class FeatureView:
         held = planner.hold(end, versions, max_bytes=_HELD_BYTES)
         prepared = planner.prepare(held, versions, kernel_labels=total)  # lets go of held
         rows = 0
-        arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+        views = pl.CompatLevel.newest()  # text as string views: no conversion per window
+        arrow_schema = pl.DataFrame(schema=schema).to_arrow(compat_level=views).schema
         try:
             # One window is written on a second thread while the next is joined (the
             # writer releases the interpreter lock): two windows in memory at most.
@@ -373,7 +374,9 @@ class FeatureView:
                         writing.result()
                         writing = None
                     if frame.height:
-                        writing = writer.submit(out.write_table, frame.to_arrow())
+                        table = frame.to_arrow(compat_level=views)
+                        writing = writer.submit(out.write_table, table)
+                        del table
                         rows += frame.height
                     del frame
                     if number + 1 < len(cuts):  # carried forward: each row is read once

@@ -584,9 +584,10 @@ def test_write_training_frame_writes_windows_into_one_file_atomically(
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["train.parquet"]
 
 
-def test_frame_writer_delta_encodes_integers_and_times_caps_dictionaries_skips_text_stats(
+def test_frame_writer_delta_encodes_caps_dictionaries_skips_text_stats_takes_string_views(
     tmp_path: Any,
 ) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from microfs._frame_plan import DICTIONARY_PAGE_BYTES, frame_writer
@@ -615,10 +616,16 @@ def test_frame_writer_delta_encodes_integers_and_times_caps_dictionaries_skips_t
         pl.when(pl.col("id") % 5 == 0).then(None).otherwise(pl.col("small")).alias("small")
     )
     target = tmp_path / "frame.parquet"
-    with frame_writer(target, frame.to_arrow().schema) as out:
-        out.write_table(frame.to_arrow())
+    views = frame.to_arrow(compat_level=pl.CompatLevel.newest())  # text as string views
+    assert pa.types.is_string_view(views.schema.field("country").type)
+    with frame_writer(target, views.schema) as out:
+        out.write_table(views)
     assert pl.read_parquet(target).equals(frame)
-    assert pq.read_table(target).equals(frame.to_arrow())
+    # plain Parquet types, no Arrow schema of the file's own: pyarrow reads its `string`
+    assert pq.read_table(target).equals(frame.to_arrow().cast(pq.read_schema(target)))
+    assert pq.read_schema(target).field("country").type == pa.string()
+    assert pq.read_schema(target).field("at").type == pa.timestamp("us", tz="UTC")
+    assert b"ARROW:schema" not in (pq.read_metadata(target).metadata or {})
 
     group = pq.ParquetFile(target).metadata.row_group(0)
     columns = {c.path_in_schema: c for c in (group.column(i) for i in range(group.num_columns))}
