@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -58,8 +59,7 @@ class Spine:
     rows: int | None = None
 
 
-@dataclass(frozen=True)
-class LabelWindow:
+class LabelWindow(NamedTuple):
     """A window ``[lo, hi)`` of label time, and where its labels lie in the label scan.
 
     ``rows`` is a range ``(first, stop)`` of row numbers of the label group's scan in
@@ -231,34 +231,18 @@ class FramePlanner:
         table_versions: Mapping[str, int] | None,
         *,
         max_rows: int | None = None,
-    ) -> list[tuple[datetime, datetime]]:
+    ) -> list[LabelWindow]:
         """Consecutive ``[lo, hi)`` windows covering the label times in ``[start, end)``.
 
         Each is ``window`` long, but with ``max_rows``, a window holding more labels than
         that is cut at label-time boundaries into windows of about ``max_rows`` labels
         each (counted on a grid of a sixteenth of ``window``; a grid cell with more
         labels than ``max_rows`` is cut in equal lengths), so memory follows the labels
-        a window holds rather than its length.
-        """
-        cut = self.label_windows(start, end, window, table_versions, max_rows=max_rows)
-        return [(w.lo, w.hi) for w in cut]
-
-    def label_windows(
-        self,
-        start: datetime | None,
-        end: datetime | None,
-        window: timedelta,
-        table_versions: Mapping[str, int] | None,
-        *,
-        max_rows: int | None = None,
-    ) -> list[LabelWindow]:
-        """:meth:`windows`, each with the rows of the label scan that hold its labels.
-
-        With ``max_rows``, the label count that cuts the windows also gives each the
+        a window holds rather than its length. That count also gives each window the
         range of row numbers, in the scan :meth:`spine` reads, where its labels lie; the
-        spine then reads that range alone (see :class:`LabelWindow`). Without it, or
-        when the label group's rows are not proven to be in event-time order, the rows
-        are None.
+        spine then reads that range alone (see :class:`LabelWindow`). Without
+        ``max_rows``, or when the label group's rows are not proven to be in event-time
+        order, the windows' rows are None.
         """
         if not isinstance(window, timedelta) or window <= timedelta(0):
             raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
@@ -335,7 +319,7 @@ class FramePlanner:
         """One plan per window, in event-time order; together they give :meth:`plan`'s rows."""
         return [
             self.join(self.spine(lo, hi, table_versions), table_versions, hi, since=lo)
-            for lo, hi in self.windows(start, end, window, table_versions)
+            for lo, hi, _ in self.windows(start, end, window, table_versions)
         ]
 
     def latest_rows(

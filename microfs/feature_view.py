@@ -335,7 +335,7 @@ class FeatureView:
             return int(daft_engine.write_frame(frame, schema, path))
         # (a known-at view's frame is joined by Polars on either engine: in windows here)
         schema = planner.plan(start, end, versions).collect_schema()
-        cuts = planner.label_windows(start, end, window, versions, max_rows=_window_rows(schema))
+        cuts = planner.windows(start, end, window, versions, max_rows=_window_rows(schema))
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         total = planner.frame_rows(start, end, versions)

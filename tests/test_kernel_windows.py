@@ -164,12 +164,12 @@ def test_windows_cut_by_label_count_refine_the_windows_and_hold_at_most_that_man
         window = timedelta(days=days)
         plain = planner.windows(None, None, window, None)
         cut = planner.windows(None, None, window, None, max_rows=max_rows)
-        assert cut[0][0] == times.min()
-        assert cut[-1][1] == plain[-1][1]
-        assert all(a[1] == b[0] and a[0] < a[1] for a, b in itertools.pairwise(cut))
-        assert {lo for lo, _ in plain} <= {lo for lo, _ in cut}  # a refinement
+        assert cut[0].lo == times.min()
+        assert cut[-1].hi == plain[-1].hi
+        assert all(a.hi == b.lo and a.lo < a.hi for a, b in itertools.pairwise(cut))
+        assert {w.lo for w in plain} <= {w.lo for w in cut}  # a refinement
         cells = times.dt.epoch("us") // ((window / 16) // timedelta(microseconds=1))
-        for lo, hi in cut:  # at most max_rows, unless all in one cell of the count grid
+        for lo, hi, _ in cut:  # at most max_rows, unless all in one cell of the count grid
             inside = (times >= lo) & (times < hi)
             assert inside.sum() <= max_rows or cells.filter(inside).n_unique() == 1
 
@@ -227,10 +227,7 @@ def test_each_window_reads_a_row_range_of_the_labels_that_holds_all_its_labels(
         lo = None if start is None else first + span * start
         hi = None if end is None else first + span * end
         window = timedelta(days=days)
-        cuts = planner.label_windows(lo, hi, window, None, max_rows=max_rows)
-        assert [(c.lo, c.hi) for c in cuts] == planner.windows(
-            lo, hi, window, None, max_rows=max_rows
-        )
+        cuts = planner.windows(lo, hi, window, None, max_rows=max_rows)
         read = 0
         for cut in cuts:
             assert (cut.rows is not None) == in_order
@@ -263,7 +260,7 @@ def test_a_frame_written_in_windows_cut_by_label_count_is_the_same_frame(
     cut = tmp_path / "cut.parquet"
     planner = view._planner
     made: list[list[LabelWindow]] = []
-    windows = planner.label_windows
+    windows = planner.windows
 
     def recorded(*args: Any, **kwargs: Any) -> list[LabelWindow]:
         made.append(windows(*args, **kwargs))
@@ -271,7 +268,7 @@ def test_a_frame_written_in_windows_cut_by_label_count_is_the_same_frame(
 
     with (
         mock.patch("microfs.feature_view._WINDOW_BYTES", 50 * 100),  # about 50 labels
-        mock.patch.object(planner, "label_windows", recorded),
+        mock.patch.object(planner, "windows", recorded),
     ):
         view.write_training_frame(cut, window=timedelta(days=400))
     assert len(made) == 1
