@@ -303,7 +303,9 @@ class FeatureView:
         so the peak does not grow with ``window`` or with the labels per day. Rows,
         columns and order are ``training_frame(start, end)``'s. The table versions are
         fixed when the call starts, so inserts during the write do not mix in. The file
-        appears only when complete (written beside it, then renamed).
+        appears only when complete (written beside it, then renamed). It holds Parquet's
+        own types, no Arrow schema: ``pl.read_parquet`` gives the frame's dtypes back,
+        pyarrow reads text as ``string``.
 
         Args:
             path: The Parquet file to write; its folder is created if missing.
@@ -356,9 +358,8 @@ class FeatureView:
             ):
                 writing: Future[None] | None = None
                 latest: list[pl.DataFrame | None] | None = None
-                for number, cut in enumerate(cuts):
-                    lo, hi = cut.lo, cut.hi
-                    spine = planner.spine(lo, hi, versions, rows=cut.rows)
+                for number, (lo, hi, labels) in enumerate(cuts):
+                    spine = planner.spine(lo, hi, versions, rows=labels)
                     part = planner.join(
                         spine,
                         versions,
@@ -374,9 +375,7 @@ class FeatureView:
                         writing.result()
                         writing = None
                     if frame.height:
-                        table = frame.to_arrow(compat_level=views)
-                        writing = writer.submit(out.write_table, table)
-                        del table
+                        writing = writer.submit(out.write_table, frame.to_arrow(compat_level=views))
                         rows += frame.height
                     del frame
                     if number + 1 < len(cuts):  # carried forward: each row is read once
