@@ -38,7 +38,15 @@ from microfs.pit import JoinPlan, PreparedRows, RowOrder, point_in_time_join, pr
 from microfs.schema import aware_utc
 from microfs.view_definition import FeatureViewDefinition
 
-__all__ = ["FramePlanner", "Held", "LabelWindow", "Spine", "window_filter"]
+__all__ = [
+    "FRAME_ARROW",
+    "FramePlanner",
+    "Held",
+    "LabelWindow",
+    "Spine",
+    "frame_writer",
+    "window_filter",
+]
 
 _KNOWN_FROM = "__microfs_known_from"
 _KNOWN_EVENT = "__microfs_known_event_"
@@ -113,6 +121,14 @@ _TEXT = (
 """String and binary columns, of any offset width or layout."""
 
 
+FRAME_ARROW = (
+    pl.CompatLevel.newest() if int(pa.__version__.split(".")[0]) >= 21 else pl.CompatLevel.oldest()
+)
+"""How a frame written in parts goes from Polars to :func:`frame_writer`
+(``to_arrow(compat_level=FRAME_ARROW)``): text as Polars' own string views where
+pyarrow writes those to Parquet (version 21 on), else converted to ``large_string``."""
+
+
 def _names(schema: pa.Schema, kinds: Sequence[Callable[[pa.DataType], bool]]) -> list[str]:
     """The columns of ``schema`` whose type is one of ``kinds``."""
     return [f.name for f in schema if any(kind(f.type) for kind in kinds)]
@@ -136,9 +152,9 @@ def frame_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     The file keeps no Arrow schema of its own, only Parquet's types: every reader maps
     them to its own types (pyarrow's ``string``, Polars' ``String``, a UTC timestamp to a
     UTC timestamp), whatever string layout was written. So a caller may hand Polars'
-    string views over as they are (``to_arrow(compat_level=pl.CompatLevel.newest())``):
-    converting each window's text to ``large_string`` first took a sixth of the
-    encoding's time (the 10M-row frame: 2.1 against 2.4-2.75 CPU seconds in all).
+    string views over as they are (:data:`FRAME_ARROW`): converting each window's text
+    to ``large_string`` first took a sixth of the encoding's time (the 10M-row frame:
+    2.1 against 2.4-2.75 CPU seconds in all).
     """
     delta, text = _names(schema, _DELTA_ENCODED), _names(schema, _TEXT)
     return pq.ParquetWriter(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 import polars as pl
 
-from microfs._frame_plan import FramePlanner, frame_writer
+from microfs._frame_plan import FRAME_ARROW, FramePlanner, frame_writer
 from microfs.arguments import frame as as_frame
 from microfs.arguments import integer, mapping
 from microfs.arguments import path as as_path
@@ -344,8 +344,7 @@ class FeatureView:
         held = planner.hold(end, versions, max_bytes=_HELD_BYTES)
         prepared = planner.prepare(held, versions, kernel_labels=total)  # lets go of held
         rows = 0
-        views = pl.CompatLevel.newest()  # text as string views: no conversion per window
-        arrow_schema = pl.DataFrame(schema=schema).to_arrow(compat_level=views).schema
+        arrow_schema = pl.DataFrame(schema=schema).to_arrow(compat_level=FRAME_ARROW).schema
         try:
             # One window is written on a second thread while the next is joined (the
             # writer releases the interpreter lock): two windows in memory at most.
@@ -375,7 +374,9 @@ class FeatureView:
                         writing.result()
                         writing = None
                     if frame.height:
-                        writing = writer.submit(out.write_table, frame.to_arrow(compat_level=views))
+                        table = frame.to_arrow(compat_level=FRAME_ARROW)
+                        writing = writer.submit(out.write_table, table)
+                        del table  # the writer holds it until written
                         rows += frame.height
                     del frame
                     if number + 1 < len(cuts):  # carried forward: each row is read once

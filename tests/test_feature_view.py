@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 import microfs as mfs
 from microfs import FeatureStore
@@ -658,6 +659,32 @@ def test_frame_writer_delta_encodes_caps_dictionaries_skips_text_stats_takes_str
     assert written["country"] < 100
     assert written["level"] < 100
     assert written["score"] <= DICTIONARY_PAGE_BYTES + 100 < default["score"]
+
+
+def test_write_training_frame_hands_text_over_as_views_or_large_strings_to_the_same_file(
+    seeded: FeatureStore, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pyarrow writes Polars' string views to Parquet from version 21; before it, the
+    # frame's text is converted to large_string first. Either way, the same file.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import microfs.feature_view as feature_view
+
+    newer = int(pa.__version__.split(".")[0]) >= 21
+    assert (pl.CompatLevel.newest() == feature_view.FRAME_ARROW) == newer
+    fv = seed_view(seeded)
+    files = {}
+    for name, level in (("views", pl.CompatLevel.newest()), ("large", pl.CompatLevel.oldest())):
+        if name == "views" and not newer:
+            continue
+        monkeypatch.setattr(feature_view, "FRAME_ARROW", level)
+        files[name] = tmp_path / f"{name}.parquet"
+        fv.write_training_frame(files[name], window=timedelta(minutes=3))
+    frame = fv.training_frame().collect()
+    for path in files.values():
+        assert_frame_equal(pl.read_parquet(path), frame)
+        assert pq.read_schema(path).field("user_level").type == pa.string()
 
 
 def test_write_training_frame_that_fails_midway_leaves_the_old_file(
