@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from microfs import _asof_kernel
+from microfs._commit_log import micros
 from microfs._frame_spec import FrameSpec, frame_columns, frame_spec
 from microfs.errors import DefinitionError
 from microfs.feature_group import Extent, FeatureGroup
@@ -51,7 +52,6 @@ __all__ = [
 _KNOWN_FROM = "__microfs_known_from"
 _KNOWN_EVENT = "__microfs_known_event_"
 _ROW = "__microfs_row"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -314,8 +314,7 @@ class FramePlanner:
         rows = scan.select(self.time)
         if order != "none":  # numbered before the filters: row numbers of the whole scan
             rows = rows.with_row_index(_ROW)
-            row = pl.col(_ROW).cast(pl.Int64)
-            columns += [row.min().alias("first_row"), row.max().alias("last_row")]
+            columns += [pl.col(_ROW).min().alias("first_row"), pl.col(_ROW).max().alias("last_row")]
         return (
             window_filter(rows, self.time, start, end)
             .group_by(cell.alias("cell"))
@@ -758,18 +757,13 @@ def _row_ranges(
     high_rows = counts["last_row"].to_numpy()
     out = []
     for lo, hi in windows:
-        begin = int(np.searchsorted(lasts, _epoch_us(lo), side="left"))  # first with last >= lo
-        stop = int(np.searchsorted(firsts, _epoch_us(hi), side="left"))  # cells with first < hi
+        begin = int(np.searchsorted(lasts, micros(lo), side="left"))  # first with last >= lo
+        stop = int(np.searchsorted(firsts, micros(hi), side="left"))  # cells with first < hi
         if begin >= stop:
             out.append((0, 0))
         else:
             out.append((int(low_rows[begin:stop].min()), int(high_rows[begin:stop].max()) + 1))
     return out
-
-
-def _epoch_us(moment: datetime) -> int:
-    """Microseconds since the Unix epoch of an aware datetime."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def _rows_between(extent: Extent, start: datetime | None, end: datetime | None) -> int:
