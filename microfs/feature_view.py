@@ -341,8 +341,7 @@ class FeatureView:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         total = planner.frame_rows(start, end, versions)
-        held = planner.hold(end, versions, max_bytes=_HELD_BYTES)
-        prepared = planner.prepare(held, versions, kernel_labels=total)  # lets go of held
+        held, prepared = planner.hold(end, versions, max_bytes=_HELD_BYTES, kernel_labels=total)
         rows = 0
         arrow_schema = pl.DataFrame(schema=schema).to_arrow(compat_level=FRAME_ARROW).schema
         try:

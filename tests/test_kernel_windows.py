@@ -8,6 +8,7 @@ frame written is the same either way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from microfs import FeatureStore, FeatureView, _asof_kernel, synthetic
+from microfs import FeatureStore, FeatureView, _asof_kernel, _frame_plan, feature_view, synthetic
 from microfs._frame_plan import LabelWindow, _kernel_joins, window_filter
 from microfs.pit import point_in_time_join, prepare_rows
 from tests.helpers import SEED_JOINS, pit_plans, seed_view
@@ -275,3 +276,47 @@ def test_a_frame_written_in_windows_cut_by_label_count_is_the_same_frame(
     assert len(made[0]) > 20  # 2,000 labels in windows of about 50
     assert pl.read_parquet(cut).equals(pl.read_parquet(whole))
     assert_frame_equal(pl.read_parquet(whole), view.training_frame().collect())
+
+
+@pytest.mark.parametrize("budget", ["none", "smaller", "both"])
+@pytest.mark.parametrize("kernel", ["off", "on", "declined"])
+def test_each_group_is_held_as_read_or_grouped_for_the_kernel_and_the_frame_is_the_same(
+    store: FeatureStore, tmp_path: Path, budget: str, kernel: str
+) -> None:
+    # hold() reads one group at a time: a group the kernel takes is read straight into
+    # its grouping (its held entry is then empty), one it declines at run time is held as
+    # read, one over the budget is read per window. The frame written is the same.
+    _view(store)
+    view = store.get_feature_view("windows")
+    planner = view._planner
+    expected = view.training_frame().collect()
+    labels = store.get_feature_group("user_activity").count()
+    max_bytes = {"none": 0, "smaller": min(_held_sizes(planner)), "both": 2**30}[budget]
+    with (
+        kernel_floors() if kernel != "off" else contextlib.nullcontext(),
+        mock.patch.object(_frame_plan, "prepare_rows", return_value=None)
+        if kernel == "declined"
+        else contextlib.nullcontext(),
+        mock.patch.object(feature_view, "_HELD_BYTES", max_bytes),
+    ):
+        held, prepared = planner.hold(None, None, max_bytes=max_bytes, kernel_labels=labels)
+        path = tmp_path / "frame.parquet"
+        assert view.write_training_frame(path, window=timedelta(days=20)) == labels
+    assert_frame_equal(pl.read_parquet(path), expected)
+    assert sum(h is not None for h in held) == {"none": 0, "smaller": 1, "both": 2}[budget]
+    for kept, ready in zip(held, prepared, strict=True):
+        assert (ready is not None) == (kept is not None and kernel == "on")
+        if kept is not None:  # grouped for the kernel, never also held as read
+            assert (kept.frame.height == 0) == (ready is not None)
+
+
+def _held_sizes(planner: Any) -> list[int]:
+    """The bytes hold() estimates for each timed join (8 a value, 16 a text value)."""
+    return [
+        group.count()
+        * sum(
+            16 if group.schema[c] == pl.String else 8
+            for c in [*join.on, group.event_time, *join.features]
+        )
+        for join, group in zip(planner.joins, planner.groups, strict=True)
+    ]
