@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -204,6 +205,34 @@ def test_prepare_batch_sorts_by_event_time_stably() -> None:
     batch = _prepare(_batch(t=times))
     assert batch["id"].to_list() == [2, 3, 1]
     assert batch["t"].is_sorted()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_large_batch_with_many_ties_keeps_its_input_order_within_a_time(seed: int) -> None:
+    # Large enough to be sorted in parallel chunks, handed over in several chunks itself;
+    # the reference is numpy's stable argsort.
+    rng = np.random.default_rng(seed)
+    rows = 300_000
+    micros = rng.integers(0, 2_000, rows)
+    parts = np.array_split(np.arange(rows), 7)
+    frame = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "id": part,
+                    "t": [T0 + timedelta(microseconds=int(m)) for m in micros[part]],
+                    "x": part.astype(float),
+                    "n": part.astype(np.int32),
+                    "s": ["s"] * len(part),
+                }
+            )
+            for part in parts
+        ],
+        rechunk=False,
+    )
+    batch = prepare_batch(frame, SCHEMA, primary_keys=["id", "s"], event_time="t")
+    assert batch["id"].to_numpy().tolist() == np.argsort(micros, kind="stable").tolist()
+    assert batch["x"].to_numpy().tolist() == np.argsort(micros, kind="stable").tolist()
 
 
 @pytest.mark.parametrize(
