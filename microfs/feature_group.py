@@ -935,7 +935,7 @@ class FeatureGroup:
         meta = CommitProperties(custom_metadata=custom, max_commit_retries=0)
         files = _add_actions(table)  # read once: the append check and the merge use them
         if _cannot_overlap(table, files, ranges):
-            arrow = batch.to_arrow()
+            arrow = _in_order(batch)
             if appending is not None:
                 appending()
             write_deltalake(table, arrow, mode="append", commit_properties=meta)
@@ -1036,7 +1036,7 @@ class FeatureGroup:
         if at is not None:
             self._log_superseded(table, replaced.drop(_FILE), at)
         if replaced.height == 0:
-            write_deltalake(table, batch.to_arrow(), mode="append", commit_properties=meta)
+            write_deltalake(table, _in_order(batch), mode="append", commit_properties=meta)
             return InsertResult(table.version(), batch.height, 0, "merge")
         touched = replaced.get_column(_FILE).unique()
         kept = stored.filter(pl.col(_FILE).is_in(touched.implode())).join(
@@ -1874,6 +1874,18 @@ def _fingerprint(paths: Sequence[str]) -> str:
     return hashlib.sha256(names.encode("utf-8")).hexdigest()
 
 
+def _in_order(frame: pl.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table of one record batch: what deltalake writes in row order.
+
+    deltalake's ``write_deltalake`` (1.6) hands a table's record batches to its threads and
+    writes them into the file as they finish: a 20-batch table came back interleaved in
+    each of 20 tries. A batch is stored in event-time then key order (what
+    :meth:`FeatureGroup.scan_and_record_order` proves), whatever chunks it arrived in
+    (a concatenation, or the streaming sort of :func:`~microfs.schema.prepare_batch`).
+    """
+    return frame.rechunk().to_arrow()
+
+
 def _shares_times(times: pl.Series) -> bool:
     """Whether two consecutive values of a sorted column are equal (one pass, no copy)."""
     return times.len() > 1 and bool((times.slice(1) == times.slice(0, times.len() - 1)).any())
@@ -2058,7 +2070,7 @@ def _commit_rewrite(
     scratch = root.parent / f"{_scratch_prefix(root)}{uuid.uuid4().hex}"
     moved: list[Path] = []
     try:
-        write_deltalake(str(scratch), rows.to_arrow())
+        write_deltalake(str(scratch), _in_order(rows))
         log = (scratch / "_delta_log" / f"{0:020d}.json").read_text(encoding="utf-8")
         actions: list[AddAction | RemoveAction] = []
         for entry in map(json.loads, log.splitlines()):
