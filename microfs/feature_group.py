@@ -51,7 +51,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -127,7 +127,11 @@ which streams them; up to it they are read into memory and rewritten here (see
 :meth:`FeatureGroup._rewrite`)."""
 _FILE = "__microfs_file"
 _REWRITE_KEY = "microfs.rewrite"
-"""Marks the commit of an upsert's rewrite; :meth:`FeatureGroup.history` names it a merge."""
+"""Names the commit of a rewrite in :meth:`FeatureGroup.history`: an upsert's ``"MERGE"``,
+a compaction's ``"OPTIMIZE"`` (the names deltalake gives its own)."""
+COMPACT_TARGET_BYTES = 100 * 2**20
+"""Files smaller than this are joined by :meth:`FeatureGroup.compact`, up to this size in
+all (deltalake's default target file size)."""
 _SCRATCH = ".rewrite-"  # a rewrite's scratch table: ``.<table folder>.rewrite-<hex>``
 _KEPT_ORDERS = 64  # proven row orders remembered on disk per table
 _TABLES_KEPT = 4  # table versions kept open per group (see FeatureGroup._table)
@@ -1055,7 +1059,7 @@ class FeatureGroup:
             custom_metadata={**(meta.custom_metadata or {}), _REWRITE_KEY: "MERGE"},
             max_commit_retries=0,
         )
-        _commit_rewrite(table, root, rows, removed, marked)
+        _commit_rewrite(table, root, [rows], removed, marked)
         return InsertResult(version, batch.height - replaced.height, replaced.height, "merge")
 
     def _replaced(
@@ -1714,21 +1718,58 @@ class FeatureGroup:
 
     @_boundary
     def compact(self) -> CompactResult:
-        """Rewrite small files into larger ones (a new table version, same rows)."""
+        """Rewrite small files into larger ones (a new table version, same rows).
+
+        Files under :data:`COMPACT_TARGET_BYTES` are taken in the order a scan reads them
+        (by their event-time statistics; the log's order for a group without event time),
+        and each run of consecutive small ones, up to that size together, becomes one
+        file holding their rows in that order. Rows in event-time order stay so, and the
+        new version's order is proven again like any other (see
+        :meth:`scan_and_record_order`): deltalake's own compaction interleaves the files
+        it joins, and the proof was lost in each of five tries. One commit, named
+        ``"OPTIMIZE"`` in :meth:`history`; nothing is committed when no two small files
+        are next to each other.
+        """
         with self._writer_lock():
             table = self._table()
             before = table.version()
-            metrics = table.optimize.compact(
-                commit_properties=CommitProperties(custom_metadata={"microfs.operation": "compact"})
+            runs = _compaction_runs(self._compaction_order(table), COMPACT_TARGET_BYTES)
+            added = 0
+            if runs:
+                root = Path(table.table_uri.removeprefix("file://"))
+                stored = table.schema().to_arrow().names
+                columns = {**self.schema, COMMIT_TIME: DATETIME}
+                schema = pl.Schema({name: columns[name] for name in stored})
+                parts = (
+                    pl.read_parquet(
+                        [root / unquote(path) for path, _ in run],
+                        schema=schema,
+                        missing_columns="insert",
+                    )
+                    for run in runs
+                )
+                meta = CommitProperties(
+                    custom_metadata={"microfs.operation": "compact", _REWRITE_KEY: "OPTIMIZE"},
+                    max_commit_retries=0,
+                )
+                removed = {path: size for run in runs for path, size in run}
+                added = _commit_rewrite(table, root, parts, removed, meta, data_change=False)
+            result = CompactResult(
+                table_version=self.table_version(),
+                files_removed=sum(len(run) for run in runs),
+                files_added=added,
             )
-        result = CompactResult(
-            table_version=self.table_version(),
-            files_removed=int(metrics.get("numFilesRemoved", 0)),
-            files_added=int(metrics.get("numFilesAdded", 0)),
-        )
         if self.definition.statistics and result.table_version != before:
             self._store_statistics(result.table_version, same_rows_as=before)
         return result
+
+    def _compaction_order(self, table: DeltaTable) -> list[tuple[str, int]]:
+        """The latest version's data files (log path, bytes) in the order a scan reads them."""
+        files = _add_actions(table)
+        time = self.event_time
+        if time is not None and f"min.{time}" in files.columns and f"max.{time}" in files.columns:
+            files = files.sort([f"min.{time}", f"max.{time}", "path"], nulls_last=True)
+        return list(zip(files.get_column("path"), files.get_column("size_bytes"), strict=True))
 
     @_boundary
     def vacuum(
@@ -2057,41 +2098,48 @@ def _scratch_prefix(table: Path) -> str:
 def _commit_rewrite(
     table: DeltaTable,
     root: Path,
-    rows: pl.DataFrame,
+    parts: Iterable[pl.DataFrame],
     removed: Mapping[str, int],
     meta: CommitProperties,
-) -> None:
-    """Commit ``rows`` as new data files of ``table`` and ``removed`` (log path to size) gone.
+    *,
+    data_change: bool = True,
+) -> int:
+    """Commit ``parts`` as new data files of ``table`` and ``removed`` (log path to size) gone.
 
-    deltalake writes the rows, and their statistics, as a scratch table beside the group;
-    its files move into the table's folder and one transaction adds them and removes the
-    old ones. Files moved in for a commit that did not land are deleted again.
+    deltalake writes each part, in row order, and its statistics as a scratch table beside
+    the group (one part is in memory at a time); their files move into the table's folder
+    and one transaction adds them and removes the old ones. Files moved in for a commit
+    that did not land are deleted again. ``data_change=False`` marks a rewrite of the
+    same rows (a compaction). Returns the number of files added.
     """
     scratch = root.parent / f"{_scratch_prefix(root)}{uuid.uuid4().hex}"
     moved: list[Path] = []
     try:
-        write_deltalake(str(scratch), _in_order(rows))
-        log = (scratch / "_delta_log" / f"{0:020d}.json").read_text(encoding="utf-8")
         actions: list[AddAction | RemoveAction] = []
-        for entry in map(json.loads, log.splitlines()):
-            add = entry.get("add")
-            if add is None:
-                continue
-            name = unquote(add["path"])
-            os.replace(scratch / name, root / name)
-            moved.append(root / name)
-            actions.append(
-                AddAction(
-                    path=add["path"],
-                    size=int(add["size"]),
-                    partition_values={},
-                    modification_time=int(add["modificationTime"]),
-                    data_change=True,
-                    stats=add.get("stats") or "",
+        for number, rows in enumerate(parts):
+            folder = scratch / str(number)
+            write_deltalake(str(folder), _in_order(rows))
+            del rows
+            log = (folder / "_delta_log" / f"{0:020d}.json").read_text(encoding="utf-8")
+            for entry in map(json.loads, log.splitlines()):
+                add = entry.get("add")
+                if add is None:
+                    continue
+                name = unquote(add["path"])
+                os.replace(folder / name, root / name)
+                moved.append(root / name)
+                actions.append(
+                    AddAction(
+                        path=add["path"],
+                        size=int(add["size"]),
+                        partition_values={},
+                        modification_time=int(add["modificationTime"]),
+                        data_change=data_change,
+                        stats=add.get("stats") or "",
+                    )
                 )
-            )
         now = int(time.time() * 1000)
-        actions += [RemoveAction(path, True, now, size) for path, size in removed.items()]
+        actions += [RemoveAction(path, data_change, now, size) for path, size in removed.items()]
         table.create_write_transaction(
             actions, mode="append", schema=table.schema(), commit_properties=meta
         )
@@ -2102,6 +2150,30 @@ def _commit_rewrite(
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return len(moved)
+
+
+def _compaction_runs(
+    files: Sequence[tuple[str, int]], target_bytes: int
+) -> list[list[tuple[str, int]]]:
+    """Runs of two or more consecutive files under ``target_bytes``, each under it in all.
+
+    >>> _compaction_runs([("a", 1), ("b", 1), ("c", 9), ("d", 1), ("e", 5), ("f", 5)], 8)
+    [[('a', 1), ('b', 1)], [('d', 1), ('e', 5)]]
+    """
+    runs: list[list[tuple[str, int]]] = []
+    run: list[tuple[str, int]] = []
+    total = 0
+    for path, size in [*files, ("", target_bytes)]:  # a large file ends the last run
+        if size >= target_bytes or total + size > target_bytes:
+            if len(run) > 1:
+                runs.append(run)
+            run, total = [], 0
+            if size >= target_bytes:
+                continue
+        run.append((path, size))
+        total += size
+    return runs
 
 
 def _landed(root: Path, files: Sequence[Path]) -> bool:

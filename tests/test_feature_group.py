@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from microfs import (
@@ -656,6 +657,43 @@ def test_compact_keeps_rows_and_old_versions(activity: FeatureGroup) -> None:
     assert_same_rows(activity.read(), before)
     assert activity.read(version=3).height == 6
     assert activity.history()[-1].operation == "OPTIMIZE"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batches=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+    cut=st.floats(0.0, 1.0),
+)
+def test_compact_keeps_the_rows_in_their_order_and_the_order_proven(
+    batches: list[int], cut: float
+) -> None:
+    # Appends in event-time order, each its own file; the target size falls anywhere
+    # from the smallest file to all of them, so runs are cut by size and by large files.
+    with tempfile.TemporaryDirectory() as folder:
+        group = FeatureStore(Path(folder) / "lake").create_feature_group(
+            name="user_activity",
+            primary_keys=ACTIVITY_KEYS,
+            event_time="timestamp",
+            schema=ACTIVITY_SCHEMA,
+        )
+        for hour, rows in enumerate(batches):
+            group.insert(activity_rows(list(range(rows)), [hour + u / 100 for u in range(rows)]))
+        sizes = [entry.stat().st_size for entry in Path(group.path).glob("*.parquet")]
+        target = int(min(sizes) + cut * (sum(sizes) - min(sizes))) + 1
+        scan, order = group.scan_and_record_order()
+        before = scan.collect()
+        assert order == "keys"
+        with mock.patch.object(feature_group, "COMPACT_TARGET_BYTES", target):
+            result = group.compact()
+        scan, order = group.scan_and_record_order()
+        assert order == "keys"
+        assert_frame_equal(scan.collect(), before)
+        files = len(DeltaTable(str(group.path)).file_uris())
+        assert files == len(batches) - result.files_removed + result.files_added
+        assert result.files_added <= result.files_removed // 2
+        assert (result.table_version > len(batches)) == (result.files_removed > 0)
+        if result.files_removed:
+            assert group.history()[-1].operation == "OPTIMIZE"
 
 
 def _upserted(fg: FeatureGroup) -> None:
