@@ -78,6 +78,16 @@ def served_group(
     )
 
 
+def activity_group(lake: Path) -> FeatureGroup:
+    """A new lake at ``lake`` with the seed's ``user_activity`` group, empty."""
+    return FeatureStore(lake).create_feature_group(
+        name="user_activity",
+        primary_keys=ACTIVITY_KEYS,
+        event_time="timestamp",
+        schema=ACTIVITY_SCHEMA,
+    )
+
+
 def activity_rows(
     users: list[int],
     hours: list[float],

@@ -39,6 +39,7 @@ from tests.helpers import (
     ACTIVITY_KEYS,
     ACTIVITY_SCHEMA,
     T0,
+    activity_group,
     activity_rows,
     lake_files,
     sorted_rows,
@@ -670,12 +671,7 @@ def test_compact_keeps_the_rows_in_their_order_and_the_order_proven(
     # Appends in event-time order, each its own file; the target size falls anywhere
     # from the smallest file to all of them, so runs are cut by size and by large files.
     with tempfile.TemporaryDirectory() as folder:
-        group = FeatureStore(Path(folder) / "lake").create_feature_group(
-            name="user_activity",
-            primary_keys=ACTIVITY_KEYS,
-            event_time="timestamp",
-            schema=ACTIVITY_SCHEMA,
-        )
+        group = activity_group(Path(folder) / "lake")
         for hour, rows in enumerate(batches):
             group.insert(activity_rows(list(range(rows)), [hour + u / 100 for u in range(rows)]))
         sizes = [entry.stat().st_size for entry in Path(group.path).glob("*.parquet")]

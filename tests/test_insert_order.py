@@ -15,8 +15,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from microfs import FeatureStore
-from tests.helpers import ACTIVITY_KEYS, ACTIVITY_SCHEMA, T0
+from tests.helpers import T0, activity_group
 
 ROWS = st.lists(
     st.tuples(st.integers(0, 6), st.integers(100, 103), st.integers(0, 12)),
@@ -72,12 +71,7 @@ def test_an_insert_stores_rows_in_event_time_then_key_order(
         rechunk=False,
     )
     with tempfile.TemporaryDirectory() as folder:
-        group = FeatureStore(Path(folder) / "lake").create_feature_group(
-            name="user_activity",
-            primary_keys=ACTIVITY_KEYS,
-            event_time="timestamp",
-            schema=ACTIVITY_SCHEMA,
-        )
+        group = activity_group(Path(folder) / "lake")
         group.insert(batch)
         stored, order = group.scan_and_record_order()
         got = stored.select("timestamp", "user_id", "item_id", "duration_sec").collect()
