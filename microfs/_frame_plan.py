@@ -194,6 +194,12 @@ def _rows(
     return group.scan_and_record_order(version=(table_versions or {}).get(group.name))
 
 
+def check_window(window: object) -> None:
+    """Raise :class:`DefinitionError` unless ``window`` is a positive ``timedelta``."""
+    if not isinstance(window, timedelta) or window <= timedelta(0):
+        raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
+
+
 class FramePlanner:
     """Builds the point-in-time plans of one feature view.
 
@@ -273,8 +279,7 @@ class FramePlanner:
         ``max_rows``, or when the label group's rows are not proven to be in event-time
         order, the windows' rows are None.
         """
-        if not isinstance(window, timedelta) or window <= timedelta(0):
-            raise DefinitionError(f"window must be a positive datetime.timedelta, got {window!r}")
+        check_window(window)
         lo, hi = aware_utc(start, what="start"), aware_utc(end, what="end")
         counts = None if max_rows is None else self._label_counts(lo, hi, window, table_versions)
         if lo is None or hi is None:

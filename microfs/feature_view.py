@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 import polars as pl
 
-from microfs._frame_plan import FRAME_ARROW, FramePlanner, frame_writer
+from microfs._frame_plan import FRAME_ARROW, FramePlanner, check_window, frame_writer
 from microfs.arguments import frame as as_frame
 from microfs.arguments import integer, mapping
 from microfs.arguments import path as as_path
@@ -336,6 +336,7 @@ class FeatureView:
             frame, schema = self._on_daft(daft_engine, start, end, versions)
             return int(daft_engine.write_frame(frame, schema, path))
         # (a known-at view's frame is joined by Polars on either engine: in windows here)
+        check_window(window)  # before the groups are held (the windows are cut after)
         schema = planner.plan(start, end, versions).collect_schema()
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")

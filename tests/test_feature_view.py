@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
 import polars as pl
 import pytest
@@ -18,6 +19,7 @@ from polars.testing import assert_frame_equal
 
 import microfs as mfs
 from microfs import FeatureStore
+from microfs._frame_plan import FramePlanner
 from tests.helpers import seed_view, served_group
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -578,8 +580,11 @@ def test_write_training_frame_writes_windows_into_one_file_atomically(
     pinned = fv.write_training_frame(target, table_versions=versions, window=timedelta(days=1))
     assert pinned == whole.height
     assert fv.write_training_frame(target, window=timedelta(days=1)) == whole.height + 1
-    # A bad window is refused before anything is written; no partial files are left.
-    with pytest.raises(mfs.DefinitionError, match="window"):
+    # A bad window is refused before anything is read or written; no partial files are left.
+    with (
+        mock.patch.object(FramePlanner, "hold", side_effect=AssertionError("held")),
+        pytest.raises(mfs.DefinitionError, match="window"),
+    ):
         fv.write_training_frame(tmp_path / "never.parquet", window=timedelta(0))
     assert not (tmp_path / "never.parquet").exists()
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["train.parquet"]
