@@ -1296,11 +1296,11 @@ class FeatureGroup:
         table = self._table(resolved)
         actions = self._files(resolved, table)
         self._check_files(resolved)
-        low, high = f"min.{time}", f"max.{time}"
-        if actions.height == 0 or low not in actions.columns or high not in actions.columns:
+        by_time = _by_event_time(actions, time)
+        if by_time is None or by_time.height == 0:
             return None
         by_name = {uri.rsplit("/", 1)[-1]: uri for uri in table.file_uris()}
-        ordered = actions.sort([low, high, "path"], nulls_last=True)["path"].to_list()
+        ordered = by_time["path"].to_list()
         uris = [by_name.get(path.rsplit("/", 1)[-1]) for path in ordered]
         if None in uris or any(not Path(u.removeprefix("file://")).exists() for u in uris if u):
             return None
@@ -1765,10 +1765,9 @@ class FeatureGroup:
 
     def _compaction_order(self, table: DeltaTable) -> list[tuple[str, int]]:
         """The latest version's data files (log path, bytes) in the order a scan reads them."""
-        files = _add_actions(table)
-        time = self.event_time
-        if time is not None and f"min.{time}" in files.columns and f"max.{time}" in files.columns:
-            files = files.sort([f"min.{time}", f"max.{time}", "path"], nulls_last=True)
+        files = self._files(table.version(), table)
+        by_time = _by_event_time(files, self.event_time) if self.event_time else None
+        files = by_time if by_time is not None else files
         return list(zip(files.get_column("path"), files.get_column("size_bytes"), strict=True))
 
     @_boundary
@@ -1913,6 +1912,17 @@ def _fingerprint(paths: Sequence[str]) -> str:
     """A digest of data file names in read order (names only, so a copied lake matches)."""
     names = "\n".join(path.rsplit("/", 1)[-1] for path in paths)
     return hashlib.sha256(names.encode("utf-8")).hexdigest()
+
+
+def _by_event_time(actions: pl.DataFrame, time: str) -> pl.DataFrame | None:
+    """Data files (add actions) in the order a scan reads them: by their ``time`` range.
+
+    None when the files carry no statistics of ``time``.
+    """
+    low, high = f"min.{time}", f"max.{time}"
+    if low not in actions.columns or high not in actions.columns:
+        return None
+    return actions.sort([low, high, "path"], nulls_last=True)
 
 
 def _in_order(frame: pl.DataFrame) -> pa.Table:
