@@ -82,6 +82,16 @@ _RANGE_SLACK = 4
 arrays directly; a wider range (sparse or hashed ids) falls back to Polars."""
 _RANGE_FLOOR = 1 << 16
 
+
+def span_fits(span: int, rows: int) -> bool:
+    """Whether ``span`` key values are few enough to index directly for ``rows`` rows.
+
+    >>> span_fits(10, 1), span_fits(1 << 40, 1_000)
+    (True, False)
+    """
+    return span <= _RANGE_SLACK * rows + _RANGE_FLOOR
+
+
 _KEY_DTYPES = frozenset(
     {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64}
 )
@@ -268,7 +278,7 @@ class Cursors:
         span = high - low + 1
         if span < (KERNEL_MIN_KEYS if min_keys is None else min_keys):
             return None
-        if span > _RANGE_SLACK * present.len() + _RANGE_FLOOR or high > np.iinfo(np.int64).max:
+        if not span_fits(span, present.len()) or high > np.iinfo(np.int64).max:
             return None
         has_key = right_keys.is_not_null().to_numpy()
         keys = present.cast(pl.Int64).to_numpy()

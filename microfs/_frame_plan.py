@@ -681,15 +681,18 @@ def _suits_kernel(
 ) -> bool:
     """Whether a join pays for the compiled as-of kernel, judged from the Delta logs.
 
-    Enough labels (estimated) and a wide enough range of one integer key in the joined
-    group; the kernel checks the rows themselves again when it runs.
+    Enough labels (estimated) and a range of one integer key in the joined group wide
+    enough to pay and narrow enough to index; the kernel checks the rows themselves again
+    when it runs.
     """
     if len(on) != 1 or labels is None or labels < _asof_kernel.KERNEL_MIN_ROWS:
         return False
     keys = group.extent(on[0], version=version)
     if not isinstance(keys.low, int) or not isinstance(keys.high, int):
         return False
-    return keys.high - keys.low + 1 >= _asof_kernel.KERNEL_MIN_KEYS
+    span = keys.high - keys.low + 1
+    # far wider than the rows (sparse or hashed ids): the kernel would decline them
+    return span >= _asof_kernel.KERNEL_MIN_KEYS and _asof_kernel.span_fits(span, keys.rows)
 
 
 def _split(
