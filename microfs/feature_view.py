@@ -867,8 +867,8 @@ _WINDOW_BYTES = 112 * 2**20
 of fewer labels; two windows are in memory at once (one joined while one is written). At
 100M labels, 256 MiB gave a 2.34 GB peak and 128 MiB 2.08 GB, the hold's peak then. With
 the joined groups read one at a time: 128 MiB 1,975 and 2,008 MiB in 30.4 and 30.9 s,
-112 MiB 1,857 and 1,869 MiB in 30.9 and 32.3 s, 96 MiB 1,841 and 1,859 MiB in 32.0 and
-33.7 s; at 50M and 10M labels 112 MiB took the time 128 MiB took."""
+112 MiB 1,857-1,961 MiB in 29.9-32.3 s (four runs), 96 MiB 1,841 and 1,859 MiB in 32.0
+and 33.7 s; at 50M and 10M labels 112 MiB took the time 128 MiB took."""
 
 
 def _window_rows(schema: pl.Schema) -> int:
