@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from microfs import FeatureStore, FeatureView, _asof_kernel, _frame_plan, feature_view, synthetic
-from microfs._frame_plan import LabelWindow, _kernel_joins, window_filter
+from microfs._frame_plan import LabelWindow, _held_bytes, _kernel_joins, window_filter
 from microfs.pit import point_in_time_join, prepare_rows
 from tests.helpers import SEED_JOINS, pit_plans, seed_view
 from tests.strategies import PitWorld, pit_times, pit_worlds
@@ -311,13 +311,9 @@ def test_each_group_is_held_as_read_or_grouped_for_the_kernel_and_the_frame_is_t
 
 
 def _held_sizes(planner: Any) -> list[int]:
-    """The bytes hold() estimates for each timed join (8 a value, 16 a text value)."""
+    """The bytes hold() estimates for each timed join."""
     return [
-        group.count()
-        * sum(
-            16 if group.schema[c] == pl.String else 8
-            for c in [*join.on, group.event_time, *join.features]
-        )
+        _held_bytes(group, [*join.on, group.event_time, *join.features], {})
         for join, group in zip(planner.joins, planner.groups, strict=True)
     ]
 
