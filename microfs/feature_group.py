@@ -627,7 +627,9 @@ class FeatureGroup:
                 summarise: Callable[[], None] | None = None
                 if d.statistics and batch.height and int(self._table().count()) == 0:
                     # the batch is about to be the whole new version: summarise it on a
-                    # second thread while deltalake encodes it. Started as the append
+                    # second thread while deltalake encodes it, one statistic at a time:
+                    # the encoder runs on one core, and the statistics on Polars' whole
+                    # pool would slow it more than they gain. Started as the append
                     # starts, not before: Polars work on this thread meanwhile (the
                     # commit-time literal) would wait for the statistics' Polars threads.
                     pool = background.enter_context(ThreadPoolExecutor(max_workers=1))
@@ -635,7 +637,9 @@ class FeatureGroup:
                     def summarise() -> None:
                         nonlocal summary
                         if summary is None:  # once, across commit retries
-                            summary = pool.submit(stats.compute, batch, d.schema, rows=batch.height)
+                            summary = pool.submit(
+                                stats.compute, batch, d.schema, rows=batch.height, sequential=True
+                            )
 
                 with self._writer_lock():
                     if batch.height:

@@ -92,7 +92,11 @@ _COMPARE_SCHEMA = pl.Schema(
 
 
 def compute(
-    frame: pl.LazyFrame | pl.DataFrame, schema: Mapping[str, str], *, rows: int
+    frame: pl.LazyFrame | pl.DataFrame,
+    schema: Mapping[str, str],
+    *,
+    rows: int,
+    sequential: bool = False,
 ) -> dict[str, Any]:
     """The statistics document of ``frame`` (columns and canonical types in ``schema``).
 
@@ -101,6 +105,9 @@ def compute(
         schema: column name to canonical type name, in column order.
         rows: the frame's row count (from the Delta log for a scan): it sets the
             percentile sample's stride, so the query runs once.
+        sequential: evaluate one statistic after another, on about one core, instead of
+            all at once on Polars' thread pool: for a summary computed beside deltalake's
+            encoder, which writes a file on one thread and would otherwise share its core.
 
     >>> doc = compute(pl.DataFrame({"x": [1.0, 2.0, None]}), {"x": "float64"}, rows=3)
     >>> statistics_frame(doc).select("column", "count", "null_count", "mean").row(0)
@@ -138,7 +145,8 @@ def compute(
                 values.drop_nulls().gather_every(stride).sort().implode().alias(f"{i}:sample"),
             ]
     # the in-memory engine: this one-row aggregate runs faster there than streamed
-    result = lazy.select(exprs).collect(engine="in-memory")
+    select = lazy.select_seq if sequential else lazy.select
+    result = select(exprs).collect(engine="in-memory")
     sampled = [c for c in result.columns if c.endswith(":sample")]
     row = result.drop(sampled).row(0, named=True)
     columns: list[dict[str, Any]] = []

@@ -629,6 +629,8 @@ def test_statistics_match_numpy(floats: list[float | None], ints: list[int | Non
     floats, ints = floats[:n], ints[:n]
     frame = pl.DataFrame({"f": floats, "i": ints}, schema={"f": pl.Float64, "i": pl.Int64})
     document = stats.compute(frame, {"f": "float64", "i": "int64"}, rows=n)
+    # one statistic at a time (beside a write) gives the same document
+    assert stats.compute(frame, {"f": "float64", "i": "int64"}, rows=n, sequential=True) == document
     table = stats.statistics_frame(document)
     assert table.columns == list(stats.STATISTICS_SCHEMA)
     for row, values in zip(table.iter_rows(named=True), (floats, ints), strict=True):
